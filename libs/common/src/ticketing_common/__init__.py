@@ -1,0 +1,1 @@
+"""Shared library of the ticketing services: errors, auth, settings, database, event bus, logging, metrics."""

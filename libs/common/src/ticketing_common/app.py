@@ -1,0 +1,225 @@
+"""The application factory every service uses: routers + listeners in, a production-ready FastAPI app out.
+
+It wires the database, the event runtime (outbox relay and listeners), the shared error handlers, health
+(``/healthz`` alive, ``/readyz`` database and NATS reachable), Prometheus ``/metrics``, a body size limit and
+one structured log line per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ticketing_common.config import ServiceSettings
+from ticketing_common.db import create_engine, create_sessionmaker, is_connection_error
+from ticketing_common.errors import (
+    CustomError,
+    DatabaseConnectionError,
+    PayloadTooLargeError,
+    ServiceUnavailableError,
+    error_body,
+    install_error_handlers,
+)
+from ticketing_common.events.catalogue import Event
+from ticketing_common.events.listener import Listener
+from ticketing_common.events.runtime import EventRuntime
+from ticketing_common.logging import configure_logging
+from ticketing_common.metrics import Metrics
+
+logger = logging.getLogger("ticketing.http")
+
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter] = (),
+    listeners: Callable[[ServiceSettings], Sequence[Listener[Event]]] | None = None,
+    configure: Callable[[FastAPI], None] | None = None,
+) -> FastAPI:
+    """Build a service app. ``listeners`` builds the service's event listeners from its settings."""
+    configure_logging(settings.service_name, level=settings.log_level, json_lines=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.sqlalchemy_url, pool_size=settings.database_pool_size)
+        sessionmaker = create_sessionmaker(engine)
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker
+        events = EventRuntime(
+            settings,
+            sessionmaker=sessionmaker,
+            listeners=listeners(settings) if listeners else (),
+            metrics=app.state.metrics,
+        )
+        app.state.events = events
+        events.start()
+        logger.info("service started", extra={"port": settings.port})
+        try:
+            yield
+        finally:
+            await events.stop()
+            await engine.dispose()
+
+    app = FastAPI(title=title, lifespan=lifespan, version="1.0.0")
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    install_error_handlers(app)
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
+    app.add_route("/metrics", app.state.metrics.endpoint, include_in_schema=False)
+    for router in routers:
+        app.include_router(router)
+    if configure is not None:
+        configure(app)
+    app.add_middleware(RequestMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def readyz(request: Request) -> JSONResponse:
+    problems: list[str] = []
+    try:
+        async with request.app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        problems.append("database unreachable")
+    if not request.app.state.events.connected:
+        problems.append("nats unreachable")
+    if problems:
+        return JSONResponse(error_body([{"message": p} for p in problems]), status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        session.info["service"] = request.app.state.settings.service_name
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+"""A database session for one request; service functions open its transaction with ``session.begin()``."""
+
+
+def _settings(request: Request) -> ServiceSettings:
+    settings: ServiceSettings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[ServiceSettings, Depends(_settings)]
+
+
+class RequestMiddleware:
+    """Request id, body size limit, metrics, one log line per request, and the last-resort error answer."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:100] or uuid.uuid4().hex
+        status = 500
+        response_started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise PayloadTooLargeError()
+            return message
+
+        try:
+            declared = int(headers.get(b"content-length", b"0") or 0)
+        except ValueError:
+            declared = 0
+        try:
+            if declared > self.max_body_bytes:
+                raise PayloadTooLargeError()
+            await self.app(scope, limited_receive, send_wrapper)
+        except Exception as exc:
+            error: CustomError | None = exc if isinstance(exc, CustomError) else None
+            if error is None and is_connection_error(exc):
+                error = DatabaseConnectionError()
+            if error is None:
+                logger.exception("unhandled error", extra={"request_id": request_id, "path": scope["path"]})
+            if response_started:
+                raise
+            status = error.status_code if error else 500
+            body = error_body(error.serialize() if error else [{"message": "Something went wrong"}])
+            raw_headers = [
+                (b"content-type", b"application/json"),
+                (b"x-request-id", request_id.encode("latin-1")),
+                *[(k.lower().encode(), v.encode()) for k, v in ((error.headers or {}) if error else {}).items()],
+            ]
+            if isinstance(error, PayloadTooLargeError | ServiceUnavailableError):
+                raw_headers.append((b"connection", b"close"))
+            await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+            await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+        finally:
+            duration = time.perf_counter() - started
+            route = _route_template(scope)
+            method = scope["method"]
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.request_latency.labels(method, route).observe(duration)
+            if route not in ("/healthz", "/readyz", "/metrics"):
+                logger.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": method,
+                        "path": scope["path"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(duration * 1000, 2),
+                    },
+                )
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return str(route.path)
+    app: Any = scope.get("app")
+    router = getattr(app, "router", None)
+    for candidate in getattr(router, "routes", ()):
+        match, _ = candidate.matches(scope)
+        if match == Match.FULL:
+            return str(getattr(candidate, "path", UNMATCHED_ROUTE))
+    return UNMATCHED_ROUTE

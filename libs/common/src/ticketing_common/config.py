@@ -1,0 +1,75 @@
+"""Settings every service shares, read from the environment (pydantic-settings).
+
+A service subclasses :class:`ServiceSettings`, sets ``service_name`` and adds its own fields. Settings refuse
+insecure or missing values at start-up with a message that says what to set.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+MIN_JWT_KEY_LENGTH = 32
+
+
+class ServiceSettings(BaseSettings):
+    """Configuration common to every service; each field is an environment variable of the same name."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    service_name: str = "service"
+    host: str = "0.0.0.0"
+    port: int = 3000
+
+    database_url: str = Field(
+        default="",
+        description="A PostgreSQL server; the service uses its own database on it (DATABASE_NAME).",
+    )
+    database_name: str = ""
+    database_pool_size: int = 10
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_stream: str = "TICKETING"
+    nats_stream_replicas: int = 1
+
+    jwt_key: str = Field(default="", repr=False)
+    jwt_expires_seconds: int = 24 * 3600
+    cookie_secure: bool = True
+
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    event_max_deliveries: int = 10
+    event_ack_wait_seconds: float = 30.0
+
+    @field_validator("jwt_key")
+    @classmethod
+    def _jwt_key_is_strong(cls, value: str) -> str:
+        if not value:
+            raise ValueError("JWT_KEY must be set (a random secret shared by every service)")
+        if len(value) < MIN_JWT_KEY_LENGTH:
+            raise ValueError(f"JWT_KEY must be at least {MIN_JWT_KEY_LENGTH} characters long")
+        if value.lower() in {"changethis", "secret", "asdf"}:
+            raise ValueError("JWT_KEY must not be a well-known placeholder")
+        return value
+
+    @model_validator(mode="after")
+    def _database_defaults(self) -> ServiceSettings:
+        if not self.database_name:
+            self.database_name = f"ticketing_{self.service_name}"
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL of this service's own database on ``DATABASE_URL``'s server."""
+        if not self.database_url:
+            raise ValueError("DATABASE_URL must be set (the launcher and tests set it for you)")
+        return server_url_for_database(self.database_url, self.database_name)
+
+
+def server_url_for_database(server_url: str, database: str) -> str:
+    """Point a ``postgresql://`` server URL at ``database`` with the asyncpg driver."""
+    url = make_url(server_url).set(drivername="postgresql+asyncpg", database=database)
+    return url.render_as_string(hide_password=False)

@@ -1,0 +1,134 @@
+"""The event catalogue: every subject and its payload, in one place.
+
+The NATS subject is exactly the subject name; the message body is the payload as camelCase JSON.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from ticketing_common.schemas import CamelModel, Money
+
+
+class Subject(StrEnum):
+    USER_CREATED = "user.created"
+    USER_UPDATED = "user.updated"
+    TICKET_CREATED = "ticket.created"
+    TICKET_UPDATED = "ticket.updated"
+    ORDER_CREATED = "order.created"
+    ORDER_CANCELLED = "order.cancelled"
+    ORDER_EXPIRED = "order.expired"
+    CHARGE_CREATED = "charge.created"
+
+
+class OrderStatus(StrEnum):
+    CREATED = "created"
+    CANCELLED = "cancelled"
+    AWAITING_PAYMENT = "awaiting:payment"
+    COMPLETE = "complete"
+
+
+ACTIVE_ORDER_STATUSES = (OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT, OrderStatus.COMPLETE)
+
+
+class Event(CamelModel):
+    """A payload of the catalogue; ``subject`` names where it is published."""
+
+    subject: ClassVar[Subject]
+
+
+class UserCreated(Event):
+    subject = Subject.USER_CREATED
+    id: uuid.UUID
+    email: str
+    version: int
+
+
+class UserUpdated(Event):
+    subject = Subject.USER_UPDATED
+    id: uuid.UUID
+    email: str
+    version: int
+
+
+class TicketCreated(Event):
+    subject = Subject.TICKET_CREATED
+    id: uuid.UUID
+    title: str
+    price: Money
+    user_id: uuid.UUID
+    version: int
+
+
+class TicketUpdated(Event):
+    subject = Subject.TICKET_UPDATED
+    id: uuid.UUID
+    title: str
+    price: Money
+    user_id: uuid.UUID
+    order_id: uuid.UUID | None
+    version: int
+
+
+class OrderTicket(CamelModel):
+    id: uuid.UUID
+    price: Money
+
+
+class OrderCreated(Event):
+    subject = Subject.ORDER_CREATED
+    id: uuid.UUID
+    status: OrderStatus
+    user_id: uuid.UUID
+    expires_at: datetime
+    version: int
+    ticket: OrderTicket
+
+
+class TicketRef(CamelModel):
+    id: uuid.UUID
+
+
+class OrderCancelled(Event):
+    subject = Subject.ORDER_CANCELLED
+    id: uuid.UUID
+    version: int
+    ticket: TicketRef
+
+
+class OrderExpired(Event):
+    subject = Subject.ORDER_EXPIRED
+    order_id: uuid.UUID
+
+
+class ChargeCreated(Event):
+    subject = Subject.CHARGE_CREATED
+    id: uuid.UUID
+    order_id: uuid.UUID
+    stripe_id: str
+    amount: int
+    currency: str
+
+
+CATALOGUE: dict[Subject, type[Event]] = {
+    cls.subject: cls
+    for cls in (
+        UserCreated,
+        UserUpdated,
+        TicketCreated,
+        TicketUpdated,
+        OrderCreated,
+        OrderCancelled,
+        OrderExpired,
+        ChargeCreated,
+    )
+}
+
+
+def encode(event: BaseModel) -> bytes:
+    return event.model_dump_json(by_alias=True).encode()

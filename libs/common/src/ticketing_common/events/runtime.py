@@ -1,0 +1,103 @@
+"""A service's event machinery for one process: the NATS connection, its outbox relay and its listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ticketing_common.config import ServiceSettings
+from ticketing_common.events.bus import connect, ensure_stream
+from ticketing_common.events.catalogue import Event
+from ticketing_common.events.listener import Listener, ListenerRunner
+from ticketing_common.events.relay import OutboxRelay
+from ticketing_common.metrics import Metrics
+
+logger = logging.getLogger("ticketing.events")
+
+
+class EventRuntime:
+    """Starts in the background (NATS may come up later than the service) and stops cleanly."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        listeners: Sequence[Listener[Event]] = (),
+        metrics: Metrics | None = None,
+        relay: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.listeners = list(listeners)
+        self.metrics = metrics
+        self.nc: NATS | None = None
+        self.js: JetStreamContext | None = None
+        self.relay: OutboxRelay | None = None
+        self.runners: list[ListenerRunner] = []
+        self._with_relay = relay
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected and self._ready.is_set()
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._start(), name="events-start"))
+
+    async def _start(self) -> None:
+        settings = self.settings
+        self.nc = await connect(settings.nats_url, name=settings.service_name)
+        self.js = self.nc.jetstream()
+        while True:
+            try:
+                await ensure_stream(self.js, settings.nats_stream, replicas=settings.nats_stream_replicas)
+                break
+            except Exception as exc:
+                logger.warning("cannot ensure stream yet", extra={"error": repr(exc)})
+                await asyncio.sleep(1.0)
+        if self._with_relay:
+            self.relay = OutboxRelay(
+                sessionmaker=self.sessionmaker,
+                database_url=settings.sqlalchemy_url,
+                js=self.js,
+                stream=settings.nats_stream,
+                metrics=self.metrics,
+            )
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        for listener in self.listeners:
+            runner = ListenerRunner(
+                listener,
+                service=settings.service_name,
+                js=self.js,
+                stream=settings.nats_stream,
+                sessionmaker=self.sessionmaker,
+                metrics=self.metrics,
+                max_deliveries=settings.event_max_deliveries,
+                ack_wait=settings.event_ack_wait_seconds,
+            )
+            self.runners.append(runner)
+            self._tasks.append(asyncio.create_task(runner.run(), name=f"listener-{runner.consumer}"))
+        self._ready.set()
+        logger.info("events ready", extra={"listeners": [r.consumer for r in self.runners]})
+
+    async def stop(self) -> None:
+        for runner in self.runners:
+            runner.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()

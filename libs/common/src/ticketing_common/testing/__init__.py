@@ -1,0 +1,33 @@
+"""Test support for the services: real servers (see ``plugin``) and helpers."""
+
+from ticketing_common.testing.helpers import (
+    TEST_JWT_KEY,
+    ReceivedEvent,
+    TestInfra,
+    http_client,
+    prepare_database,
+    reset_stream,
+    running,
+    settings_for,
+    signin,
+    stream_events,
+    truncate_all,
+    wait_for_events,
+    wait_until,
+)
+
+__all__ = [
+    "TEST_JWT_KEY",
+    "ReceivedEvent",
+    "TestInfra",
+    "http_client",
+    "prepare_database",
+    "reset_stream",
+    "running",
+    "settings_for",
+    "signin",
+    "stream_events",
+    "truncate_all",
+    "wait_for_events",
+    "wait_until",
+]

@@ -1,0 +1,181 @@
+"""Test helpers: settings for the test servers, a running service app, signing in, reading events back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import nats
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
+from sqlalchemy.engine import make_url
+
+from ticketing_common.auth import COOKIE_NAME, UserPayload, create_token, decode_token
+from ticketing_common.config import ServiceSettings
+from ticketing_common.db import migrate
+
+TEST_JWT_KEY = "test-jwt-key-that-is-long-enough-0123456789"
+S = TypeVar("S", bound=ServiceSettings)
+T = TypeVar("T")
+
+_migrated: set[str] = set()
+
+
+@dataclass
+class TestInfra:
+    database_url: str
+    nats_url: str
+    root: Path
+    servers: list[Any] = field(default_factory=list)
+
+
+def settings_for(settings_cls: type[S], infra: TestInfra, **overrides: Any) -> S:
+    """The service's settings pointed at the test servers, with a test database of its own."""
+    base = settings_cls(jwt_key=TEST_JWT_KEY, database_url=infra.database_url, nats_url=infra.nats_url)
+    values: dict[str, Any] = {
+        "database_name": f"{base.database_name}_test",
+        "cookie_secure": False,
+        "log_json": True,
+        "event_max_deliveries": 3,
+        **overrides,
+    }
+    return base.model_copy(update=values)
+
+
+async def prepare_database(settings: ServiceSettings, migrations_dir: Path) -> None:
+    """Apply the service's migrations to its test database, once per test session."""
+    url = settings.sqlalchemy_url
+    if url not in _migrated:
+        await asyncio.to_thread(migrate, url, migrations_dir)
+        _migrated.add(url)
+
+
+async def truncate_all(settings: ServiceSettings) -> None:
+    """Empty every table of the service's database but Alembic's (per-test isolation)."""
+    dsn = make_url(settings.sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )
+        if tables:
+            names = ", ".join(f'"{t["tablename"]}"' for t in tables)
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+async def reset_stream(js: JetStreamContext, stream: str) -> None:
+    """Drop the stream (and with it every consumer) so each test starts from an empty bus."""
+    with contextlib.suppress(NotFoundError):
+        await js.delete_stream(stream)
+
+
+async def connect_nats(url: str) -> NATS:
+    return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
+    """Run the app's lifespan (database, relay, listeners) and wait until its events are ready."""
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
+        await app.state.events.wait_ready()
+        yield app
+
+
+@contextlib.asynccontextmanager
+async def http_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+def signin(
+    client: httpx.AsyncClient,
+    *,
+    user_id: uuid.UUID | None = None,
+    email: str | None = None,
+    key: str = TEST_JWT_KEY,
+) -> UserPayload:
+    """Give ``client`` a valid session cookie for a (new, unless given) user; returns who it is."""
+    uid = user_id or uuid.uuid4()
+    token = create_token(
+        user_id=uid, email=email or f"user-{uid.hex[:8]}@example.com", key=key, expires_seconds=3600
+    )
+    client.cookies.set(COOKIE_NAME, token)
+    payload = decode_token(token, key=key)
+    assert payload is not None
+    return payload
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {result!r})")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class ReceivedEvent:
+    subject: str
+    data: dict[str, Any]
+    headers: dict[str, str]
+    sequence: int
+
+
+async def stream_events(
+    js: JetStreamContext, subject: str, *, stream: str = "TICKETING", wait: float = 0.3
+) -> list[ReceivedEvent]:
+    """Every message on ``subject`` in the stream, read back from JetStream itself."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return []
+    if info.state.messages == 0:
+        return []
+    sub = await js.subscribe(subject, stream=stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+    events: list[ReceivedEvent] = []
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=wait)
+            except TimeoutError:
+                break
+            events.append(
+                ReceivedEvent(msg.subject, json.loads(msg.data), dict(msg.headers or {}), msg.metadata.sequence.stream)
+            )
+    finally:
+        await sub.unsubscribe()
+    return events
+
+
+async def wait_for_events(
+    js: JetStreamContext, subject: str, count: int, *, timeout: float = 10.0, stream: str = "TICKETING"
+) -> list[ReceivedEvent]:
+    """Wait until at least ``count`` events are on ``subject``; returns them all."""
+
+    async def enough() -> list[ReceivedEvent] | None:
+        events = await stream_events(js, subject, stream=stream, wait=0.1)
+        return events if len(events) >= count else None
+
+    return await wait_until(enough, timeout=timeout, interval=0.05)

@@ -1,0 +1,56 @@
+"""pytest plugin: one real PostgreSQL and one real nats-server per test session, and helpers.
+
+When ``DATABASE_URL`` / ``NATS_URL`` are set those servers are used (each on its own); otherwise throwaway
+embedded servers start on free ports in a temporary folder. Services' conftests build on :func:`service_app`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from ticketing_common.embedded import EmbeddedNats, EmbeddedPostgres
+from ticketing_common.testing.helpers import TestInfra, connect_nats
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[TestInfra]:
+    """Real PostgreSQL and NATS servers for the whole test session."""
+    database_url = os.environ.get("DATABASE_URL")
+    nats_url = os.environ.get("NATS_URL")
+    started: list[EmbeddedPostgres | EmbeddedNats] = []
+    with tempfile.TemporaryDirectory(prefix="ticketing-test-") as tmp:
+        root = Path(tmp)
+        os.chmod(root, 0o755)  # the embedded PostgreSQL may run as another OS user
+        if not database_url:
+            postgres = EmbeddedPostgres(root / "postgres", durable=False)
+            database_url = postgres.start()
+            started.append(postgres)
+        if not nats_url:
+            nats_server = EmbeddedNats(root / "nats")
+            nats_url = nats_server.start()
+            started.append(nats_server)
+        try:
+            yield TestInfra(database_url=database_url, nats_url=nats_url, root=root, servers=started)
+        finally:
+            for server in reversed(started):
+                server.stop()
+
+
+@pytest.fixture(scope="session")
+async def nats_client(infra: TestInfra) -> AsyncIterator[NATS]:
+    nc = await connect_nats(infra.nats_url)
+    yield nc
+    await nc.close()
+
+
+@pytest.fixture(scope="session")
+def js(nats_client: NATS) -> JetStreamContext:
+    """JetStream, for tests that look at what was really published."""
+    return nats_client.jetstream()

@@ -1,0 +1,3 @@
+from ticketing_common.migrations import run_env
+
+run_env(None)

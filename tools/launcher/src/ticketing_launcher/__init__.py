@@ -1,0 +1,1 @@
+"""The dev launcher: `ticketing up`."""
