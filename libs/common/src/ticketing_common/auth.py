@@ -37,9 +37,7 @@ def create_token(*, user_id: uuid.UUID, email: str, key: str, expires_seconds: i
 def decode_token(token: str, *, key: str) -> UserPayload | None:
     """The token's user, or None for anything not signed by ``key`` with HS256 and unexpired."""
     try:
-        claims = jwt.decode(
-            token, key, algorithms=[ALGORITHM], options={"require": ["exp", "iat", "id", "email"]}
-        )
+        claims = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["exp", "iat", "id", "email"]})
         return UserPayload.model_validate(claims)
     except (jwt.PyJWTError, ValueError):
         return None

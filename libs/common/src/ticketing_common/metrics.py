@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -41,11 +48,12 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=self.registry,
         )
-        self.outbox_backlog = Gauge(
-            "outbox_backlog", "Outbox rows not yet published.", registry=self.registry
-        )
+        self.outbox_backlog = Gauge("outbox_backlog", "Outbox rows not yet published.", registry=self.registry)
         self.events_published = Counter(
-            "events_published_total", "Events the relay published by subject.", ["subject"], registry=self.registry
+            "events_published_total",
+            "Events the relay published by subject.",
+            ["subject"],
+            registry=self.registry,
         )
 
     async def endpoint(self, _: Request) -> Response:

@@ -42,7 +42,7 @@ MAX_BACKOFF_SECONDS = 5.0
 NOT_YET_MAX_DELIVERIES = 60
 
 
-class NotYet(Exception):  # noqa: N818 - reads as what it means: "not yet"
+class NotYet(Exception):
     """Raised by a handler when the event cannot be applied yet (e.g. an earlier version is missing)."""
 
 
@@ -157,7 +157,8 @@ class ListenerRunner:
         headers = msg.headers or {}
         metadata = msg.metadata
         deliveries = metadata.num_delivered
-        event_id = headers.get("Nats-Msg-Id") or f"{self._stream}:{metadata.sequence.stream}"
+        # ce-id names the event; Nats-Msg-Id equals it for our publishers (JetStream's dedup key).
+        event_id = headers.get("ce-id") or headers.get("Nats-Msg-Id") or f"{self._stream}:{metadata.sequence.stream}"
         published_at = _parse_time(headers.get("ce-time"))
         context = EventContext(event_id, msg.subject, deliveries, published_at)
         outcome: str

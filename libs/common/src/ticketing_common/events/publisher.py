@@ -38,9 +38,7 @@ def publish(session: AsyncSession, event: Event) -> uuid.UUID:
             event_id=event_id,
             subject=str(event.subject),
             payload=event.model_dump(mode="json", by_alias=True),
-            headers=cloudevent_headers(
-                event_id=event_id, subject=event.subject, source=source, time=datetime.now(UTC)
-            ),
+            headers=cloudevent_headers(event_id=event_id, subject=event.subject, source=source, time=datetime.now(UTC)),
         )
     )
     return event_id

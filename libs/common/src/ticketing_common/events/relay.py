@@ -9,6 +9,7 @@ by every listener's inbox). NATS or PostgreSQL outages only delay it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -71,10 +72,8 @@ class OutboxRelay:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
-                except TimeoutError:
-                    pass
                 self._wake.clear()
         finally:
             listener.cancel()
@@ -129,7 +128,7 @@ class OutboxRelay:
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=5)
                 closed = asyncio.Event()
-                conn.add_termination_listener(lambda _c: closed.set())
+                conn.add_termination_listener(lambda _c, closed=closed: closed.set())
                 await conn.add_listener(OUTBOX_NOTIFY_CHANNEL, lambda *_args: self._wake.set())
                 self._wake.set()  # catch up on anything written while we were not listening
                 await closed.wait()

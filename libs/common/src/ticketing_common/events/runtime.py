@@ -43,6 +43,7 @@ class EventRuntime:
         self.runners: list[ListenerRunner] = []
         self._with_relay = relay
         self._tasks: list[asyncio.Task[None]] = []
+        self._relay_task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
     @property
@@ -74,7 +75,8 @@ class EventRuntime:
                 stream=settings.nats_stream,
                 metrics=self.metrics,
             )
-            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+            self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
+            self._tasks.append(self._relay_task)
         for listener in self.listeners:
             runner = ListenerRunner(
                 listener,
@@ -90,6 +92,12 @@ class EventRuntime:
             self._tasks.append(asyncio.create_task(runner.run(), name=f"listener-{runner.consumer}"))
         self._ready.set()
         logger.info("events ready", extra={"listeners": [r.consumer for r in self.runners]})
+
+    async def stop_relay(self) -> None:
+        """Stop only the outbox relay (tests and the chaos suite drive relays by hand)."""
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            await asyncio.gather(self._relay_task, return_exceptions=True)
 
     async def stop(self) -> None:
         for runner in self.runners:

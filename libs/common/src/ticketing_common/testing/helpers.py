@@ -112,18 +112,14 @@ def signin(
 ) -> UserPayload:
     """Give ``client`` a valid session cookie for a (new, unless given) user; returns who it is."""
     uid = user_id or uuid.uuid4()
-    token = create_token(
-        user_id=uid, email=email or f"user-{uid.hex[:8]}@example.com", key=key, expires_seconds=3600
-    )
+    token = create_token(user_id=uid, email=email or f"user-{uid.hex[:8]}@example.com", key=key, expires_seconds=3600)
     client.cookies.set(COOKIE_NAME, token)
     payload = decode_token(token, key=key)
     assert payload is not None
     return payload
 
 
-async def wait_until(
-    predicate: Callable[[], Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02
-) -> T:
+async def wait_until(predicate: Callable[[], Awaitable[T | None]], *, timeout: float = 10.0, interval: float = 0.02) -> T:
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:

@@ -27,7 +27,7 @@ def infra() -> Iterator[TestInfra]:
     started: list[EmbeddedPostgres | EmbeddedNats] = []
     with tempfile.TemporaryDirectory(prefix="ticketing-test-") as tmp:
         root = Path(tmp)
-        os.chmod(root, 0o755)  # the embedded PostgreSQL may run as another OS user
+        os.chmod(root, 0o755)  # noqa: S103 - the embedded PostgreSQL may run as another OS user
         if not database_url:
             postgres = EmbeddedPostgres(root / "postgres", durable=False)
             database_url = postgres.start()

@@ -1,0 +1,119 @@
+"""A tiny demo service that exercises the shared library end to end: it publishes ticket events through
+the outbox and keeps a versioned copy of them through listeners, like the real services do."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from pydantic import Field
+from sqlalchemy import String
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ticketing_common import errors
+from ticketing_common.app import SessionDep, create_app
+from ticketing_common.auth import RequiredUser
+from ticketing_common.config import ServiceSettings
+from ticketing_common.db import TYPE_ANNOTATION_MAP, service_metadata
+from ticketing_common.events import EventContext, Listener, NotYet, TicketCreated, TicketUpdated, publish
+from ticketing_common.schemas import CamelModel, Money
+
+MIGRATIONS = Path(__file__).parent / "demo_migrations"
+
+
+class DemoSettings(ServiceSettings):
+    service_name: str = "demo"
+
+
+class Base(DeclarativeBase):
+    metadata = service_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+class TicketCopy(Base):
+    __tablename__ = "ticket_copies"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int]
+
+
+class TicketIn(CamelModel):
+    title: str = Field(min_length=1)
+    price: Money = Field(gt=0)
+    user_id: uuid.UUID | None = None
+
+
+router = APIRouter(prefix="/demo")
+
+
+@router.post("/tickets", status_code=201)
+async def create_ticket(body: TicketIn, session: SessionDep) -> dict[str, Any]:
+    ticket_id = uuid.uuid4()
+    async with session.begin():
+        publish(
+            session,
+            TicketCreated(id=ticket_id, title=body.title, price=body.price, user_id=uuid.uuid4(), version=0),
+        )
+    return {"id": str(ticket_id)}
+
+
+@router.get("/me")
+async def me(user: RequiredUser) -> dict[str, Any]:
+    return {"id": str(user.id), "email": user.email}
+
+
+@router.get("/errors/{kind}")
+async def raise_error(kind: str) -> None:
+    if kind == "bad-request":
+        raise errors.BadRequestError("Ticket is already reserved")
+    if kind == "forbidden":
+        raise errors.ForbiddenError()
+    if kind == "not-found":
+        raise errors.NotFoundError()
+    if kind == "database":
+        raise errors.DatabaseConnectionError()
+    if kind == "field":
+        raise errors.FieldError("email", "Email in use")
+    if kind == "too-many":
+        raise errors.TooManyRequestsError(retry_after=42)
+    raise RuntimeError("secret internal detail /etc/passwd")
+
+
+class TicketCreatedListener(Listener[TicketCreated]):
+    event = TicketCreated
+
+    async def handle(self, event: TicketCreated, session: AsyncSession, context: EventContext) -> None:
+        if event.title == "poison":
+            raise ValueError("cannot handle poison")
+        session.add(TicketCopy(id=event.id, title=event.title, version=event.version))
+
+
+class TicketUpdatedListener(Listener[TicketUpdated]):
+    event = TicketUpdated
+
+    async def handle(self, event: TicketUpdated, session: AsyncSession, context: EventContext) -> None:
+        copy = await session.get(TicketCopy, event.id, with_for_update=True)
+        if copy is None or event.version > copy.version + 1:
+            raise NotYet()
+        if event.version <= copy.version:
+            return  # behind: already applied
+        copy.title = event.title
+        copy.version = event.version
+
+
+def demo_listeners(_: ServiceSettings) -> list[Listener[Any]]:
+    return [TicketCreatedListener(), TicketUpdatedListener()]
+
+
+def build_demo_app(settings: DemoSettings) -> FastAPI:
+    return create_app(settings, title="demo", routers=[router], listeners=demo_listeners)
+
+
+def sample_updated(ticket_id: uuid.UUID, version: int, title: str) -> TicketUpdated:
+    return TicketUpdated(
+        id=ticket_id, title=title, price=Decimal("10"), user_id=uuid.uuid4(), order_id=None, version=version
+    )

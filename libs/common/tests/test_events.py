@@ -1,0 +1,258 @@
+"""The event bus end to end over real PostgreSQL and NATS: outbox, relay, listeners, inbox, parking."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from common_demo import DemoSettings, TicketCopy, build_demo_app, sample_updated
+from fastapi import FastAPI
+from nats.js import JetStreamContext
+from sqlalchemy import func, select
+
+from ticketing_common.events import Event, TicketCreated
+from ticketing_common.events.catalogue import encode
+from ticketing_common.events.publisher import cloudevent_headers, publish
+from ticketing_common.events.relay import OutboxRelay
+from ticketing_common.events.tables import OutboxRow, ParkedMessage, ProcessedEvent
+from ticketing_common.testing import http_client, running, stream_events, wait_for_events, wait_until
+
+
+async def _copy(app: FastAPI, ticket_id: uuid.UUID) -> TicketCopy | None:
+    async with app.state.sessionmaker() as session:
+        copy: TicketCopy | None = await session.get(TicketCopy, ticket_id)
+        return copy
+
+
+async def _publish_direct(js: JetStreamContext, event: Event, *, event_id: uuid.UUID | None = None) -> uuid.UUID:
+    """Publish as another service's relay would (the event id is both ce-id and the dedup id)."""
+    eid = event_id or uuid.uuid4()
+    headers = cloudevent_headers(event_id=eid, subject=event.subject, source="test", time=datetime.now(UTC))
+    await js.publish(event.subject, encode(event), headers=headers)
+    return eid
+
+
+async def test_an_event_flows_from_the_outbox_through_jetstream_to_a_listener(
+    demo_app: FastAPI, js: JetStreamContext
+) -> None:
+    async with http_client(demo_app) as client:
+        response = await client.post("/demo/tickets", json={"title": "Concert", "price": 19.99})
+    assert response.status_code == 201
+    ticket_id = uuid.UUID(response.json()["id"])
+
+    [event] = await wait_for_events(js, "ticket.created", 1)
+    assert event.data == {
+        "id": str(ticket_id),
+        "title": "Concert",
+        "price": 19.99,
+        "userId": event.data["userId"],
+        "version": 0,
+    }
+    for header in ("Nats-Msg-Id", "ce-id", "ce-type", "ce-source", "ce-time", "ce-specversion"):
+        assert header in event.headers
+    assert event.headers["ce-type"] == "ticket.created"
+    assert event.headers["ce-source"] == "demo"
+    assert event.headers["Nats-Msg-Id"] == event.headers["ce-id"]
+
+    copy = await wait_until(lambda: _copy(demo_app, ticket_id))
+    assert copy.title == "Concert"
+    assert copy.version == 0
+    async with demo_app.state.sessionmaker() as session:
+        pending = await session.scalar(select(func.count()).where(OutboxRow.sent_at.is_(None)))
+    assert pending == 0
+
+
+async def test_nothing_is_published_when_the_transaction_rolls_back(demo_app: FastAPI, js: JetStreamContext) -> None:
+    event = TicketCreated(id=uuid.uuid4(), title="never", price=Decimal(1), user_id=uuid.uuid4(), version=0)
+
+    async def failing_use_case() -> None:
+        async with demo_app.state.sessionmaker() as session, session.begin():
+            session.info["service"] = "demo"
+            publish(session, event)
+            raise RuntimeError("the business write failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_use_case()
+    await asyncio.sleep(0.3)
+    assert await stream_events(js, "ticket.created") == []
+
+
+async def test_the_same_event_delivered_twice_is_applied_once(demo_app: FastAPI, js: JetStreamContext) -> None:
+    ticket_id = uuid.uuid4()
+    event = TicketCreated(id=ticket_id, title="Once", price=Decimal(5), user_id=uuid.uuid4(), version=0)
+    event_id = await _publish_direct(js, event)
+    # The second copy carries the same event id but another dedup id, as a redelivery outside
+    # JetStream's duplicate window would.
+    headers = cloudevent_headers(event_id=event_id, subject=event.subject, source="test", time=datetime.now(UTC))
+    headers["Nats-Msg-Id"] = str(uuid.uuid4())
+    await js.publish(event.subject, encode(event), headers=headers)
+
+    await wait_until(lambda: _copy(demo_app, ticket_id))
+    metrics = demo_app.state.metrics
+    await wait_until(lambda: _async(metrics.events_handled.labels("ticket.created", "duplicate")._value.get() == 1))
+    assert metrics.events_handled.labels("ticket.created", "ok")._value.get() == 1
+    async with demo_app.state.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(TicketCopy)) == 1
+        assert await session.scalar(select(func.count()).select_from(ProcessedEvent)) == 1
+
+
+async def _async(value: object) -> object:
+    return value
+
+
+async def test_versions_arriving_out_of_order_are_applied_in_order(demo_app: FastAPI, js: JetStreamContext) -> None:
+    ticket_id = uuid.uuid4()
+    await _publish_direct(
+        js, TicketCreated(id=ticket_id, title="v0", price=Decimal(5), user_id=uuid.uuid4(), version=0)
+    )
+    await wait_until(lambda: _copy(demo_app, ticket_id))
+    await _publish_direct(js, sample_updated(ticket_id, 2, "v2"))
+    await asyncio.sleep(0.2)  # v2 is tried first and told "not yet"
+    await _publish_direct(js, sample_updated(ticket_id, 1, "v1"))
+
+    async def at_v2() -> TicketCopy | None:
+        copy = await _copy(demo_app, ticket_id)
+        return copy if copy is not None and copy.version == 2 else None
+
+    copy = await wait_until(at_v2, timeout=15)
+    assert copy.title == "v2"
+    assert demo_app.state.metrics.events_handled.labels("ticket.updated", "not_yet")._value.get() >= 1
+    # A stale version arriving late changes nothing.
+    await _publish_direct(js, sample_updated(ticket_id, 1, "stale"))
+    await asyncio.sleep(0.3)
+    copy = await _copy(demo_app, ticket_id)
+    assert copy is not None
+    assert (copy.title, copy.version) == ("v2", 2)
+
+
+async def test_a_relay_crash_between_publish_and_mark_sent_causes_no_double_effect(
+    demo_settings: DemoSettings, js: JetStreamContext
+) -> None:
+    app = build_demo_app(demo_settings)
+    async with running(app):
+        await app.state.events.stop_relay()
+        ticket_id = uuid.uuid4()
+        async with app.state.sessionmaker() as session, session.begin():
+            session.info["service"] = "demo"
+            publish(
+                session,
+                TicketCreated(id=ticket_id, title="crash", price=Decimal(7), user_id=uuid.uuid4(), version=0),
+            )
+
+        async def crash(rows: Sequence[OutboxRow]) -> None:
+            raise ConnectionResetError("relay killed after publishing")
+
+        crashing = OutboxRelay(
+            sessionmaker=app.state.sessionmaker,
+            database_url=demo_settings.sqlalchemy_url,
+            js=app.state.events.js,
+            stream=demo_settings.nats_stream,
+            after_publish=crash,
+        )
+        with pytest.raises(ConnectionResetError):
+            await crashing.publish_pending()
+        healthy = OutboxRelay(
+            sessionmaker=app.state.sessionmaker,
+            database_url=demo_settings.sqlalchemy_url,
+            js=app.state.events.js,
+            stream=demo_settings.nats_stream,
+        )
+        assert await healthy.publish_pending() == 1  # the row was still pending: published again
+
+        await wait_until(lambda: _copy(app, ticket_id))
+        await asyncio.sleep(0.3)
+        events = await stream_events(js, "ticket.created")
+        assert len(events) == 1  # JetStream dropped the second publish as a duplicate
+        assert app.state.metrics.events_handled.labels("ticket.created", "ok")._value.get() == 1
+
+
+async def test_a_poison_message_is_parked_after_the_retry_bound_while_the_next_flows(
+    demo_app: FastAPI, js: JetStreamContext
+) -> None:
+    poison_id = await _publish_direct(
+        js, TicketCreated(id=uuid.uuid4(), title="poison", price=Decimal(1), user_id=uuid.uuid4(), version=0)
+    )
+    good_id = uuid.uuid4()
+    await _publish_direct(
+        js, TicketCreated(id=good_id, title="good", price=Decimal(1), user_id=uuid.uuid4(), version=0)
+    )
+    await wait_until(lambda: _copy(demo_app, good_id))
+
+    async def parked() -> ParkedMessage | None:
+        async with demo_app.state.sessionmaker() as session:
+            row: ParkedMessage | None = await session.scalar(select(ParkedMessage))
+            return row
+
+    row = await wait_until(parked, timeout=15)
+    assert row.event_id == str(poison_id)
+    assert row.subject == "ticket.created"
+    assert row.deliveries == demo_app.state.settings.event_max_deliveries
+    assert "cannot handle poison" in row.error
+    assert json.loads(row.data)["title"] == "poison"
+
+
+async def test_a_malformed_message_is_parked_at_once(demo_app: FastAPI, js: JetStreamContext) -> None:
+    await js.publish("ticket.created", b'{"not": "a ticket"}', headers={"ce-id": "bad-1"})
+
+    async def parked() -> ParkedMessage | None:
+        async with demo_app.state.sessionmaker() as session:
+            row: ParkedMessage | None = await session.scalar(select(ParkedMessage))
+            return row
+
+    row = await wait_until(parked)
+    assert row.deliveries == 1
+    assert row.event_id == "bad-1"
+
+
+async def test_two_listener_instances_split_the_work_and_handle_no_event_twice(
+    demo_settings: DemoSettings, js: JetStreamContext
+) -> None:
+    first, second = build_demo_app(demo_settings), build_demo_app(demo_settings)
+    count = 200
+    async with running(first), running(second):
+        for _ in range(count):
+            await _publish_direct(
+                js,
+                TicketCreated(id=uuid.uuid4(), title="t", price=Decimal(1), user_id=uuid.uuid4(), version=0),
+            )
+
+        async def all_copied() -> bool:
+            async with first.state.sessionmaker() as session:
+                return await session.scalar(select(func.count()).select_from(TicketCopy)) == count
+
+        await wait_until(all_copied, timeout=30)
+        handled = [
+            app.state.metrics.events_handled.labels("ticket.created", "ok")._value.get() for app in (first, second)
+        ]
+        duplicates = [
+            app.state.metrics.events_handled.labels("ticket.created", "duplicate")._value.get()
+            for app in (first, second)
+        ]
+    assert sum(handled) == count
+    assert all(h > 0 for h in handled), handled
+    assert sum(duplicates) == 0
+
+
+async def test_metrics_expose_requests_events_lag_and_backlog(demo_app: FastAPI, js: JetStreamContext) -> None:
+    async with http_client(demo_app) as client:
+        created = await client.post("/demo/tickets", json={"title": "m", "price": 1})
+        await wait_until(lambda: _copy(demo_app, uuid.UUID(created.json()["id"])))
+        text = (await client.get("/metrics")).text
+    assert 'http_requests_total{method="POST",route="/demo/tickets",status="201"} 1.0' in text
+    assert "http_request_duration_seconds_bucket" in text
+    assert 'events_handled_total{outcome="ok",subject="ticket.created"} 1.0' in text
+    assert 'event_lag_seconds_count{subject="ticket.created"} 1.0' in text
+    assert "outbox_backlog 0.0" in text
+
+
+async def test_readiness_reports_database_and_nats(demo_app: FastAPI) -> None:
+    async with http_client(demo_app) as client:
+        ready = await client.get("/readyz")
+        alive = await client.get("/healthz")
+    assert ready.status_code == 200
+    assert alive.status_code == 200
