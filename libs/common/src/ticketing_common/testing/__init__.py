@@ -3,6 +3,7 @@
 from ticketing_common.testing.helpers import (
     TEST_JWT_KEY,
     ReceivedEvent,
+    ServiceUnderTest,
     TestInfra,
     http_client,
     prepare_database,
@@ -19,6 +20,7 @@ from ticketing_common.testing.helpers import (
 __all__ = [
     "TEST_JWT_KEY",
     "ReceivedEvent",
+    "ServiceUnderTest",
     "TestInfra",
     "http_client",
     "prepare_database",

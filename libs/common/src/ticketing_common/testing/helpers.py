@@ -34,6 +34,16 @@ T = TypeVar("T")
 _migrated: set[str] = set()
 
 
+@dataclass(frozen=True)
+class ServiceUnderTest:
+    """What the plugin's ``settings``/``app``/``client`` fixtures run: a service's settings, app and migrations."""
+
+    settings_cls: type[ServiceSettings]
+    create_app: Callable[[Any], FastAPI]
+    migrations_dir: Path | None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class TestInfra:
     database_url: str
@@ -119,7 +129,9 @@ def signin(
     return payload
 
 
-async def wait_until(predicate: Callable[[], Awaitable[T | None]], *, timeout: float = 10.0, interval: float = 0.02) -> T:
+async def wait_until(
+    predicate: Callable[[], Awaitable[T | None]], *, timeout: float = 10.0, interval: float = 0.02
+) -> T:
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:

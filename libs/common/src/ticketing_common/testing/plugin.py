@@ -11,12 +11,25 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from ticketing_common.config import ServiceSettings
 from ticketing_common.embedded import EmbeddedNats, EmbeddedPostgres
-from ticketing_common.testing.helpers import TestInfra, connect_nats
+from ticketing_common.testing.helpers import (
+    ServiceUnderTest,
+    TestInfra,
+    connect_nats,
+    http_client,
+    prepare_database,
+    reset_stream,
+    running,
+    settings_for,
+    truncate_all,
+)
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +67,34 @@ async def nats_client(infra: TestInfra) -> AsyncIterator[NATS]:
 def js(nats_client: NATS) -> JetStreamContext:
     """JetStream, for tests that look at what was really published."""
     return nats_client.jetstream()
+
+
+@pytest.fixture
+def service() -> ServiceUnderTest:
+    """Overridden by each service's conftest: which service the fixtures below run."""
+    raise pytest.UsageError("define a `service` fixture returning ServiceUnderTest in your conftest.py")
+
+
+@pytest.fixture
+async def settings(service: ServiceUnderTest, infra: TestInfra, js: JetStreamContext) -> ServiceSettings:
+    """The service's settings on the test servers, its database migrated and emptied, the bus empty."""
+    settings = settings_for(service.settings_cls, infra, **service.overrides)
+    if service.migrations_dir is not None:
+        await prepare_database(settings, service.migrations_dir)
+        await truncate_all(settings)
+    await reset_stream(js, settings.nats_stream)
+    return settings
+
+
+@pytest.fixture
+async def app(service: ServiceUnderTest, settings: ServiceSettings) -> AsyncIterator[FastAPI]:
+    """The service running (database, relay and listeners started)."""
+    async with running(service.create_app(settings)) as running_app:
+        yield running_app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to ``app`` in-process."""
+    async with http_client(app) as http:
+        yield http

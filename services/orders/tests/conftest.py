@@ -1,0 +1,12 @@
+"""The orders service under test, against the session's real PostgreSQL and NATS."""
+
+import pytest
+
+from ticketing_common.testing import ServiceUnderTest
+from ticketing_orders.config import Settings
+from ticketing_orders.main import MIGRATIONS_DIR, create_app
+
+
+@pytest.fixture
+def service() -> ServiceUnderTest:
+    return ServiceUnderTest(Settings, create_app, MIGRATIONS_DIR)
