@@ -19,7 +19,7 @@ from ticketing_common.app import SessionDep, create_app
 from ticketing_common.auth import RequiredUser
 from ticketing_common.config import ServiceSettings
 from ticketing_common.db import TYPE_ANNOTATION_MAP, service_metadata
-from ticketing_common.events import EventContext, Listener, NotYet, TicketCreated, TicketUpdated, publish
+from ticketing_common.events import EventContext, Listener, TicketCreated, TicketUpdated, is_next_version, publish
 from ticketing_common.schemas import CamelModel, Money
 
 MIGRATIONS = Path(__file__).parent / "demo_migrations"
@@ -97,10 +97,9 @@ class TicketUpdatedListener(Listener[TicketUpdated]):
 
     async def handle(self, event: TicketUpdated, session: AsyncSession, context: EventContext) -> None:
         copy = await session.get(TicketCopy, event.id, with_for_update=True)
-        if copy is None or event.version > copy.version + 1:
-            raise NotYet()
-        if event.version <= copy.version:
-            return  # behind: already applied
+        if not is_next_version(copy.version if copy else None, event.version):
+            return
+        assert copy is not None
         copy.title = event.title
         copy.version = event.version
 

@@ -13,7 +13,7 @@ from ticketing_common.events.catalogue import (
     UserCreated,
     UserUpdated,
 )
-from ticketing_common.events.listener import EventContext, Listener, NotYet
+from ticketing_common.events.listener import EventContext, Listener, NotYet, is_next_version
 from ticketing_common.events.publisher import publish
 
 __all__ = [
@@ -31,5 +31,6 @@ __all__ = [
     "TicketUpdated",
     "UserCreated",
     "UserUpdated",
+    "is_next_version",
     "publish",
 ]

@@ -46,6 +46,15 @@ class NotYet(Exception):
     """Raised by a handler when the event cannot be applied yet (e.g. an earlier version is missing)."""
 
 
+def is_next_version(current: int | None, incoming: int) -> bool:
+    """Version gate for replicas: True to apply ``incoming`` (exactly ``current + 1``), False when it was
+    already applied (behind: acknowledge without effect); raises :class:`NotYet` when it is ahead of the copy
+    or the copy does not exist yet, so the message is redelivered later."""
+    if current is None or incoming > current + 1:
+        raise NotYet(f"version {incoming} is ahead of local version {current}")
+    return incoming == current + 1
+
+
 @dataclass(frozen=True)
 class EventContext:
     """Where a delivered event came from."""

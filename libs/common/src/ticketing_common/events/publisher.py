@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,10 +27,18 @@ def cloudevent_headers(*, event_id: uuid.UUID, subject: str, source: str, time: 
     }
 
 
-def publish(session: AsyncSession, event: Event) -> uuid.UUID:
+def publish(
+    session: AsyncSession,
+    event: Event,
+    *,
+    subject: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> uuid.UUID:
     """Stage ``event`` in the outbox of ``session``'s transaction; it is sent only if that transaction commits.
 
     Never commits on its own, so the state change and its event are written together or not at all.
+    ``subject`` and ``headers`` override where and how it is sent (e.g. a JetStream schedule message whose
+    target is the event's own subject).
     """
     event_id = uuid.uuid4()
     source = str(session.info.get("service", "unknown"))
