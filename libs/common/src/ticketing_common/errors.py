@@ -105,6 +105,11 @@ class MethodNotAllowedError(_MessageError):
     default_message = "Method Not Allowed"
 
 
+class ConflictError(_MessageError):
+    status_code = 409
+    default_message = "Conflict"
+
+
 class PayloadTooLargeError(_MessageError):
     status_code = 413
     default_message = "Request body too large"
@@ -197,6 +202,7 @@ _HTTP_ERRORS: dict[int, type[_MessageError]] = {
     403: ForbiddenError,
     404: NotFoundError,
     405: MethodNotAllowedError,
+    409: ConflictError,
     413: PayloadTooLargeError,
     415: UnsupportedMediaTypeError,
 }
