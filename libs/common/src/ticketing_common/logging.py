@@ -9,7 +9,12 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",  # uvicorn's ANSI-coloured duplicate of the message
+}
 
 
 class JsonFormatter(logging.Formatter):

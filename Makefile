@@ -1,0 +1,35 @@
+# The two commands: `make up` runs the whole system, `make test` runs every test. Both install what they need.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+
+.PHONY: up test install lint typecheck pytest format clean
+
+$(UV):
+	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet --break-system-packages uv
+
+install: $(UV)
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+
+up: install
+	exec $(UV) run --frozen ticketing up
+
+lint: install
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen ruff check .
+
+typecheck: install
+	$(UV) run --frozen mypy libs services tools
+
+pytest: install
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+format: install
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+clean:
+	rm -rf .state .venv .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,144 @@
+"""The gateway routes like the ingress, forwards faithfully, and answers failures in the shared format."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import uvicorn
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI, Request, Response
+
+from ticketing_common.embedded import free_port
+from ticketing_gateway.app import create_app
+from ticketing_gateway.config import GatewaySettings
+from ticketing_gateway.routes import ROUTES, route_for
+
+
+def echo_service(name: str, *, ready: bool = True) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        return Response(status_code=200 if ready else 503)
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
+    async def echo(path: str, request: Request) -> Response:
+        body = await request.body()
+        response = Response(
+            content=(
+                f'{{"service": "{name}", "path": "/{path}", "query": "{request.url.query}", '
+                f'"method": "{request.method}", "body": "{body.decode()}", '
+                f'"forwardedFor": "{request.headers.get("x-forwarded-for")}", '
+                f'"cookie": "{request.headers.get("cookie", "")}"}}'
+            ),
+            media_type="application/json",
+            status_code=201 if request.method == "POST" else 200,
+        )
+        response.set_cookie("session", "abc", httponly=True)
+        response.set_cookie("other", "def")
+        return response
+
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
+async def gateway(**urls: str) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(GatewaySettings(**urls))
+    async with LifespanManager(app):  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 1234))  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://ticketing.dev") as client:
+            yield client
+
+
+@pytest.mark.parametrize(
+    ("path", "service"),
+    [
+        ("/api/users/signup", "auth"),
+        ("/api/users", "auth"),
+        ("/api/tickets/123", "tickets"),
+        ("/api/orders", "orders"),
+        ("/api/payments", "payments"),
+        ("/", "client"),
+        ("/tickets/abc", "client"),
+        ("/api/usersx", "client"),
+    ],
+)
+def test_route_table_sends_each_prefix_to_its_service(path: str, service: str) -> None:
+    route = route_for(path)
+    assert route is not None
+    assert route.service == service
+
+
+def test_route_table_lists_the_four_apis_and_the_client() -> None:
+    assert [r.prefix for r in ROUTES] == ["/api/users", "/api/tickets", "/api/orders", "/api/payments", "/"]
+
+
+async def test_forwards_method_path_query_body_cookies_and_client_address() -> None:
+    async with (
+        serve(echo_service("auth")) as auth,
+        serve(echo_service("tickets")) as tickets,
+        gateway(auth_url=auth, tickets_url=tickets) as client,
+    ):
+        client.cookies.set("session", "token123")
+        response = await client.post("/api/tickets/9?limit=5", content=b"hello")
+        users = await client.get("/api/users/currentuser")
+    assert response.status_code == 201
+    body = response.json()
+    assert body == {
+        "service": "tickets",
+        "path": "/api/tickets/9",
+        "query": "limit=5",
+        "method": "POST",
+        "body": "hello",
+        "forwardedFor": "203.0.113.7",
+        "cookie": "session=token123",
+    }
+    assert sorted(response.headers.get_list("set-cookie")) == [
+        "other=def; Path=/; SameSite=lax",
+        "session=abc; HttpOnly; Path=/; SameSite=lax",
+    ]
+    assert users.json()["service"] == "auth"
+
+
+async def test_unknown_routes_are_404_in_the_shared_format() -> None:
+    async with gateway() as client:
+        response = await client.get("/api/orders")
+    assert response.status_code == 404
+    assert response.json() == {"errors": [{"message": "Not Found"}]}
+
+
+async def test_an_unreachable_service_is_503_in_the_shared_format() -> None:
+    async with gateway(orders_url=f"http://127.0.0.1:{free_port()}") as client:
+        response = await client.get("/api/orders")
+    assert response.status_code == 503
+    assert response.json() == {"errors": [{"message": "Service unavailable"}]}
+
+
+async def test_healthz_is_200_only_when_every_service_is_ready() -> None:
+    async with serve(echo_service("auth")) as auth, serve(echo_service("orders", ready=False)) as orders:
+        async with gateway(auth_url=auth) as client:
+            healthy = await client.get("/healthz")
+        async with gateway(auth_url=auth, orders_url=orders) as client:
+            unhealthy = await client.get("/healthz")
+    assert healthy.status_code == 200
+    assert healthy.json()["services"] == {"auth": True}
+    assert unhealthy.status_code == 503
+    assert unhealthy.json()["errors"] == [{"message": "orders is not ready"}]
