@@ -65,7 +65,7 @@ class LogPump:
         self.sink = sink
         self._lock = threading.Lock()
         self._width = 10
-        self._color = sink is sys.stdout and sys.stdout.isatty()
+        self._color = sink is not None and sink is sys.stdout and sink.isatty()
 
     def attach(self, name: str, stream: IO[bytes], index: int) -> None:
         prefix = f"{name:<{self._width}}|"
