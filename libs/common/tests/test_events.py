@@ -8,13 +8,16 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from asgi_lifespan import LifespanManager
 from common_demo import DemoSettings, TicketCopy, build_demo_app, sample_updated
 from fastapi import FastAPI
 from nats.js import JetStreamContext
 from sqlalchemy import func, select
 
+from ticketing_common.embedded import EmbeddedNats
 from ticketing_common.events import Event, TicketCreated
 from ticketing_common.events.catalogue import encode
 from ticketing_common.events.publisher import cloudevent_headers, publish
@@ -256,3 +259,47 @@ async def test_readiness_reports_database_and_nats(demo_app: FastAPI) -> None:
         alive = await client.get("/healthz")
     assert ready.status_code == 200
     assert alive.status_code == 200
+
+
+async def test_the_relay_and_listeners_keep_working_across_a_nats_outage(
+    demo_settings: DemoSettings, tmp_path: Path
+) -> None:
+    own_nats = EmbeddedNats(tmp_path / "nats")
+    own_nats.start()
+    try:
+        app = build_demo_app(demo_settings.model_copy(update={"nats_url": own_nats.url}))
+        async with running(app), http_client(app) as client:
+            first = await client.post("/demo/tickets", json={"title": "before", "price": 1})
+            await wait_until(lambda: _copy(app, uuid.UUID(first.json()["id"])))
+
+            own_nats.stop()
+            during = await client.post("/demo/tickets", json={"title": "during", "price": 1})
+            assert during.status_code == 201  # the write succeeds: the event waits in the outbox
+            await asyncio.sleep(1.0)
+            own_nats.start()
+
+            copy = await wait_until(lambda: _copy(app, uuid.UUID(during.json()["id"])), timeout=30)
+            assert copy.title == "during"
+    finally:
+        own_nats.stop()
+
+
+async def test_requests_get_503_in_the_shared_format_when_the_database_is_down(js: JetStreamContext) -> None:
+    from common_demo import DemoSettings as Settings
+
+    from ticketing_common.embedded import free_port
+    from ticketing_common.testing import TEST_JWT_KEY
+
+    settings = Settings(
+        jwt_key=TEST_JWT_KEY,
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
+        nats_url="nats://127.0.0.1:1",
+    )
+    app = build_demo_app(settings)
+    async with LifespanManager(app), http_client(app) as client:
+        response = await client.post("/demo/tickets", json={"title": "x", "price": 1})
+        ready = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"errors": [{"message": "Error connecting to database"}]}
+    assert ready.status_code == 503
+    assert {e["message"] for e in ready.json()["errors"]} == {"database unreachable", "nats unreachable"}

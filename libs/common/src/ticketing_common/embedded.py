@@ -49,6 +49,8 @@ def _sticky_port(state_file: Path) -> int:
     if state_file.exists():
         port = int(state_file.read_text().strip())
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # Servers bind with SO_REUSEADDR, so a port whose old connections linger in TIME_WAIT is still ours.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
                 return port

@@ -116,7 +116,13 @@ class OutboxRelay:
                     headers=dict(row.headers),
                 )
             )
-        await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_SECONDS)
+        done, pending = await asyncio.wait(futures, timeout=PUBLISH_TIMEOUT_SECONDS)
+        for future in pending:
+            future.cancel()
+        if pending:
+            raise TimeoutError(f"{len(pending)} of {len(futures)} publishes not acknowledged")
+        for future in done:
+            future.result()  # a JetStream error (e.g. stream missing) fails the batch
         if self._metrics is not None:
             for row in rows:
                 self._metrics.events_published.labels(row.subject).inc()
