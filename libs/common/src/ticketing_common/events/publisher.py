@@ -45,9 +45,12 @@ def publish(
     session.add(
         OutboxRow(
             event_id=event_id,
-            subject=str(event.subject),
+            subject=subject or str(event.subject),
             payload=event.model_dump(mode="json", by_alias=True),
-            headers=cloudevent_headers(event_id=event_id, subject=event.subject, source=source, time=datetime.now(UTC)),
+            headers={
+                **cloudevent_headers(event_id=event_id, subject=event.subject, source=source, time=datetime.now(UTC)),
+                **(headers or {}),
+            },
         )
     )
     return event_id
