@@ -72,8 +72,11 @@ class OutboxRelay:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that lands
+                # just as the wake-up fires, and the relay then never stops.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
+                    async with asyncio.timeout(IDLE_POLL_SECONDS):
+                        await self._wake.wait()
                 self._wake.clear()
         finally:
             listener.cancel()
