@@ -1,7 +1,24 @@
-"""Settings of the auth service (environment variables, see the README's configuration table)."""
+"""Settings of the auth service (environment variables, see the service README's configuration table)."""
+
+import os
+
+from pydantic import Field
 
 from ticketing_common.config import ServiceSettings
 
 
 class Settings(ServiceSettings):
     service_name: str = "auth"
+
+    # Argon2id cost; the defaults are argon2-cffi's, RFC 9106's low-memory profile (64 MiB, 3 passes, 4 lanes).
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_cost: int = Field(default=65536, ge=8, description="KiB")
+    argon2_parallelism: int = Field(default=4, ge=1)
+    password_hash_concurrency: int = Field(
+        default_factory=lambda: os.cpu_count() or 2,
+        ge=1,
+        description="Hashes computed at once per process; bounds CPU and memory under a flood of sign-ins.",
+    )
+
+    signin_max_failures: int = Field(default=10, ge=1)
+    signin_window_seconds: int = Field(default=900, ge=1)

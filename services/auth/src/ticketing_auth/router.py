@@ -1,5 +1,85 @@
 """HTTP routes of the auth service, under ``/api/users``: thin, the use cases live in ``service.py``."""
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from ticketing_auth import service
+from ticketing_auth.dependencies import AuthSettingsDep, PasswordsDep, SigninLimitDep
+from ticketing_auth.schemas import CurrentUserOut, SessionUserOut, SignInIn, SignUpIn, UpdateUserIn, UserOut
+from ticketing_common.app import SessionDep
+from ticketing_common.auth import CurrentUser, RequiredUser, clear_session_cookie, sign_in
 
 router = APIRouter(prefix="/api/users", tags=["auth"])
+
+
+@router.post("/signup", status_code=201)
+async def signup(
+    body: SignUpIn, response: Response, session: SessionDep, settings: AuthSettingsDep, passwords: PasswordsDep
+) -> UserOut:
+    """Create an account and sign it in."""
+    account = await service.sign_up(
+        session=session, passwords=passwords, email=body.email, password=body.password.get_secret_value()
+    )
+    sign_in(response, user_id=account.id, email=account.email, settings=settings)
+    return UserOut(id=account.id, email=account.email)
+
+
+@router.post("/signin")
+async def signin(
+    body: SignInIn,
+    response: Response,
+    session: SessionDep,
+    settings: AuthSettingsDep,
+    passwords: PasswordsDep,
+    limit: SigninLimitDep,
+) -> UserOut:
+    """Sign in with email and password."""
+    account = await service.sign_in(
+        session=session,
+        passwords=passwords,
+        limit=limit,
+        email=body.email,
+        password=body.password.get_secret_value(),
+    )
+    sign_in(response, user_id=account.id, email=account.email, settings=settings)
+    return UserOut(id=account.id, email=account.email)
+
+
+@router.post("/signout")
+async def signout(response: Response, settings: AuthSettingsDep) -> dict[str, Any]:
+    """Forget the session (an expired cookie); works without one."""
+    clear_session_cookie(response, settings)
+    return {}
+
+
+@router.get("/currentuser")
+async def current_user(user: CurrentUser) -> CurrentUserOut:
+    """Who the session cookie belongs to, or null; never 401."""
+    if user is None:
+        return CurrentUserOut(current_user=None)
+    return CurrentUserOut(current_user=SessionUserOut(id=user.id, email=user.email, iat=user.iat, exp=user.exp))
+
+
+@router.put("/currentuser")
+async def update_current_user(
+    body: UpdateUserIn,
+    user: RequiredUser,
+    response: Response,
+    session: SessionDep,
+    settings: AuthSettingsDep,
+    passwords: PasswordsDep,
+    limit: SigninLimitDep,
+) -> UserOut:
+    """Change the signed-in user's email and/or password; a fresh cookie carries the new email."""
+    account = await service.update_user(
+        session=session,
+        passwords=passwords,
+        limit=limit,
+        user_id=user.id,
+        current_password=body.current_password.get_secret_value(),
+        email=body.email,
+        password=body.password.get_secret_value() if body.password is not None else None,
+    )
+    sign_in(response, user_id=account.id, email=account.email, settings=settings)
+    return UserOut(id=account.id, email=account.email)

@@ -1,0 +1,29 @@
+"""Request dependencies of the auth routes: the service's own settings and its password hasher."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ticketing_auth.config import Settings
+from ticketing_auth.passwords import Passwords
+from ticketing_auth.service import SigninLimit
+
+
+def _settings(request: Request) -> Settings:
+    settings = request.app.state.settings
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def _passwords(request: Request) -> Passwords:
+    passwords: Passwords = request.app.state.passwords
+    return passwords
+
+
+def _signin_limit(settings: Annotated[Settings, Depends(_settings)]) -> SigninLimit:
+    return SigninLimit.from_settings(settings)
+
+
+AuthSettingsDep = Annotated[Settings, Depends(_settings)]
+PasswordsDep = Annotated[Passwords, Depends(_passwords)]
+SigninLimitDep = Annotated[SigninLimit, Depends(_signin_limit)]
