@@ -1,12 +1,120 @@
-"""The tickets service under test, against the session's real PostgreSQL and NATS."""
+"""The tickets service under test, against the session's real PostgreSQL and NATS.
 
+Fixtures here play the other services: ``orders`` publishes order events to JetStream as the orders
+service's relay would, and ``published`` reads back what this service really put on the bus.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
 import pytest
+from fastapi import FastAPI
+from nats.js import JetStreamContext
+from sqlalchemy import func, select
 
-from ticketing_common.testing import ServiceUnderTest
+from ticketing_common.events import Event, OrderCancelled, OrderCreated, OrderStatus
+from ticketing_common.events.catalogue import OrderTicket, TicketRef, encode
+from ticketing_common.events.publisher import cloudevent_headers
+from ticketing_common.events.tables import OutboxRow
+from ticketing_common.testing import ReceivedEvent, ServiceUnderTest, stream_events, wait_until
 from ticketing_tickets.config import Settings
 from ticketing_tickets.main import MIGRATIONS_DIR, create_app
+from ticketing_tickets.models import Ticket
 
 
 @pytest.fixture
 def service() -> ServiceUnderTest:
     return ServiceUnderTest(Settings, create_app, MIGRATIONS_DIR)
+
+
+@pytest.fixture
+def make_ticket(client: httpx.AsyncClient) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """Create a ticket through the API as whoever ``client`` is signed in as; returns its JSON."""
+
+    async def make(title: str = "Concert", price: float | str = 20) -> dict[str, Any]:
+        response = await client.post("/api/tickets", json={"title": title, "price": price})
+        assert response.status_code == 201, response.text
+        ticket: dict[str, Any] = response.json()
+        return ticket
+
+    return make
+
+
+@dataclass
+class Orders:
+    """Publishes order events straight to JetStream, with the headers the orders relay gives them."""
+
+    js: JetStreamContext
+
+    async def publish(
+        self, event: Event, *, event_id: uuid.UUID | None = None, dedup_id: str | None = None
+    ) -> uuid.UUID:
+        eid = event_id or uuid.uuid4()
+        headers = cloudevent_headers(event_id=eid, subject=event.subject, source="orders", time=datetime.now(UTC))
+        if dedup_id is not None:
+            # A redelivery outside JetStream's duplicate window: same event id, stored again.
+            headers["Nats-Msg-Id"] = dedup_id
+        await self.js.publish(event.subject, encode(event), headers=headers)
+        return eid
+
+    async def created(
+        self, ticket_id: str | uuid.UUID, order_id: uuid.UUID | None = None, **kwargs: Any
+    ) -> tuple[uuid.UUID, uuid.UUID]:
+        """Publish ``order.created`` for the ticket; returns (order id, event id)."""
+        oid = order_id or uuid.uuid4()
+        event = OrderCreated(
+            id=oid,
+            status=OrderStatus.CREATED,
+            user_id=uuid.uuid4(),
+            expires_at=datetime.now(UTC) + timedelta(minutes=15),
+            version=0,
+            ticket=OrderTicket(id=uuid.UUID(str(ticket_id)), price=Decimal(20)),
+        )
+        return oid, await self.publish(event, **kwargs)
+
+    async def cancelled(self, ticket_id: str | uuid.UUID, order_id: uuid.UUID, **kwargs: Any) -> uuid.UUID:
+        """Publish ``order.cancelled`` for the order; returns the event id."""
+        event = OrderCancelled(id=order_id, version=1, ticket=TicketRef(id=uuid.UUID(str(ticket_id))))
+        return await self.publish(event, **kwargs)
+
+
+@pytest.fixture
+def orders(js: JetStreamContext) -> Orders:
+    return Orders(js)
+
+
+@pytest.fixture
+def published(app: FastAPI, js: JetStreamContext) -> Callable[[str], Awaitable[list[ReceivedEvent]]]:
+    """Every event on a subject once the outbox is drained: exactly what this service has published so far."""
+
+    async def read(subject: str) -> list[ReceivedEvent]:
+        async def drained() -> bool:
+            async with app.state.sessionmaker() as session:
+                pending = await session.scalar(
+                    select(func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None))
+                )
+            return pending == 0
+
+        await wait_until(drained)
+        return await stream_events(js, subject)
+
+    return read
+
+
+@pytest.fixture
+def stored(app: FastAPI) -> Callable[[str | uuid.UUID], Awaitable[Ticket | None]]:
+    """The ticket row as the database has it."""
+
+    async def load(ticket_id: str | uuid.UUID) -> Ticket | None:
+        async with app.state.sessionmaker() as session:
+            ticket: Ticket | None = await session.get(Ticket, uuid.UUID(str(ticket_id)))
+            return ticket
+
+    return load

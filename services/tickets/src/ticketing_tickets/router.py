@@ -1,5 +1,54 @@
 """HTTP routes of the tickets service, under ``/api/tickets``: thin, the use cases live in ``service.py``."""
 
+from __future__ import annotations
+
 from fastapi import APIRouter
 
-router = APIRouter(prefix="/api/tickets", tags=["tickets"])
+from ticketing_common.app import SessionDep
+from ticketing_common.auth import RequiredUser
+from ticketing_tickets import service
+from ticketing_tickets.pagination import Cursor, parse_limit
+from ticketing_tickets.routing import ExactJSONRoute
+from ticketing_tickets.schemas import TicketIn, TicketOut, TicketPage, TicketUpdate
+
+router = APIRouter(prefix="/api/tickets", tags=["tickets"], route_class=ExactJSONRoute)
+
+
+@router.post("", status_code=201)
+async def create_ticket(body: TicketIn, user: RequiredUser, session: SessionDep) -> TicketOut:
+    """Put a ticket on sale."""
+    ticket = await service.create_ticket(session=session, user_id=user.id, title=body.title, price=body.price)
+    return TicketOut.model_validate(ticket)
+
+
+@router.get("")
+async def list_tickets(session: SessionDep, limit: str | None = None, cursor: str | None = None) -> TicketPage:
+    """Tickets for sale (held by no order), newest first, one page at a time."""
+    page_size = parse_limit(limit)
+    after = Cursor.decode(cursor) if cursor is not None else None
+    tickets, following = await service.list_available(session=session, limit=page_size, after=after)
+    return TicketPage(
+        tickets=[TicketOut.model_validate(t) for t in tickets],
+        next=following.encode() if following is not None else None,
+    )
+
+
+@router.get("/{ticket_id}")
+async def show_ticket(ticket_id: str, session: SessionDep) -> TicketOut:
+    """One ticket, including the order holding it; 404 for any id that names no ticket."""
+    ticket = await service.get_ticket(session=session, ticket_id=service.parse_ticket_id(ticket_id))
+    return TicketOut.model_validate(ticket)
+
+
+@router.put("/{ticket_id}")
+async def update_ticket(ticket_id: str, body: TicketUpdate, user: RequiredUser, session: SessionDep) -> TicketOut:
+    """Change the title and price of one's own unreserved ticket."""
+    ticket = await service.update_ticket(
+        session=session,
+        ticket_id=service.parse_ticket_id(ticket_id),
+        user_id=user.id,
+        title=body.title,
+        price=body.price,
+        expected_version=body.version,
+    )
+    return TicketOut.model_validate(ticket)
