@@ -1,8 +1,50 @@
-"""Event listeners of the expiration service."""
+"""Event listeners of the expiration service: ``order.created`` schedules, ``order.cancelled`` unschedules."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from nats.js import JetStreamContext
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketing_common.config import ServiceSettings
-from ticketing_common.events import Event, Listener
+from ticketing_common.events import EventContext, Listener, OrderCancelled, OrderCreated
+from ticketing_expiration.schedules import remove_schedule
+from ticketing_expiration.service import cancel_expiry, schedule_expiry
+
+JetStreamProvider = Callable[[], JetStreamContext | None]
+"""The running app's JetStream connection (None until it is connected)."""
 
 
-def listeners(settings: ServiceSettings) -> list[Listener[Event]]:
-    return []
+class OrderCreatedListener(Listener[OrderCreated]):
+    """Write the order's schedule message (through the outbox) that fires ``order.expired`` at ``expiresAt``."""
+
+    event = OrderCreated
+
+    async def handle(self, event: OrderCreated, session: AsyncSession, context: EventContext) -> None:
+        await schedule_expiry(session=session, order_id=event.id, expires_at=event.expires_at)
+
+
+class OrderCancelledListener(Listener[OrderCancelled]):
+    """Remove the order's pending schedule so it never fires."""
+
+    event = OrderCancelled
+
+    def __init__(self, *, jetstream: JetStreamProvider, stream: str) -> None:
+        self._jetstream = jetstream
+        self._stream = stream
+
+    async def handle(self, event: OrderCancelled, session: AsyncSession, context: EventContext) -> None:
+        await cancel_expiry(session=session, order_id=event.id, remove_schedule=self._remove)
+
+    async def _remove(self, order_id: uuid.UUID) -> None:
+        js = self._jetstream()
+        if js is None:
+            raise ConnectionError("not connected to NATS")  # retried: the runner naks and redelivers
+        await remove_schedule(js, stream=self._stream, order_id=order_id)
+
+
+def listeners(settings: ServiceSettings, *, jetstream: JetStreamProvider) -> Sequence[Listener[Any]]:
+    return [OrderCreatedListener(), OrderCancelledListener(jetstream=jetstream, stream=settings.nats_stream)]

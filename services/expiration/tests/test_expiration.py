@@ -1,0 +1,203 @@
+"""Every order gets exactly one ``order.expired`` at its ``expiresAt``, unless it was cancelled first."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from ticketing_common.config import ServiceSettings
+from ticketing_common.events.relay import OutboxRelay
+from ticketing_common.events.tables import OutboxRow
+from ticketing_common.testing import ServiceUnderTest, running, wait_until
+from ticketing_expiration.models import OrderExpiry
+from ticketing_expiration.schedules import expired_event_id
+
+
+def in_seconds(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+async def sleep_until(moment: datetime) -> None:
+    await asyncio.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+
+
+async def _expiry(app: FastAPI, order_id: uuid.UUID) -> OrderExpiry | None:
+    async with app.state.sessionmaker() as session:
+        row: OrderExpiry | None = await session.get(OrderExpiry, order_id)
+        return row
+
+
+async def test_an_order_expires_at_its_expires_at(app: FastAPI, bus: Any) -> None:
+    order_id = uuid.uuid4()
+    expires_at = in_seconds(2)
+    await bus.created(order_id, expires_at)
+
+    await bus.wait_scheduled(order_id)
+    assert await bus.expired() == []  # scheduled, and not fired early
+
+    [fired] = await bus.wait_expired(1)
+    assert fired.order_id == order_id
+    lateness = (fired.stored_at - expires_at).total_seconds()
+    assert 0 <= lateness < 1.0
+    assert await bus.schedule(order_id) is None  # a fired schedule leaves nothing behind
+
+
+async def test_the_expired_event_is_the_catalogue_payload_with_a_stable_id_and_the_expiry_as_its_time(
+    app: FastAPI, bus: Any
+) -> None:
+    order_id = uuid.uuid4()
+    expires_at = in_seconds(0.5)
+    await bus.created(order_id, expires_at)
+
+    [fired] = await bus.wait_expired(1)
+    assert fired.data == {"orderId": str(order_id)}
+    assert fired.headers["ce-id"] == str(expired_event_id(order_id))
+    assert fired.headers["ce-type"] == "order.expired"
+    assert fired.headers["ce-source"] == "expiration"
+    assert datetime.fromisoformat(fired.headers["ce-time"]) == expires_at
+    assert fired.headers["Nats-Scheduler"] == f"expiration.orders.{order_id}"
+    assert expired_event_id(order_id) == expired_event_id(order_id) != expired_event_id(uuid.uuid4())
+
+
+async def test_an_order_whose_expiry_has_already_passed_expires_at_once(app: FastAPI, bus: Any) -> None:
+    order_id = uuid.uuid4()
+    expires_at = in_seconds(-60)
+    published = datetime.now(UTC)
+    await bus.created(order_id, expires_at)
+
+    [fired] = await bus.wait_expired(1, timeout=5)
+    assert fired.order_id == order_id
+    assert (fired.stored_at - published).total_seconds() < 1.0
+
+
+async def test_a_redelivered_order_created_yields_one_order_expired(app: FastAPI, bus: Any) -> None:
+    order_id = uuid.uuid4()
+    expires_at = in_seconds(1.5)
+    event_id = await bus.created(order_id, expires_at)
+    # The same event stored again under another dedup id, as a redelivery outside the duplicate window.
+    await bus.created(order_id, expires_at, event_id=event_id, msg_id=str(uuid.uuid4()))
+    await wait_until(lambda: _handled(app, "order.created", "duplicate", 1))
+
+    await bus.wait_expired(1)
+    await asyncio.sleep(1.0)
+    assert [f.order_id for f in await bus.expired()] == [order_id]
+
+
+async def test_an_order_created_published_twice_yields_one_order_expired_even_after_the_first_fired(
+    app: FastAPI, bus: Any
+) -> None:
+    order_id = uuid.uuid4()
+    expires_at = in_seconds(0.5)
+    await bus.created(order_id, expires_at)
+    await bus.wait_expired(1)
+
+    # A second copy under a new event id (the inbox cannot tell), arriving after the expiry fired.
+    await bus.created(order_id, expires_at)
+    await wait_until(lambda: _handled(app, "order.created", "ok", 2))
+    await asyncio.sleep(1.0)
+    assert [f.order_id for f in await bus.expired()] == [order_id]
+    assert await bus.schedule(order_id) is None
+
+
+async def test_a_cancelled_order_loses_its_pending_expiry(app: FastAPI, bus: Any) -> None:
+    cancelled, kept = uuid.uuid4(), uuid.uuid4()
+    expires_at = in_seconds(2)
+    await bus.created(cancelled, expires_at)
+    await bus.created(kept, expires_at)
+    await bus.wait_scheduled(cancelled)
+
+    await bus.cancelled(cancelled)
+    await wait_until(lambda: _missing(bus.schedule(cancelled)))  # removed from JetStream, not merely ignored
+
+    await sleep_until(expires_at + timedelta(seconds=1))
+    assert [f.order_id for f in await bus.expired()] == [kept]
+    row = await _expiry(app, cancelled)
+    assert row is not None
+    assert row.cancelled_at is not None
+
+
+async def test_a_cancellation_that_arrives_before_the_creation_prevents_the_expiry(app: FastAPI, bus: Any) -> None:
+    order_id = uuid.uuid4()
+    await bus.cancelled(order_id)
+    await wait_until(lambda: _expiry(app, order_id))  # the tombstone
+
+    expires_at = in_seconds(0.5)
+    await bus.created(order_id, expires_at)
+    await wait_until(lambda: _handled(app, "order.created", "ok", 1))
+
+    await sleep_until(expires_at + timedelta(seconds=1))
+    assert await bus.expired() == []
+    assert await bus.schedule(order_id) is None
+
+
+async def test_a_cancellation_removes_a_schedule_still_waiting_in_the_outbox(
+    app: FastAPI, bus: Any, settings: ServiceSettings
+) -> None:
+    await app.state.events.stop_relay()  # as if NATS were slow: the schedule stays in the outbox
+    order_id = uuid.uuid4()
+    expires_at = in_seconds(1)
+    await bus.created(order_id, expires_at)
+    row = await wait_until(lambda: _expiry(app, order_id))
+    assert await _outbox_row(app, row.schedule_event_id) is not None
+
+    await bus.cancelled(order_id)
+    await wait_until(lambda: _handled(app, "order.cancelled", "ok", 1))
+    assert await _outbox_row(app, row.schedule_event_id) is None
+
+    relay = OutboxRelay(
+        sessionmaker=app.state.sessionmaker,
+        database_url=settings.sqlalchemy_url,
+        js=app.state.events.js,
+        stream=settings.nats_stream,
+    )
+    assert await relay.publish_pending() == 0
+    await sleep_until(expires_at + timedelta(seconds=1))
+    assert await bus.expired() == []
+    assert await bus.schedule(order_id) is None
+
+
+async def test_two_replicas_emit_one_order_expired_per_order(
+    service: ServiceUnderTest, settings: ServiceSettings, bus: Any
+) -> None:
+    orders = [uuid.uuid4() for _ in range(40)]
+    async with running(service.create_app(settings)) as first, running(service.create_app(settings)) as second:
+        await asyncio.sleep(0.3)  # both replicas' pull requests are waiting on the shared consumers
+        expires_at = in_seconds(3)
+        for order_id in orders:
+            event_id = await bus.created(order_id, expires_at)
+            await bus.created(order_id, expires_at, event_id=event_id, msg_id=str(uuid.uuid4()))  # redelivery
+            await bus.created(order_id, expires_at)  # republished under a new event id
+
+        fired = await bus.wait_expired(len(orders), timeout=15)
+        await asyncio.sleep(1.0)
+        fired = await bus.expired()
+        handled = [_count(app, "order.created", "ok") for app in (first, second)]
+
+    assert sorted(f.order_id for f in fired) == sorted(orders)
+    assert sum(handled) == 2 * len(orders)  # the redeliveries were absorbed by the shared inbox
+    assert all(n > 0 for n in handled), f"both replicas must have worked: {handled}"
+    assert max((f.stored_at - expires_at).total_seconds() for f in fired) < 1.0
+
+
+def _count(app: FastAPI, subject: str, outcome: str) -> float:
+    value: float = app.state.metrics.events_handled.labels(subject, outcome)._value.get()
+    return value
+
+
+async def _handled(app: FastAPI, subject: str, outcome: str, count: int) -> bool:
+    return _count(app, subject, outcome) >= count
+
+
+async def _missing(schedule: Any) -> bool:
+    return await schedule is None
+
+
+async def _outbox_row(app: FastAPI, event_id: uuid.UUID | None) -> OutboxRow | None:
+    async with app.state.sessionmaker() as session:
+        row: OutboxRow | None = await session.scalar(select(OutboxRow).where(OutboxRow.event_id == event_id))
+        return row

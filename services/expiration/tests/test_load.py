@@ -1,0 +1,85 @@
+"""A thousand pending expiries: all fire, each once, within a second of its ``expiresAt``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+
+from ticketing_common.config import ServiceSettings
+from ticketing_common.testing import wait_until
+
+ORDERS = 1000
+LEAD_SECONDS = 12.0  # time to take in 1,000 order.created (about 7 s measured) before the first expiry is due
+SPREAD_SECONDS = 3.0  # the expiries are due one after another over this window
+
+
+async def test_a_thousand_pending_expiries_all_fire_exactly_once_within_a_second(
+    app: FastAPI, bus: Any, js: JetStreamContext, settings: ServiceSettings
+) -> None:
+    received: list[tuple[uuid.UUID, datetime, float]] = []
+
+    async def on_expired(msg: Msg) -> None:
+        order_id = uuid.UUID(json.loads(msg.data)["orderId"])
+        received.append((order_id, msg.metadata.timestamp, time.time()))
+
+    sub = await js.subscribe(
+        "order.expired",
+        stream=settings.nats_stream,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
+        cb=on_expired,
+    )
+    try:
+        first_due = datetime.now(UTC) + timedelta(seconds=LEAD_SECONDS)
+        due = {uuid.uuid4(): first_due + timedelta(seconds=SPREAD_SECONDS * i / ORDERS) for i in range(ORDERS)}
+        started = time.monotonic()
+        await asyncio.gather(*(bus.created(order_id, expires_at) for order_id, expires_at in due.items()))
+
+        async def all_scheduled() -> bool:
+            info = await js.stream_info(settings.nats_stream, subjects_filter="expiration.orders.>")
+            return len(info.state.subjects or {}) == ORDERS
+
+        await wait_until(all_scheduled, timeout=LEAD_SECONDS, interval=0.1)
+        ingest_seconds = time.monotonic() - started
+        assert received == []  # every schedule is pending in JetStream; none fired early
+        assert datetime.now(UTC) < first_due  # so what follows measures the timers, not a backlog
+
+        await wait_until(lambda: _at_least(received, ORDERS), timeout=LEAD_SECONDS + SPREAD_SECONDS + 10)
+        await asyncio.sleep(1.0)  # room for any duplicate to show up
+    finally:
+        await sub.unsubscribe()
+
+    assert len(received) == ORDERS
+    assert {order_id for order_id, _, _ in received} == set(due)
+    stored = sorted((stored_at - due[order_id]).total_seconds() for order_id, stored_at, _ in received)
+    delivered = sorted(at - due[order_id].timestamp() for order_id, _, at in received)
+    assert stored[0] >= 0, "an expiry fired before its time"
+    print(
+        f"\n{ORDERS} expiries: order.created -> all scheduled in {ingest_seconds:.2f}s"
+        f"\nlateness of order.expired in the stream (JetStream timestamp - expiresAt): {_summary(stored)}"
+        f"\nlateness at a subscriber (receipt time - expiresAt): {_summary(delivered)}"
+    )
+    assert stored[-1] < 1.0
+    assert delivered[-1] < 1.0
+
+
+async def _at_least(items: list[Any], count: int) -> bool:
+    return len(items) >= count
+
+
+def _summary(values: list[float]) -> str:
+    p99 = statistics.quantiles(values, n=100, method="inclusive")[98]
+    return (
+        f"min {values[0] * 1000:.1f} ms, p50 {statistics.median(values) * 1000:.1f} ms, "
+        f"p99 {p99 * 1000:.1f} ms, max {values[-1] * 1000:.1f} ms"
+    )
