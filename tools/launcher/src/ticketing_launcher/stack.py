@@ -43,6 +43,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("orders", "ticketing_orders"),
     ServiceSpec("expiration", "ticketing_expiration", public=False),
     ServiceSpec("payments", "ticketing_payments"),
+    ServiceSpec("client", "ticketing_client", has_database=False),
 )
 
 
@@ -228,10 +229,14 @@ class Stack:
             env = {**self.environ, "PORT": str(port), "HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
             self._add("stripe", self._python("ticketing_fake_stripe"), env, port).start()
         base = self._base_env()
+        gateway_url = f"http://127.0.0.1:{self.gateway_port}"
         for spec in self.services:
             port = free_port()
             self.urls[spec.name] = f"http://127.0.0.1:{port}"
-            self._add(spec.name, self._python(spec.module, "serve"), {**base, "PORT": str(port)}, port).start()
+            env = {**base, "PORT": str(port)}
+            if spec.name == "client":
+                env["API_URL"] = gateway_url  # the web client calls the APIs through the gateway, like a browser
+            self._add(spec.name, self._python(spec.module, "serve"), env, port).start()
         gateway_env = {
             **self.environ,
             "HOST": "127.0.0.1",
@@ -239,7 +244,7 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             **{f"{spec.name.upper()}_URL": self.urls[spec.name] for spec in self.services if spec.public},
         }
-        self.urls["gateway"] = f"http://127.0.0.1:{self.gateway_port}"
+        self.urls["gateway"] = gateway_url
         self._add("gateway", self._python("ticketing_gateway"), gateway_env, self.gateway_port).start()
 
     def start(self) -> None:

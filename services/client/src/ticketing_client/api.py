@@ -1,0 +1,188 @@
+"""The APIs as the client sees them: HTTP calls through the gateway, made with the visitor's session cookie.
+
+One pooled ``httpx.AsyncClient`` serves every visitor, so it must never remember cookies: its jar refuses
+them all, the visitor's ``session`` is sent per call, and ``Set-Cookie`` answers are handed back to be relayed
+to the browser.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ticketing_client.config import Settings
+from ticketing_common.auth import COOKIE_NAME
+from ticketing_common.errors import CustomError, ErrorItem, NotFoundError, ServiceUnavailableError
+
+logger = logging.getLogger("ticketing.client.api")
+
+UNAVAILABLE_MESSAGE = "The ticketing service is unavailable right now, please try again in a moment"
+
+
+class ApiError(CustomError):
+    """An API answered with an error; shown to the visitor with the API's own status and messages."""
+
+    def __init__(self, status_code: int, errors: list[ErrorItem]) -> None:
+        super().__init__(errors[0]["message"] if errors else "Something went wrong")
+        self.status_code = status_code
+        self.errors = errors or [{"message": "Something went wrong"}]
+
+    def serialize(self) -> list[ErrorItem]:
+        return self.errors
+
+
+@dataclass
+class ApiResponse:
+    """What an API answered: status, JSON body, and the cookies it set (to relay to the browser)."""
+
+    status: int
+    body: Any
+    set_cookies: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def errors(self) -> list[ErrorItem]:
+        """The shared-format errors of a failed call (a generic one if the body is not in that format)."""
+        raw = self.body.get("errors") if isinstance(self.body, dict) else None
+        items: list[ErrorItem] = []
+        for entry in raw if isinstance(raw, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get("message"), str):
+                item: ErrorItem = {"message": entry["message"]}
+                if isinstance(entry.get("field"), str):
+                    item["field"] = entry["field"]
+                items.append(item)
+        if not items and not self.ok:
+            items.append({"message": UNAVAILABLE_MESSAGE if self.status >= 500 else "Something went wrong"})
+        return items
+
+    def json_or_raise(self) -> Any:
+        """The body of a successful call; otherwise an :class:`ApiError` carrying the API's answer."""
+        if not self.ok:
+            raise ApiError(self.status, self.errors)
+        return self.body
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Refuse every cookie: the shared client must never carry one visitor's session to another."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+def create_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The pooled HTTP client of the process (no cookie jar, the API host header, the configured timeout)."""
+    headers = {"Accept": "application/json", "User-Agent": "ticketing-client"}
+    if settings.api_host:
+        headers["Host"] = settings.api_host
+    return httpx.AsyncClient(
+        base_url=settings.api_url,
+        headers=headers,
+        timeout=settings.api_timeout_seconds,
+        cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+        follow_redirects=False,
+    )
+
+
+def as_uuid(value: str) -> str:
+    """The id in canonical form; NotFoundError for anything that is not one (it can name no ticket or order)."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise NotFoundError() from None
+
+
+class Api:
+    """Calls on behalf of one visitor (``session`` is their cookie value, or None when signed out)."""
+
+    def __init__(self, http: httpx.AsyncClient, session: str | None, request_id: str | None = None) -> None:
+        self.http = http
+        self.session = session
+        self.request_id = request_id
+
+    async def call(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+    ) -> ApiResponse:
+        """One API call; ServiceUnavailableError when the gateway cannot be reached at all."""
+        headers: dict[str, str] = {}
+        if self.session:
+            headers["Cookie"] = f"{COOKIE_NAME}={self.session}"
+        if self.request_id:
+            headers["X-Request-Id"] = self.request_id
+        try:
+            response = await self.http.request(method, path, json=json, params=params, headers=headers)
+        except httpx.HTTPError as exc:
+            logger.warning("api unreachable", extra={"method": method, "path": path, "error": repr(exc)})
+            raise ServiceUnavailableError(UNAVAILABLE_MESSAGE) from None
+        try:
+            body: Any = response.json() if response.content else None
+        except ValueError:
+            body = None
+        return ApiResponse(response.status_code, body, response.headers.get_list("set-cookie"))
+
+    # -- auth ------------------------------------------------------------------------------------------------
+
+    async def current_user(self) -> dict[str, Any] | None:
+        """The signed-in user ({id, email, ...}) or None; a visitor without a cookie costs no call."""
+        if not self.session:
+            return None
+        result = await self.call("GET", "/api/users/currentuser")
+        body = result.json_or_raise()
+        user = body.get("currentUser") if isinstance(body, dict) else None
+        return user if isinstance(user, dict) else None
+
+    async def sign_up(self, email: str, password: str) -> ApiResponse:
+        return await self.call("POST", "/api/users/signup", json={"email": email, "password": password})
+
+    async def sign_in(self, email: str, password: str) -> ApiResponse:
+        return await self.call("POST", "/api/users/signin", json={"email": email, "password": password})
+
+    async def sign_out(self) -> ApiResponse:
+        return await self.call("POST", "/api/users/signout")
+
+    # -- tickets ---------------------------------------------------------------------------------------------
+
+    async def list_tickets(self, *, limit: int, cursor: str | None) -> ApiResponse:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return await self.call("GET", "/api/tickets", params=params)
+
+    async def get_ticket(self, ticket_id: str) -> ApiResponse:
+        return await self.call("GET", f"/api/tickets/{as_uuid(ticket_id)}")
+
+    async def create_ticket(self, *, title: str, price: Any) -> ApiResponse:
+        return await self.call("POST", "/api/tickets", json={"title": title, "price": price})
+
+    async def update_ticket(self, ticket_id: str, *, title: str, price: Any, version: int | None) -> ApiResponse:
+        body: dict[str, Any] = {"title": title, "price": price}
+        if version is not None:
+            body["version"] = version
+        return await self.call("PUT", f"/api/tickets/{as_uuid(ticket_id)}", json=body)
+
+    # -- orders and payments ---------------------------------------------------------------------------------
+
+    async def create_order(self, ticket_id: str) -> ApiResponse:
+        return await self.call("POST", "/api/orders", json={"ticketId": as_uuid(ticket_id)})
+
+    async def list_orders(self) -> ApiResponse:
+        return await self.call("GET", "/api/orders")
+
+    async def get_order(self, order_id: str) -> ApiResponse:
+        return await self.call("GET", f"/api/orders/{as_uuid(order_id)}")
+
+    async def cancel_order(self, order_id: str) -> ApiResponse:
+        return await self.call("DELETE", f"/api/orders/{as_uuid(order_id)}")
+
+    async def pay(self, order_id: str, token: str) -> ApiResponse:
+        return await self.call("POST", "/api/payments", json={"orderId": as_uuid(order_id), "token": token})

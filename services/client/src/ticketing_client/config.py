@@ -1,0 +1,48 @@
+"""Settings of the web client (environment variables, see the service README's configuration table).
+
+The client has no database, no NATS and no secret: it is a browser-facing app that calls the APIs through the
+gateway with the visitor's own cookie, so it does not extend ``ServiceSettings`` (which requires ``JWT_KEY``).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every field is an environment variable of the same name (upper case)."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    service_name: str = "client"
+    host: str = "0.0.0.0"
+    port: int = 3000
+
+    api_url: str = Field(default="http://127.0.0.1:8080", description="The gateway (or ingress) in front of the APIs.")
+    api_host: str = Field(default="", description="Host header sent to API_URL (e.g. ticketing.dev behind ingress).")
+    api_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    tickets_per_page: int = Field(default=20, ge=1, le=100)
+    currency: str = "usd"
+    payment_confirm_seconds: float = Field(
+        default=3.0, ge=0, description="How long a successful payment waits for the order to turn complete."
+    )
+    order_poll_seconds: float = Field(default=2.0, gt=0, description="How often the order page asks for its status.")
+
+    stripe_publishable_key: str = ""
+    stripe_api_base: str = ""
+
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("api_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def stripe_elements(self) -> bool:
+        """Real Stripe mode: a publishable key and no local stand-in, so the page uses Stripe's card element."""
+        return bool(self.stripe_publishable_key) and not self.stripe_api_base

@@ -1,0 +1,195 @@
+"""Builds the web client's app: pages, static files, health, and errors as HTML pages or the shared JSON.
+
+Not built with ``ticketing_common.app.create_app``: the client has no database and no events. It reuses the
+shared logging, request middleware (request ids, body limit, metrics, one log line per request) and error
+format.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, cast
+from urllib.parse import quote
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ticketing_client.api import create_http_client
+from ticketing_client.config import Settings
+from ticketing_client.rendering import STATIC_DIR, content_security_policy, create_environment, render
+from ticketing_client.router import router
+from ticketing_common.app import RequestMiddleware
+from ticketing_common.errors import error_body, install_error_handlers
+from ticketing_common.logging import configure_logging
+from ticketing_common.metrics import Metrics
+
+logger = logging.getLogger("ticketing.client")
+
+ERROR_HEADINGS = {
+    400: "That did not work",
+    401: "Please sign in",
+    403: "Not allowed",
+    404: "Page not found",
+    405: "Not allowed",
+    413: "Too much data",
+    415: "That did not work",
+    429: "Too many attempts",
+    503: "Service unavailable",
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The client app. Its pooled HTTP client to the gateway lives as long as the app."""
+    settings = settings or Settings()
+    configure_logging(settings.service_name, level=settings.log_level, json_lines=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with create_http_client(settings) as http:
+            app.state.http = http
+            logger.info("client started", extra={"port": settings.port, "api_url": settings.api_url})
+            yield
+
+    app = FastAPI(title="ticketing client", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.templates = create_environment(settings)
+    app.state.metrics = Metrics()
+    _install_error_pages(app)
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
+    app.add_route("/metrics", app.state.metrics.endpoint, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(router)
+    app.add_middleware(UnexpectedErrorMiddleware, handler=cast(Handler, app.exception_handlers[Exception]))
+    app.add_middleware(SecurityHeadersMiddleware, policy=content_security_policy(settings))
+    app.add_middleware(RequestMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Ready when the gateway answers. Not its ``/healthz``, which asks this very endpoint: a cheap API call."""
+    http: httpx.AsyncClient = request.app.state.http
+    try:
+        await http.get("/api/users/currentuser", timeout=2.0)
+    except httpx.HTTPError:
+        return JSONResponse(error_body([{"message": "gateway unreachable"}]), status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+# -- errors ------------------------------------------------------------------------------------------------------
+
+
+def wants_html(request: Request) -> bool:
+    """A browser navigating or posting a form gets an HTML page; API-ish calls (fetch, curl) get the JSON."""
+    path = request.url.path
+    if path.startswith(("/api/", "/static/")) or path.endswith("/status"):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def _install_error_pages(app: FastAPI) -> None:
+    """The shared handlers decide status and messages; for browsers the same answer is shown as a page."""
+    install_error_handlers(app)
+    for exc_class, handler in list(app.exception_handlers.items()):
+        app.add_exception_handler(exc_class, _as_page(cast(Handler, handler)))
+
+
+def _as_page(json_handler: Handler) -> Handler:
+    async def handler(request: Request, exc: Exception) -> Response:
+        response = await json_handler(request, exc)
+        if not wants_html(request):
+            return response
+        if response.status_code == 401:
+            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/signin?next={quote(here, safe='/')}", status_code=303)
+        body: Any = json.loads(bytes(response.body)) if response.body else {}
+        messages = [e.get("message", "") for e in body.get("errors", []) if isinstance(e, dict)]
+        page = render(
+            request,
+            "error.html",
+            status_code=response.status_code,
+            heading=ERROR_HEADINGS.get(response.status_code, "Something went wrong"),
+            messages=messages or ["Something went wrong"],
+        )
+        for name in ("retry-after",):
+            if name in response.headers:
+                page.headers[name] = response.headers[name]
+        return page
+
+    return handler
+
+
+# -- headers -----------------------------------------------------------------------------------------------------
+
+
+class SecurityHeadersMiddleware:
+    """CSP (this origin only), no sniffing, no framing, same-origin referrers; pages are never cached."""
+
+    def __init__(self, app: ASGIApp, *, policy: str) -> None:
+        self.app = app
+        self.headers = [
+            (b"content-security-policy", policy.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"same-origin"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope["path"].startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", [])) + self.headers
+                if not static and not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class UnexpectedErrorMiddleware:
+    """A bug answers 500 like every other error: a page for browsers, the shared JSON otherwise.
+
+    Starlette runs the ``Exception`` handler outside every middleware, where the shared request middleware would
+    already have answered with JSON; this brings it inside.
+    """
+
+    def __init__(self, app: ASGIApp, *, handler: Handler) -> None:
+        self.app = app
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            response = await self.handler(Request(scope, receive), exc)
+            await response(scope, receive, send)

@@ -1,0 +1,154 @@
+"""Pure functions that turn API data into what the pages show: prices, order states, countdowns, form errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+from ticketing_common.errors import ErrorItem
+
+CENT = Decimal("0.01")
+CURRENCY_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """An API amount (JSON number or string) as an exact Decimal; None when it is not one."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        # A JSON number arrives as float; its shortest repr is the number the API wrote (19.99, not 19.989999…).
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return amount if amount.is_finite() else None
+
+
+def format_amount(value: Any) -> str:
+    """Two decimals, no symbol, no grouping: what a price input shows (``19.9`` -> ``19.90``)."""
+    amount = to_decimal(value)
+    return "" if amount is None else str(amount.quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+def format_price(value: Any, currency: str = "usd") -> str:
+    """A price as people read it: symbol, thousands grouped, two decimals (``1234.5`` -> ``$1,234.50``)."""
+    amount = to_decimal(value)
+    if amount is None:
+        return ""
+    text = f"{amount.quantize(CENT, rounding=ROUND_HALF_UP):,.2f}"
+    symbol = CURRENCY_SYMBOLS.get(currency.lower())
+    return f"{symbol}{text}" if symbol else f"{text} {currency.upper()}"
+
+
+def price_for_api(text: str) -> Any:
+    """The price typed in the form, as the JSON the tickets API expects.
+
+    A number goes as a JSON number (the API owns every rule: positive, at most two decimals, the maximum); the
+    shortest float repr keeps what was typed for any realistic amount. Anything else goes as typed, so the API
+    answers with its own message. A decimal comma ("19,99") is accepted when there is no dot.
+    """
+    cleaned = text.strip().replace(" ", "")
+    if "," in cleaned and "." not in cleaned and cleaned.count(",") == 1:
+        cleaned = cleaned.replace(",", ".")
+    if not cleaned:
+        return None
+    amount = to_decimal(cleaned)
+    if amount is None or not cleaned.lstrip("+-").replace(".", "", 1).isdigit():
+        return text
+    number = float(amount)
+    return int(number) if amount == amount.to_integral_value() and abs(amount) < 2**53 else number
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp from the API as an aware datetime (UTC when no offset is given)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_clock(value: Any) -> str:
+    """A timestamp as a time of day in UTC (``14:32:05 UTC``); empty when it is not a timestamp."""
+    moment = parse_time(value)
+    return moment.astimezone(UTC).strftime("%H:%M:%S UTC") if moment else ""
+
+
+def format_remaining(seconds: float) -> str:
+    """A countdown as ``m:ss`` (``h:mm:ss`` past an hour); never negative."""
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+@dataclass(frozen=True)
+class OrderView:
+    """What the order page shows for an order at a moment.
+
+    ``state`` is one of ``pending`` (payable, counting down), ``expiring`` (time is up, the system has not
+    cancelled it yet), ``confirming`` (paid, the order not yet marked complete), ``paid``, ``expired`` and
+    ``cancelled``.
+    """
+
+    state: str
+    label: str
+    remaining_seconds: float
+
+    @property
+    def payable(self) -> bool:
+        return self.state == "pending"
+
+    @property
+    def final(self) -> bool:
+        return self.state in ("paid", "expired", "cancelled")
+
+
+ACTIVE_STATUSES = ("created", "awaiting:payment")
+
+
+def order_view(order: dict[str, Any], *, now: datetime, payment_received: bool = False) -> OrderView:
+    """The order's state and label. The API does not tell an expired order from a cancelled one: a cancelled
+    order whose ``expiresAt`` has passed is shown as expired, any other cancelled one as cancelled."""
+    status = order.get("status")
+    expires_at = parse_time(order.get("expiresAt"))
+    remaining = (expires_at - now).total_seconds() if expires_at else 0.0
+    if status == "complete":
+        return OrderView("paid", "Paid", 0)
+    if status == "cancelled":
+        if expires_at is not None and remaining <= 0:
+            return OrderView("expired", "Order expired", 0)
+        return OrderView("cancelled", "Order cancelled", 0)
+    if payment_received:
+        return OrderView("confirming", "Payment received", max(remaining, 0))
+    if remaining <= 0:
+        # Paying now would race the expiry; the page waits for the system to release the order instead.
+        return OrderView("expiring", "Time is up", 0)
+    return OrderView("pending", "Awaiting payment", remaining)
+
+
+def safe_next(value: Any, default: str = "/") -> str:
+    """A local path to go back to after signing in; anything that could leave the site becomes ``default``."""
+    if not isinstance(value, str) or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or any(ord(ch) < 32 for ch in value):
+        return default
+    return value
+
+
+def split_errors(errors: list[ErrorItem], fields: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """Errors of the form's own fields (first message per field) and the rest, shown at the top of the form."""
+    by_field: dict[str, str] = {}
+    general: list[str] = []
+    for error in errors:
+        name = error.get("field")
+        if name in fields:
+            by_field.setdefault(name, error["message"])
+        else:
+            general.append(error["message"])
+    return by_field, general
