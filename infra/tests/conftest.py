@@ -1,0 +1,44 @@
+"""Fixtures of the deployment tests (infra/k8s, the Dockerfiles, skaffold.yaml).
+
+No cluster and no Docker engine run here, so the manifests are checked against what they describe: the
+Kubernetes schemas, the services' own settings, apps and entry points, the Dockerfiles and skaffold.yaml; and a
+smoke test starts each Deployment's command from this workspace with the environment its manifest declares.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# The helpers live next to this file (the lead may add "infra/tests" to pytest's pythonpath instead).
+sys.path.insert(0, str(Path(__file__).parent))
+
+from deploy_support import DEPLOYABLES, OVERLAYS, Deployable, Dockerfile, Manifests, render
+
+
+@pytest.fixture(scope="session")
+def deployables() -> dict[str, Deployable]:
+    """Every service with an image, by name."""
+    return {name: Deployable(name) for name in DEPLOYABLES}
+
+
+@pytest.fixture(scope="session")
+def rendered() -> dict[str, Manifests]:
+    """Every overlay, rendered once per test session with ``kubectl kustomize``."""
+    return {overlay: render(overlay) for overlay in OVERLAYS}
+
+
+@pytest.fixture(scope="session")
+def dockerfiles(deployables: dict[str, Deployable]) -> dict[str, Dockerfile]:
+    return {name: Dockerfile.parse(d.dockerfile) for name, d in deployables.items()}
+
+
+@pytest.fixture
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """An empty process environment, so that settings classes read only what a test puts there."""
+    for key in list(os.environ):
+        monkeypatch.delenv(key)
+    return monkeypatch

@@ -1,0 +1,397 @@
+"""What the deployment tests share: the workspace's deployables, the rendered overlays, the Dockerfiles,
+skaffold.yaml, and how Kubernetes would build a container's command and environment from them."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "infra" / "k8s"
+OVERLAYS = ("dev", "gke")
+# The Kubernetes version whose schemas the manifests must satisfy (GKE's regular channel and recent kind both
+# run it or newer). Pinned so that a schema update never changes the verdict silently.
+KUBERNETES_VERSION = "1.32"
+# Deployables: the services that have an image. The gateway has none: in the cluster the Ingress replaces it.
+DEPLOYABLES = tuple(sorted(path.parent.name for path in (REPO / "services").glob("*/Dockerfile")))
+# What the image's WORKDIR holds: the workspace layout (see the Dockerfiles); /app/.venv is its virtualenv.
+IMAGE_WORKDIR = "/app"
+IMAGE_VENV = "/app/.venv"
+# The python images' PATH, which the Dockerfiles extend.
+BASE_IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+# -- the workspace ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deployable:
+    """A service of the workspace that has an image, and what the tests need to know about its code."""
+
+    name: str
+
+    @property
+    def package(self) -> str:
+        return f"ticketing_{self.name}"
+
+    @property
+    def distribution(self) -> str:
+        return f"ticketing-{self.name}"
+
+    @property
+    def image(self) -> str:
+        """The image name the manifests and skaffold.yaml use (before an overlay points it at a registry)."""
+        return f"ticketing-{self.name}"
+
+    @property
+    def folder(self) -> Path:
+        return REPO / "services" / self.name
+
+    @property
+    def dockerfile(self) -> Path:
+        return self.folder / "Dockerfile"
+
+    @property
+    def has_migrations(self) -> bool:
+        return (self.folder / "migrations" / "env.py").exists()
+
+    @cached_property
+    def scripts(self) -> dict[str, str]:
+        """Console scripts of the package: name -> ``module:function``."""
+        project = tomllib.loads((self.folder / "pyproject.toml").read_text())["project"]
+        scripts: dict[str, str] = project.get("scripts", {})
+        return scripts
+
+    @property
+    def present(self) -> bool:
+        """Whether its code exists yet (the web client is being built in parallel): its entry point imports."""
+        target = self.scripts.get(self.distribution)
+        if target is None:
+            return False
+        return importlib.util.find_spec(target.split(":")[0]) is not None
+
+    def require_present(self) -> None:
+        if not self.present:
+            pytest.skip(
+                f"services/{self.name} has no code yet ({self.scripts.get(self.distribution, 'no entry point')} "
+                "does not import): its manifests are only checked statically until it lands"
+            )
+
+    @cached_property
+    def settings_cls(self) -> type[Any]:
+        """The service's pydantic-settings class (``ticketing_<name>.config.Settings``)."""
+        return importlib.import_module(f"{self.package}.config").Settings  # type: ignore[no-any-return]
+
+    def create_app(self, settings: Any) -> Any:
+        """The service's app, as its entry point builds it (``ticketing_<name>.main.create_app``)."""
+        return importlib.import_module(f"{self.package}.main").create_app(settings)
+
+
+# -- the manifests ---------------------------------------------------------------------------------------------
+
+
+def kubectl_or_skip() -> str:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: the overlays cannot be rendered (install kubectl 1.27+ to run this)")
+    return kubectl
+
+
+@dataclass
+class Manifests:
+    """The objects one overlay renders to."""
+
+    overlay: str
+    objects: list[dict[str, Any]]
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        for obj in self.of_kind(kind):
+            if obj["metadata"]["name"] == name:
+                return obj
+        raise AssertionError(f"{self.overlay}: no {kind} named {name!r}")
+
+    def find(self, kind: str, name: str) -> dict[str, Any] | None:
+        return next((o for o in self.of_kind(kind) if o["metadata"]["name"] == name), None)
+
+    @property
+    def workloads(self) -> list[dict[str, Any]]:
+        return [o for o in self.objects if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
+
+    def containers(self, workload: dict[str, Any], *, init: bool = True) -> list[dict[str, Any]]:
+        spec = workload["spec"]["template"]["spec"]
+        return [*(spec.get("initContainers", []) if init else []), *spec["containers"]]
+
+    def config_map(self, name: str) -> dict[str, str]:
+        data: dict[str, str] = self.get("ConfigMap", name).get("data", {})
+        return data
+
+    def services_selecting(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        return [
+            s
+            for s in self.of_kind("Service")
+            if s["spec"].get("selector") and all(labels.get(k) == v for k, v in s["spec"]["selector"].items())
+        ]
+
+
+def render(overlay: str) -> Manifests:
+    kubectl = kubectl_or_skip()
+    result = subprocess.run(
+        [kubectl, "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, f"kubectl kustomize {overlay} failed:\n{result.stderr}"
+    objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return Manifests(overlay, objects)
+
+
+# -- secrets: created by hand, documented in infra/README.md ---------------------------------------------------
+
+SECRET_COMMAND = re.compile(r"kubectl create secret generic (?P<name>[a-z0-9-]+)(?P<rest>[^\n`]*)")
+SECRET_LITERAL = re.compile(r"--from-literal=(?P<key>[A-Z0-9_]+)=")
+
+
+def documented_secrets() -> dict[str, set[str]]:
+    """Secret name -> keys, as infra/README.md tells people to create them (``kubectl create secret generic``)."""
+    text = (REPO / "infra" / "README.md").read_text()
+    secrets: dict[str, set[str]] = {}
+    for match in SECRET_COMMAND.finditer(text):
+        keys = {m["key"] for m in SECRET_LITERAL.finditer(match["rest"])}
+        secrets.setdefault(match["name"], set()).update(keys)
+    return secrets
+
+
+# Values the tests give the hand-made secrets (the same for every run: only their shape matters).
+TEST_SECRET_VALUES = {
+    ("jwt-secret", "JWT_KEY"): "k8s-smoke-test-jwt-key-0123456789abcdefghijklmnop",
+    ("stripe-secret", "STRIPE_KEY"): "sk_test_k8s_smoke_0123456789",
+    ("postgres-secret", "POSTGRES_PASSWORD"): "k8s-smoke-test-password",
+}
+
+
+# -- a container as Kubernetes would start it ------------------------------------------------------------------
+
+VAR_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def expand(value: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion in env values, command and args (``$$`` escapes; unknown stays as is)."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group(1), match.group(0))
+
+    return VAR_REFERENCE.sub(replace, value)
+
+
+@dataclass
+class ContainerEnv:
+    """A container's environment as the kubelet builds it, and where each variable came from."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    declared: list[str] = field(default_factory=list)  # names from `env`, in order
+    from_config_maps: dict[str, str] = field(default_factory=dict)  # name -> ConfigMap
+    secret_refs: list[tuple[str, str]] = field(default_factory=list)  # (secret, key)
+    config_map_refs: list[tuple[str, str | None]] = field(default_factory=list)  # (config map, key or None)
+
+
+def container_env(
+    manifests: Manifests,
+    container: dict[str, Any],
+    *,
+    secrets: Mapping[tuple[str, str], str] = TEST_SECRET_VALUES,
+    pod_name: str = "pod-0",
+) -> ContainerEnv:
+    """The environment the kubelet gives ``container``: envFrom first, then env (which wins), with ``$(VAR)``."""
+    result = ContainerEnv()
+    for source in container.get("envFrom", []):
+        prefix = source.get("prefix", "")
+        if "configMapRef" in source:
+            name = source["configMapRef"]["name"]
+            result.config_map_refs.append((name, None))
+            for key, value in manifests.config_map(name).items():
+                result.values[prefix + key] = value
+                result.from_config_maps[prefix + key] = name
+        elif "secretRef" in source:
+            raise AssertionError("envFrom a whole Secret hides which keys a service needs: use secretKeyRef")
+    for var in container.get("env", []):
+        name = var["name"]
+        result.declared.append(name)
+        if "value" in var:
+            result.values[name] = expand(str(var["value"]), result.values)
+            continue
+        ref = var["valueFrom"]
+        if "secretKeyRef" in ref:
+            key = (ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"])
+            result.secret_refs.append(key)
+            result.values[name] = secrets[key]
+        elif "configMapKeyRef" in ref:
+            cm, key_name = ref["configMapKeyRef"]["name"], ref["configMapKeyRef"]["key"]
+            result.config_map_refs.append((cm, key_name))
+            result.values[name] = manifests.config_map(cm)[key_name]
+        elif "fieldRef" in ref:
+            path = ref["fieldRef"]["fieldPath"]
+            assert path == "metadata.name", f"unexpected fieldRef {path}"
+            result.values[name] = pod_name
+        else:
+            raise AssertionError(f"unsupported valueFrom in {name}: {ref}")
+    return result
+
+
+# -- images: what the Dockerfiles say ----------------------------------------------------------------------------
+
+
+@dataclass
+class Dockerfile:
+    """The parts of a Dockerfile the tests reason about (instructions of each stage, continuation lines joined)."""
+
+    path: Path
+    stages: list[list[tuple[str, str]]]  # per stage: (INSTRUCTION, arguments)
+
+    @classmethod
+    def parse(cls, path: Path) -> Dockerfile:
+        lines: list[str] = []
+        pending = ""
+        for raw in path.read_text().splitlines():
+            stripped = raw.strip()
+            if not pending and (not stripped or stripped.startswith("#")):
+                continue
+            if stripped.startswith("#"):
+                continue
+            if stripped.endswith("\\"):
+                pending += stripped[:-1] + " "
+                continue
+            lines.append(pending + stripped)
+            pending = ""
+        stages: list[list[tuple[str, str]]] = [[]]
+        for line in lines:
+            instruction, _, arguments = line.partition(" ")
+            instruction = instruction.upper()
+            if instruction == "FROM" and stages[-1] and any(i == "FROM" for i, _ in stages[-1]):
+                stages.append([])
+            stages[-1].append((instruction, arguments.strip()))
+        return cls(path, stages)
+
+    @property
+    def final(self) -> list[tuple[str, str]]:
+        return self.stages[-1]
+
+    def all(self, instruction: str) -> list[str]:
+        return [args for stage in self.stages for inst, args in stage if inst == instruction]
+
+    @property
+    def cmd(self) -> list[str]:
+        commands = [args for inst, args in self.final if inst == "CMD"]
+        assert commands, f"{self.path}: no CMD in the final stage"
+        value = json.loads(commands[-1])  # exec form only: a shell would not forward SIGTERM
+        assert isinstance(value, list)
+        return [str(v) for v in value]
+
+    @property
+    def entrypoint(self) -> list[str]:
+        entries = [args for inst, args in self.final if inst == "ENTRYPOINT"]
+        return [str(v) for v in json.loads(entries[-1])] if entries else []
+
+    @property
+    def user(self) -> str | None:
+        users = [args for inst, args in self.final if inst == "USER"]
+        return users[-1] if users else None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The final stage's ENV, expanded as Docker does (``${VAR}`` from earlier values and the base PATH)."""
+        values = {"PATH": BASE_IMAGE_PATH}
+        for inst, args in self.final:
+            if inst != "ENV":
+                continue
+            for item in shlex.split(args):
+                key, _, value = item.partition("=")
+                values[key] = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: values.get(m[1] or m[2], ""), value)
+        return values
+
+
+def image_path(value: str) -> str:
+    """A path inside the image, as the same path in this workspace (the image keeps the workspace layout)."""
+    venv = Path(sys.prefix)
+    if value == IMAGE_VENV or value.startswith(IMAGE_VENV + "/"):
+        return str(venv) + value[len(IMAGE_VENV) :]
+    if value == IMAGE_WORKDIR or value.startswith(IMAGE_WORKDIR + "/"):
+        return str(REPO) + value[len(IMAGE_WORKDIR) :]
+    return value
+
+
+def container_command(container: dict[str, Any], dockerfile: Dockerfile, env: Mapping[str, str]) -> list[str]:
+    """What the kubelet runs: command/args from the manifest, else the image's ENTRYPOINT/CMD (with ``$(VAR)``)."""
+    if "command" in container:
+        argv = [*container["command"], *container.get("args", [])]
+    elif "args" in container:
+        argv = [*dockerfile.entrypoint, *container["args"]]
+    else:
+        argv = [*dockerfile.entrypoint, *dockerfile.cmd]
+    return [expand(str(arg), env) for arg in argv]
+
+
+# -- skaffold.yaml -----------------------------------------------------------------------------------------------
+
+
+def _json_pointer(doc: Any, path: str) -> tuple[Any, str]:
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in path.lstrip("/").split("/")]
+    node = doc
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    return node, parts[-1]
+
+
+def _merge(base: Any, overlay: Any) -> Any:
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        merged = dict(base)
+        for key, value in overlay.items():
+            merged[key] = _merge(base.get(key), value) if key in base else value
+        return merged
+    return overlay
+
+
+def skaffold_config(profile: str | None) -> dict[str, Any]:
+    """skaffold.yaml with a profile applied as skaffold applies it: its sections laid onto the main ones, then its
+    JSON patches."""
+    config: dict[str, Any] = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    if profile is None:
+        return config
+    spec = next(p for p in config.get("profiles", []) if p["name"] == profile)
+    for section in ("build", "test", "manifests", "deploy"):
+        if section in spec:
+            config[section] = _merge(config.get(section, {}), spec[section])
+    for patch in spec.get("patches", []):
+        parent, key = _json_pointer(config, patch["path"])
+        op = patch.get("op", "replace")
+        if isinstance(parent, list):
+            index = len(parent) if key == "-" else int(key)
+            if op == "add":
+                parent.insert(index, patch["value"])
+            elif op == "replace":
+                parent[index] = patch["value"]
+            else:
+                del parent[index]
+        elif op in ("add", "replace"):
+            assert op == "add" or key in parent, f"skaffold patch replaces a missing {patch['path']}"
+            parent[key] = patch["value"]
+        else:
+            del parent[key]
+    return config
