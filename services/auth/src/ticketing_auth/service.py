@@ -40,7 +40,8 @@ TOO_MANY_ATTEMPTS = "Too many failed sign-in attempts, try again later"
 # pg_advisory_xact_lock(namespace, key): the two-key form keeps these locks apart from Alembic's one-key lock.
 SIGNIN_LOCK_NAMESPACE = 0x5167
 PURGE_BATCH = 100
-MAX_UPDATE_ATTEMPTS = 5
+# Each lost race means another update committed, so n concurrent updates of one user need at most n attempts.
+MAX_UPDATE_ATTEMPTS = 10
 
 
 @dataclass(frozen=True)
