@@ -1,5 +1,29 @@
 """HTTP routes of the payments service, under ``/api/payments``: thin, the use cases live in ``service.py``."""
 
+from __future__ import annotations
+
 from fastapi import APIRouter
 
+from ticketing_common.app import SessionDep
+from ticketing_common.auth import RequiredUser
+from ticketing_payments.dependencies import PaymentsSettings, Stripe
+from ticketing_payments.schemas import PaymentIn, PaymentOut
+from ticketing_payments.service import create_payment
+
 router = APIRouter(prefix="/api/payments", tags=["payments"])
+
+
+@router.post("", status_code=201)
+async def pay(
+    body: PaymentIn, user: RequiredUser, session: SessionDep, stripe: Stripe, settings: PaymentsSettings
+) -> PaymentOut:
+    """Charge the signed-in buyer's order with a Stripe card token."""
+    payment = await create_payment(
+        session=session,
+        stripe=stripe,
+        currency=settings.currency,
+        buyer=user,
+        order_id=body.order_id,
+        token=body.token,
+    )
+    return PaymentOut.model_validate(payment)

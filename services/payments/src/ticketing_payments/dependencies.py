@@ -1,0 +1,24 @@
+"""Request dependencies of the payments service: its settings and its Stripe gateway."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ticketing_payments.config import Settings
+from ticketing_payments.stripe_gateway import StripeGateway
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _stripe(request: Request) -> StripeGateway:
+    gateway: StripeGateway = request.app.state.stripe
+    return gateway
+
+
+PaymentsSettings = Annotated[Settings, Depends(_settings)]
+Stripe = Annotated[StripeGateway, Depends(_stripe)]

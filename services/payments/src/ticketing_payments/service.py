@@ -1,0 +1,195 @@
+"""Use cases of the payments service: pay for an order once, and keep the copies of orders and users' emails."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ticketing_common.auth import UserPayload
+from ticketing_common.db import new_id, utcnow
+from ticketing_common.errors import (
+    BadRequestError,
+    ConflictError,
+    CustomError,
+    FieldError,
+    NotFoundError,
+    PaymentRequiredError,
+    ServiceUnavailableError,
+)
+from ticketing_common.events import (
+    ChargeCreated,
+    OrderCancelled,
+    OrderCreated,
+    OrderStatus,
+    UserCreated,
+    UserUpdated,
+    is_next_version,
+    publish,
+)
+from ticketing_common.schemas import to_cents
+from ticketing_payments.models import PAYMENTS_ORDER_UNIQUE, Order, Payment, User
+from ticketing_payments.stripe_gateway import (
+    AttemptInDoubt,
+    CardDeclined,
+    ChargeRefused,
+    ProviderUnavailable,
+    StripeGateway,
+)
+
+logger = logging.getLogger("ticketing.payments")
+
+PROVIDER_UNAVAILABLE = "Payment provider unavailable"
+ATTEMPT_IN_DOUBT = (
+    "An earlier payment attempt of this order, with another card or email, has an unknown outcome: "
+    "retry with the same card"
+)
+
+
+def idempotency_key(order_id: uuid.UUID, attempt: int) -> str:
+    """Stripe's idempotency key of an order's charge attempt: every retry of one attempt sends the same key."""
+    return f"charge-{order_id}-{attempt}"
+
+
+async def create_payment(
+    *,
+    session: AsyncSession,
+    stripe: StripeGateway,
+    currency: str,
+    buyer: UserPayload,
+    order_id: uuid.UUID,
+    token: str,
+) -> Payment:
+    """Charge the buyer's order through Stripe and record it with its ``charge.created``, exactly once.
+
+    The order's row stays locked from the checks to the commit, the Stripe call included, so concurrent payments
+    of one order (on any replica) run one after the other and the later ones find it paid. The charge's
+    idempotency key comes from the order and its attempt number, so a retry after a lost answer, a timeout or a
+    crash before the commit replays Stripe's first answer instead of charging again.
+    """
+    refusal: CustomError | None = None
+    payment: Payment | None = None
+    try:
+        async with session.begin():
+            order = await session.get(Order, order_id, with_for_update=True)
+            if order is None or order.user_id != buyer.id:
+                raise NotFoundError("Order not found")
+            if order.status == OrderStatus.CANCELLED:
+                raise BadRequestError("Cannot pay for a cancelled order")
+            if order.status == OrderStatus.COMPLETE or await _payment_of(session, order.id) is not None:
+                raise BadRequestError("Order already paid")
+            if order.expires_at <= utcnow():
+                # Its ticket is being released to other buyers (the cancellation is on its way).
+                raise BadRequestError("Cannot pay for an expired order")
+            email = await session.scalar(select(User.email).where(User.id == buyer.id))
+            try:
+                charge = await stripe.charge(
+                    amount=to_cents(order.price),
+                    currency=currency,
+                    token=token,
+                    receipt_email=email or buyer.email,  # the session's email until user events arrive
+                    order_id=order.id,
+                    idempotency_key=idempotency_key(order.id, order.charge_attempt),
+                )
+            except CardDeclined as exc:
+                # Stripe saved this "no" under the key: the next attempt (with another card) needs a new key.
+                order.charge_attempt += 1
+                refusal = PaymentRequiredError(exc.message)
+            except ChargeRefused as exc:
+                order.charge_attempt += 1
+                refusal = (
+                    FieldError("token", exc.message) if "token" in (exc.param or "") else BadRequestError(exc.message)
+                )
+            except AttemptInDoubt:
+                raise ConflictError(ATTEMPT_IN_DOUBT) from None
+            except ProviderUnavailable:
+                raise ServiceUnavailableError(PROVIDER_UNAVAILABLE) from None
+            else:
+                payment = Payment(
+                    id=new_id(),
+                    order_id=order.id,
+                    stripe_id=charge.stripe_id,
+                    amount=charge.amount,
+                    currency=charge.currency,
+                )
+                session.add(payment)
+                order.status = OrderStatus.COMPLETE
+                await session.flush()
+                publish(
+                    session,
+                    ChargeCreated(
+                        id=payment.id,
+                        order_id=order.id,
+                        stripe_id=payment.stripe_id,
+                        amount=payment.amount,
+                        currency=payment.currency,
+                    ),
+                )
+    except IntegrityError as exc:
+        # Unreachable while the row lock holds, but the constraint is the guarantee.
+        if PAYMENTS_ORDER_UNIQUE in str(exc.orig):
+            raise BadRequestError("Order already paid") from None
+        raise
+    if refusal is not None:
+        logger.info("payment refused", extra={"order_id": str(order_id), "reason": refusal.message})
+        raise refusal
+    assert payment is not None
+    logger.info("order paid", extra={"order_id": str(order_id), "stripe_id": payment.stripe_id})
+    return payment
+
+
+async def _payment_of(session: AsyncSession, order_id: uuid.UUID) -> uuid.UUID | None:
+    found: uuid.UUID | None = await session.scalar(select(Payment.id).where(Payment.order_id == order_id))
+    return found
+
+
+async def copy_created_order(*, session: AsyncSession, event: OrderCreated) -> None:
+    """Start the order's copy; a copy that exists already (a re-published event) stays as it is."""
+    await session.execute(
+        pg_insert(Order)
+        .values(
+            id=event.id,
+            user_id=event.user_id,
+            status=event.status,
+            price=event.ticket.price,
+            expires_at=event.expires_at,
+            version=event.version,
+        )
+        .on_conflict_do_nothing(index_elements=[Order.id])
+    )
+
+
+async def copy_cancelled_order(*, session: AsyncSession, event: OrderCancelled) -> None:
+    """Cancel the copy when the event is its next version (later: ``NotYet``; earlier: already applied)."""
+    order = await session.get(Order, event.id, with_for_update=True)
+    if not is_next_version(order.version if order else None, event.version):
+        return
+    assert order is not None
+    if order.status == OrderStatus.COMPLETE:
+        # The orders service cancelled an order this service charged (they raced): a refund is for a human.
+        logger.warning("paid order cancelled", extra={"order_id": str(order.id), "version": event.version})
+    order.status = OrderStatus.CANCELLED
+    order.version = event.version
+
+
+async def copy_created_user(*, session: AsyncSession, event: UserCreated) -> None:
+    """Start the user's email copy; an existing copy stays as it is."""
+    await session.execute(
+        pg_insert(User)
+        .values(id=event.id, email=event.email, version=event.version)
+        .on_conflict_do_nothing(index_elements=[User.id])
+    )
+
+
+async def copy_updated_user(*, session: AsyncSession, event: UserUpdated) -> None:
+    """Take the new email when the event is the copy's next version."""
+    user = await session.get(User, event.id, with_for_update=True)
+    if not is_next_version(user.version if user else None, event.version):
+        return
+    assert user is not None
+    user.email = event.email
+    user.version = event.version

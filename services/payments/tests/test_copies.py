@@ -1,0 +1,126 @@
+"""The copies of orders and users' emails follow the orders and auth services' events, in version order."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from ticketing_common.events import OrderCancelled, OrderStatus, UserUpdated
+from ticketing_common.events.catalogue import TicketRef
+from ticketing_common.testing import signin, wait_until
+
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
+
+
+async def test_order_created_makes_a_copy_with_owner_price_expiry_and_version(bus: Any) -> None:
+    user_id = uuid.uuid4()
+
+    event = await bus.order(user_id=user_id, price="19.99")
+
+    copy = await bus.order_copy(event.id)
+    assert (copy.user_id, copy.status, copy.price, copy.version) == (user_id, "created", Decimal("19.99"), 0)
+    assert copy.expires_at == event.expires_at
+    assert copy.charge_attempt == 0
+
+
+async def test_order_cancelled_cancels_the_copy(bus: Any) -> None:
+    order = await bus.order(user_id=uuid.uuid4())
+
+    await bus.cancel(order, version=1)
+
+    copy = await bus.order_copy(order.id)
+    assert (copy.status, copy.version) == (OrderStatus.CANCELLED, 1)
+
+
+async def test_order_cancelled_arriving_before_order_created_is_applied_once_the_order_exists(
+    bus: Any, app: FastAPI
+) -> None:
+    order_id = uuid.uuid4()
+    await bus.publish(OrderCancelled(id=order_id, version=1, ticket=TicketRef(id=uuid.uuid4())))
+    await asyncio.sleep(0.3)
+    assert await bus.order_copy(order_id) is None  # nothing to cancel yet: told "not yet", redelivered later
+
+    await bus.publish(bus.order_created(user_id=uuid.uuid4(), order_id=order_id))
+
+    copy = await bus.wait_for_order(order_id, status=OrderStatus.CANCELLED, version=1)
+    assert copy.version == 1
+    assert app.state.metrics.events_handled.labels("order.cancelled", "not_yet")._value.get() >= 1
+
+
+async def test_a_republished_order_created_does_not_undo_a_cancellation(bus: Any) -> None:
+    order = await bus.order(user_id=uuid.uuid4())
+    await bus.cancel(order, version=1)
+
+    await bus.publish(order)  # the same payload under a new event id (past the inbox)
+    await asyncio.sleep(0.5)
+
+    copy = await bus.order_copy(order.id)
+    assert (copy.status, copy.version) == (OrderStatus.CANCELLED, 1)
+
+
+async def test_a_paid_order_cancelled_later_is_cancelled_in_the_copy(
+    client: httpx.AsyncClient, bus: Any, stripe_fake: Any
+) -> None:
+    user = signin(client)
+    order = await bus.order(user_id=user.id)
+    assert (await client.post("/api/payments", json={"orderId": str(order.id), "token": "tok_visa"})).status_code == 201
+
+    await bus.cancel(order, version=1)
+
+    again = await client.post("/api/payments", json={"orderId": str(order.id), "token": "tok_visa"})
+    assert again.status_code == 400
+    assert again.json() == {"errors": [{"message": "Cannot pay for a cancelled order"}]}
+    assert len(await stripe_fake.charges()) == 1
+
+
+async def test_user_emails_follow_created_and_updated_even_when_they_arrive_in_reverse(bus: Any) -> None:
+    user_id = uuid.uuid4()
+    await bus.user(user_id, "third@example.com", version=2)
+    await bus.user(user_id, "second@example.com", version=1)
+    await bus.user(user_id, "first@example.com", version=0)
+
+    copy = await bus.wait_for_user(user_id, version=2)
+
+    assert copy.email == "third@example.com"
+
+
+async def test_a_stale_user_updated_changes_nothing(bus: Any) -> None:
+    user_id = uuid.uuid4()
+    await bus.user(user_id, "first@example.com", version=0)
+    await bus.user(user_id, "second@example.com", version=1)
+    await bus.wait_for_user(user_id, version=1)
+
+    await bus.publish(UserUpdated(id=user_id, email="stale@example.com", version=1))  # another event, same version
+    await asyncio.sleep(0.5)
+
+    copy = await bus.user_copy(user_id)
+    assert (copy.email, copy.version) == ("second@example.com", 1)
+
+
+async def test_a_redelivered_event_is_applied_once(bus: Any, app: FastAPI) -> None:
+    user_id = uuid.uuid4()
+    await bus.user(user_id, "first@example.com", version=0)
+    await bus.wait_for_user(user_id, version=0)
+    update = UserUpdated(id=user_id, email="second@example.com", version=1)
+    event_id = await bus.publish(update)
+    await bus.wait_for_user(user_id, version=1)
+
+    await bus.js.publish(
+        update.subject,
+        update.model_dump_json(by_alias=True).encode(),
+        headers={"ce-id": str(event_id), "Nats-Msg-Id": str(uuid.uuid4())},
+    )
+
+    metrics = app.state.metrics
+
+    async def duplicate_seen() -> bool:
+        return bool(metrics.events_handled.labels("user.updated", "duplicate")._value.get() == 1)
+
+    await wait_until(duplicate_seen)
+    assert metrics.events_handled.labels("user.updated", "ok")._value.get() == 1
