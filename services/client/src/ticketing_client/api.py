@@ -158,31 +158,33 @@ class Api:
             params["cursor"] = cursor
         return await self.call("GET", "/api/tickets", params=params)
 
-    async def get_ticket(self, ticket_id: str) -> ApiResponse:
-        return await self.call("GET", f"/api/tickets/{as_uuid(ticket_id)}")
+    async def get_ticket(self, ticket_id: uuid.UUID | str) -> ApiResponse:
+        return await self.call("GET", f"/api/tickets/{as_uuid(str(ticket_id))}")
 
     async def create_ticket(self, *, title: str, price: Any) -> ApiResponse:
         return await self.call("POST", "/api/tickets", json={"title": title, "price": price})
 
-    async def update_ticket(self, ticket_id: str, *, title: str, price: Any, version: int | None) -> ApiResponse:
+    async def update_ticket(
+        self, ticket_id: uuid.UUID | str, *, title: str, price: Any, version: int | None
+    ) -> ApiResponse:
         body: dict[str, Any] = {"title": title, "price": price}
         if version is not None:
             body["version"] = version
-        return await self.call("PUT", f"/api/tickets/{as_uuid(ticket_id)}", json=body)
+        return await self.call("PUT", f"/api/tickets/{as_uuid(str(ticket_id))}", json=body)
 
     # -- orders and payments ---------------------------------------------------------------------------------
 
-    async def create_order(self, ticket_id: str) -> ApiResponse:
-        return await self.call("POST", "/api/orders", json={"ticketId": as_uuid(ticket_id)})
+    async def create_order(self, ticket_id: uuid.UUID | str) -> ApiResponse:
+        return await self.call("POST", "/api/orders", json={"ticketId": as_uuid(str(ticket_id))})
 
     async def list_orders(self) -> ApiResponse:
         return await self.call("GET", "/api/orders")
 
-    async def get_order(self, order_id: str) -> ApiResponse:
-        return await self.call("GET", f"/api/orders/{as_uuid(order_id)}")
+    async def get_order(self, order_id: uuid.UUID | str) -> ApiResponse:
+        return await self.call("GET", f"/api/orders/{as_uuid(str(order_id))}")
 
-    async def cancel_order(self, order_id: str) -> ApiResponse:
-        return await self.call("DELETE", f"/api/orders/{as_uuid(order_id)}")
+    async def cancel_order(self, order_id: uuid.UUID | str) -> ApiResponse:
+        return await self.call("DELETE", f"/api/orders/{as_uuid(str(order_id))}")
 
-    async def pay(self, order_id: str, token: str) -> ApiResponse:
-        return await self.call("POST", "/api/payments", json={"orderId": as_uuid(order_id), "token": token})
+    async def pay(self, order_id: uuid.UUID | str, token: str) -> ApiResponse:
+        return await self.call("POST", "/api/payments", json={"orderId": as_uuid(str(order_id)), "token": token})

@@ -7,6 +7,7 @@ form again with the API's status and its errors (field errors next to their fiel
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -209,18 +210,18 @@ def _ticket_page(
     )
 
 
-@router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
-async def ticket_page(request: Request, ticket_id: str, api: ApiDep, user: Visitor) -> Response:
+@router.get("/tickets/{ticket_id:uuid}", response_class=HTMLResponse)
+async def ticket_page(request: Request, ticket_id: uuid.UUID, api: ApiDep, user: Visitor) -> Response:
     """One ticket, with "Purchase" for a signed-in buyer or "Edit" for its owner."""
     ticket = (await api.get_ticket(ticket_id)).json_or_raise()
     return _ticket_page(request, ticket, user)
 
 
-@router.post("/tickets/{ticket_id}/purchase", response_class=HTMLResponse)
-async def purchase(request: Request, ticket_id: str, api: ApiDep, user: Visitor) -> Response:
+@router.post("/tickets/{ticket_id:uuid}/purchase", response_class=HTMLResponse)
+async def purchase(request: Request, ticket_id: uuid.UUID, api: ApiDep, user: Visitor) -> Response:
     """Reserve the ticket with an order and go to the order's page to pay."""
     if user is None:
-        return redirect(f"/signin?next={quote(f'/tickets/{as_uuid(ticket_id)}', safe='/')}")
+        return redirect(f"/signin?next={quote(f'/tickets/{ticket_id}', safe='/')}")
     await read_form(request)
     result = await api.create_order(ticket_id)
     if result.status == 401:
@@ -231,15 +232,15 @@ async def purchase(request: Request, ticket_id: str, api: ApiDep, user: Visitor)
     return _ticket_page(request, ticket, user, errors=result.errors, status_code=result.status)
 
 
-async def _own_ticket(api: Api, ticket_id: str, user: dict[str, Any]) -> dict[str, Any]:
+async def _own_ticket(api: Api, ticket_id: uuid.UUID, user: dict[str, Any]) -> dict[str, Any]:
     ticket: dict[str, Any] = (await api.get_ticket(ticket_id)).json_or_raise()
     if str(ticket.get("userId")) != str(user.get("id")):
         raise ForbiddenError("You can only edit your own tickets")
     return ticket
 
 
-@router.get("/tickets/{ticket_id}/edit", response_class=HTMLResponse)
-async def edit_ticket_page(request: Request, ticket_id: str, api: ApiDep, user: Visitor) -> Response:
+@router.get("/tickets/{ticket_id:uuid}/edit", response_class=HTMLResponse)
+async def edit_ticket_page(request: Request, ticket_id: uuid.UUID, api: ApiDep, user: Visitor) -> Response:
     """The owner's edit form, disabled while an order holds the ticket."""
     if user is None:
         return to_sign_in(request)
@@ -248,8 +249,8 @@ async def edit_ticket_page(request: Request, ticket_id: str, api: ApiDep, user: 
     return _ticket_form(request, ticket=ticket, values=values)
 
 
-@router.post("/tickets/{ticket_id}/edit", response_class=HTMLResponse)
-async def update_ticket(request: Request, ticket_id: str, api: ApiDep, user: Visitor) -> Response:
+@router.post("/tickets/{ticket_id:uuid}/edit", response_class=HTMLResponse)
+async def update_ticket(request: Request, ticket_id: uuid.UUID, api: ApiDep, user: Visitor) -> Response:
     """Save the owner's changes; the version the form was loaded with guards against overwriting a newer one."""
     if user is None:
         return to_sign_in(request)
@@ -262,7 +263,7 @@ async def update_ticket(request: Request, ticket_id: str, api: ApiDep, user: Vis
     if result.status == 401:
         return to_sign_in(request)
     if result.ok:
-        return redirect(f"/tickets/{as_uuid(ticket_id)}")
+        return redirect(f"/tickets/{ticket_id}")
     ticket = await _own_ticket(api, ticket_id, user)
     return _ticket_form(request, ticket=ticket, values=values, result=result)
 
@@ -306,7 +307,7 @@ async def _order_page(
     request: Request,
     api: Api,
     settings: Settings,
-    order_id: str,
+    order_id: uuid.UUID,
     *,
     payment: str | None = None,
     result: ApiResponse | None = None,
@@ -317,9 +318,9 @@ async def _order_page(
     return render(request, "order.html", status_code=result.status if result else 200, errors=errors, **context)
 
 
-@router.get("/orders/{order_id}", response_class=HTMLResponse)
+@router.get("/orders/{order_id:uuid}", response_class=HTMLResponse)
 async def order_page(
-    request: Request, order_id: str, api: ApiDep, user: Visitor, settings: SettingsDep, payment: str | None = None
+    request: Request, order_id: uuid.UUID, api: ApiDep, user: Visitor, settings: SettingsDep, payment: str | None = None
 ) -> Response:
     """The order: a live countdown and the payment form while it is payable, then "Paid" or "Order expired"."""
     if user is None:
@@ -327,17 +328,17 @@ async def order_page(
     return await _order_page(request, api, settings, order_id, payment=payment)
 
 
-@router.get("/orders/{order_id}/panel", response_class=HTMLResponse)
+@router.get("/orders/{order_id:uuid}/panel", response_class=HTMLResponse)
 async def order_panel(
-    request: Request, order_id: str, api: ApiDep, settings: SettingsDep, payment: str | None = None
+    request: Request, order_id: uuid.UUID, api: ApiDep, settings: SettingsDep, payment: str | None = None
 ) -> Response:
     """The order page's status panel alone: the page's script swaps it in when the order changes state."""
     order = (await api.get_order(order_id)).json_or_raise()
     return render(request, "_order_panel.html", **_order_context(order, settings, payment=payment))
 
 
-@router.get("/orders/{order_id}/status")
-async def order_status(order_id: str, api: ApiDep, payment: str | None = None) -> JSONResponse:
+@router.get("/orders/{order_id:uuid}/status")
+async def order_status(order_id: uuid.UUID, api: ApiDep, payment: str | None = None) -> JSONResponse:
     """The order's state as JSON, polled by the order page: {id, status, state, label, remainingSeconds}."""
     result = await api.get_order(order_id)
     if result.status == 401:
@@ -356,8 +357,8 @@ async def order_status(order_id: str, api: ApiDep, payment: str | None = None) -
     )
 
 
-@router.post("/orders/{order_id}/pay", response_class=HTMLResponse)
-async def pay(request: Request, order_id: str, api: ApiDep, user: Visitor, settings: SettingsDep) -> Response:
+@router.post("/orders/{order_id:uuid}/pay", response_class=HTMLResponse)
+async def pay(request: Request, order_id: uuid.UUID, api: ApiDep, user: Visitor, settings: SettingsDep) -> Response:
     """Charge the order with the chosen card token; on success wait briefly for the order to turn complete."""
     if user is None:
         return to_sign_in(request)
@@ -367,13 +368,13 @@ async def pay(request: Request, order_id: str, api: ApiDep, user: Visitor, setti
         return to_sign_in(request)
     if not result.ok:
         return await _order_page(request, api, settings, order_id, result=result)
-    order_url = f"/orders/{as_uuid(order_id)}"
+    order_url = f"/orders/{order_id}"
     if await _completed(api, order_id, within=settings.payment_confirm_seconds):
         return redirect(order_url)
     return redirect(f"{order_url}?payment={PAYMENT_RECEIVED}")
 
 
-async def _completed(api: Api, order_id: str, *, within: float) -> bool:
+async def _completed(api: Api, order_id: uuid.UUID, *, within: float) -> bool:
     """Whether the order turns complete within ``within`` seconds (the charge reaches it as an event)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -386,8 +387,8 @@ async def _completed(api: Api, order_id: str, *, within: float) -> bool:
         await asyncio.sleep(0.1)
 
 
-@router.post("/orders/{order_id}/cancel", response_class=HTMLResponse)
-async def cancel(request: Request, order_id: str, api: ApiDep, user: Visitor, settings: SettingsDep) -> Response:
+@router.post("/orders/{order_id:uuid}/cancel", response_class=HTMLResponse)
+async def cancel(request: Request, order_id: uuid.UUID, api: ApiDep, user: Visitor, settings: SettingsDep) -> Response:
     """Cancel the order, releasing the ticket."""
     if user is None:
         return to_sign_in(request)
@@ -397,4 +398,4 @@ async def cancel(request: Request, order_id: str, api: ApiDep, user: Visitor, se
         return to_sign_in(request)
     if not result.ok:
         return await _order_page(request, api, settings, order_id, result=result)
-    return redirect(f"/orders/{as_uuid(order_id)}")
+    return redirect(f"/orders/{order_id}")
