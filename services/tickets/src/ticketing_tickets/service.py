@@ -137,7 +137,7 @@ async def reserve_for_order(*, session: AsyncSession, order_id: uuid.UUID, ticke
         return None
     if ticket.order_id is not None:
         raise NotYet(f"ticket {ticket_id} is still held by order {ticket.order_id}")
-    return await _write(session, ticket, available_only=True, order_id=order_id)
+    return _written(await _write(session, ticket, available_only=True, order_id=order_id), ticket_id)
 
 
 async def release_for_order(*, session: AsyncSession, order_id: uuid.UUID, ticket_id: uuid.UUID) -> Ticket | None:
@@ -155,7 +155,15 @@ async def release_for_order(*, session: AsyncSession, order_id: uuid.UUID, ticke
         return None
     if ticket.order_id != order_id:
         return None
-    return await _write(session, ticket, order_id=None)
+    return _written(await _write(session, ticket, order_id=None), ticket_id)
+
+
+def _written(ticket: Ticket | None, ticket_id: uuid.UUID) -> Ticket:
+    # Under the row lock the conditional write cannot miss; if it ever does, the event must be tried again,
+    # never acknowledged as applied.
+    if ticket is None:
+        raise NotYet(f"ticket {ticket_id} changed while the event was applied")
+    return ticket
 
 
 async def _load(session: AsyncSession, ticket_id: uuid.UUID) -> Ticket | None:
