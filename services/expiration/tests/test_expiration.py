@@ -121,6 +121,17 @@ async def test_a_cancelled_order_loses_its_pending_expiry(app: FastAPI, bus: Any
     assert row.cancelled_at is not None
 
 
+async def test_a_cancellation_after_the_expiry_fired_is_handled_without_effect(app: FastAPI, bus: Any) -> None:
+    order_id = uuid.uuid4()
+    await bus.created(order_id, in_seconds(0.2))
+    await bus.wait_expired(1)
+
+    await bus.cancelled(order_id)
+    await wait_until(lambda: _handled(app, "order.cancelled", "ok", 1))
+    assert [f.order_id for f in await bus.expired()] == [order_id]
+    assert _count(app, "order.cancelled", "retry") == _count(app, "order.cancelled", "parked") == 0
+
+
 async def test_a_cancellation_that_arrives_before_the_creation_prevents_the_expiry(app: FastAPI, bus: Any) -> None:
     order_id = uuid.uuid4()
     await bus.cancelled(order_id)
