@@ -151,3 +151,23 @@ async def test_returns_400_for_an_invalid_cursor(client: httpx.AsyncClient, curs
     response = await client.get("/api/tickets", params={"cursor": cursor})
     assert response.status_code == 400
     assert response.json() == {"errors": [{"message": "Invalid cursor", "field": "cursor"}]}
+
+
+async def test_a_cursor_stays_valid_when_its_ticket_is_reserved_before_the_next_page(
+    client: httpx.AsyncClient, make_ticket, orders, stored
+) -> None:
+    signin(client)
+    created = [await make_ticket(f"T{i}", 1) for i in range(5)]
+    first = (await client.get("/api/tickets", params={"limit": "2"})).json()
+    assert [t["id"] for t in first["tickets"]] == [created[4]["id"], created[3]["id"]]
+    order_id, _ = await orders.created(created[3]["id"])
+
+    async def reserved() -> bool:
+        ticket = await stored(created[3]["id"])
+        return ticket is not None and ticket.order_id == order_id
+
+    await wait_until(reserved)
+    newer = await make_ticket("Newer", 1)  # newer than the cursor: belongs to a fresh first page, not to page 2
+    second = (await client.get("/api/tickets", params={"limit": "2", "cursor": first["next"]})).json()
+    assert [t["id"] for t in second["tickets"]] == [created[2]["id"], created[1]["id"]]
+    assert newer["id"] not in [t["id"] for t in second["tickets"]]
