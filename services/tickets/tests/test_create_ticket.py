@@ -193,3 +193,8 @@ async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 400
     assert response.json() == {"errors": [{"message": "Request body is not valid JSON"}]}
+
+
+async def test_a_signed_out_request_is_401_even_with_an_invalid_body(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/tickets", json={"title": "", "price": -1})
+    assert response.status_code == 401
