@@ -1,4 +1,4 @@
-"""A thousand pending expiries: all fire, each once, within a second of its ``expiresAt``."""
+"""A thousand pending expiries, written by two replicas: all fire, each once, within a second of ``expiresAt``."""
 
 from __future__ import annotations
 
@@ -10,22 +10,26 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import FastAPI
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from ticketing_common.config import ServiceSettings
-from ticketing_common.testing import wait_until
+from ticketing_common.testing import ServiceUnderTest, running, wait_until
 
 ORDERS = 1000
-LEAD_SECONDS = 12.0  # time to take in 1,000 order.created (about 7 s measured) before the first expiry is due
+LEAD_SECONDS = 20.0  # time to take in 1,000 order.created before the first expiry is due (3-9 s measured)
 SPREAD_SECONDS = 3.0  # the expiries are due one after another over this window
 
 
 async def test_a_thousand_pending_expiries_all_fire_exactly_once_within_a_second(
-    app: FastAPI, bus: Any, js: JetStreamContext, settings: ServiceSettings
+    service: ServiceUnderTest, bus: Any, js: JetStreamContext, settings: ServiceSettings
 ) -> None:
+    async with running(service.create_app(settings)), running(service.create_app(settings)):
+        await _thousand_expiries(bus, js, settings)
+
+
+async def _thousand_expiries(bus: Any, js: JetStreamContext, settings: ServiceSettings) -> None:
     received: list[tuple[uuid.UUID, datetime, float]] = []
 
     async def on_expired(msg: Msg) -> None:
@@ -45,12 +49,17 @@ async def test_a_thousand_pending_expiries_all_fire_exactly_once_within_a_second
         started = time.monotonic()
         await asyncio.gather(*(bus.created(order_id, expires_at) for order_id, expires_at in due.items()))
 
-        async def all_scheduled() -> bool:
+        async def scheduled() -> int:
             info = await js.stream_info(settings.nats_stream, subjects_filter="expiration.orders.>")
-            return len(info.state.subjects or {}) == ORDERS
+            return len(info.state.subjects or {})
 
-        await wait_until(all_scheduled, timeout=LEAD_SECONDS, interval=0.1)
+        while (pending := await scheduled()) < ORDERS and datetime.now(UTC) < first_due:
+            await asyncio.sleep(0.1)
         ingest_seconds = time.monotonic() - started
+        assert pending == ORDERS, (
+            f"only {pending} of {ORDERS} order.created handled in {LEAD_SECONDS}s: the machine is too busy for this "
+            "test to measure the timers rather than the backlog"
+        )
         assert received == []  # every schedule is pending in JetStream; none fired early
         assert datetime.now(UTC) < first_due  # so what follows measures the timers, not a backlog
 

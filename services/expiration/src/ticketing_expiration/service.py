@@ -53,7 +53,7 @@ async def schedule_expiry(*, session: AsyncSession, order_id: uuid.UUID, expires
     await session.execute(
         update(OrderExpiry).where(OrderExpiry.order_id == order_id).values(schedule_event_id=event_id)
     )
-    logger.info("expiry scheduled", extra={"order_id": str(order_id), "expires_at": expires_at.isoformat()})
+    logger.debug("expiry scheduled", extra={"order_id": str(order_id), "expires_at": expires_at.isoformat()})
     return True
 
 
