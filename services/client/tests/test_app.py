@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from client_html import parse
+from client_testing import parse
 from fastapi import FastAPI
 
 from ticketing_client.__main__ import main

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from client_html import accessibility_problems, parse
+from client_testing import accessibility_problems, parse
 
 from ticketing_client.config import Settings
 from ticketing_client.presenters import format_remaining, order_view

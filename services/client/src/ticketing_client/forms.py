@@ -15,11 +15,14 @@ async def read_form(request: Request) -> dict[str, str]:
     """The posted fields (first value of each). The pages' forms all use the default encoding, which needs no
     multipart parser; the body size is already bounded by the request middleware."""
     check_same_origin(request)
+    body = await request.body()
+    if not body:
+        return {}  # a form with nothing to send (a lone button), whatever its declared type
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != FORM_TYPE:
         raise UnsupportedMediaTypeError(f"Content-Type must be {FORM_TYPE}")
     fields: dict[str, str] = {}
-    for name, value in parse_qsl((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True):
+    for name, value in parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True):
         fields.setdefault(name, value)
     return fields
 

@@ -1,9 +1,20 @@
-"""Reading the client's HTML in tests: a small element tree (stdlib parser) and the accessibility checks."""
+"""Test helpers of the client: reading its HTML (a small element tree on the stdlib parser, the accessibility
+checks) and visitors that use the running system like a browser without JavaScript."""
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+
+import httpx
+
+from ticketing_launcher.stack import Stack
+
+ORDER_EXPIRATION_SECONDS = 20
+TICKETS_PER_PAGE = 4
+PASSWORD = "correct horse battery"
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 UNLABELLED_INPUT_TYPES = {"hidden", "submit", "button", "reset", "image"}
@@ -139,3 +150,53 @@ def accessibility_problems(html: str) -> list[str]:
         if source.startswith(("http:", "https:", "//")):
             problems.append(f"external resource {source}")
     return problems
+
+
+@dataclass
+class System:
+    stack: Stack
+    url: str  # the gateway, where a browser goes
+
+    @property
+    def client_url(self) -> str:
+        return self.stack.urls["client"]
+
+
+class Visitor:
+    """Someone using the site through the gateway with a browser that runs no JavaScript: follows nothing on its
+    own, keeps the cookies the site sets, asks for HTML."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url, headers={"Accept": "text/html"}, timeout=30)
+        self.email: str | None = None
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        return self.http.get(path, **kwargs)  # type: ignore[arg-type]
+
+    def post(self, path: str, data: dict[str, str] | None = None, **kwargs: object) -> httpx.Response:
+        return self.http.post(path, data=data or {}, **kwargs)  # type: ignore[arg-type]
+
+    def sign_up(self, email: str | None = None) -> httpx.Response:
+        self.email = email or f"visitor-{uuid.uuid4().hex[:10]}@example.com"
+        response = self.post("/signup", {"email": self.email, "password": PASSWORD, "next": "/"})
+        assert response.status_code == 303, response.text
+        return response
+
+    def sell(self, title: str, price: str) -> str:
+        """Put a ticket on sale through the form; returns its id."""
+        response = self.post("/tickets/new", {"title": title, "price": price})
+        assert response.status_code == 303, response.text
+        match = re.fullmatch(r"/tickets/([0-9a-f-]{36})", response.headers["location"])
+        assert match, response.headers["location"]
+        return match.group(1)
+
+    def purchase(self, ticket_id: str) -> str:
+        """Press "Purchase"; returns the order's id."""
+        response = self.post(f"/tickets/{ticket_id}/purchase")
+        assert response.status_code == 303, response.text
+        match = re.fullmatch(r"/orders/([0-9a-f-]{36})", response.headers["location"])
+        assert match, response.headers["location"]
+        return match.group(1)
+
+    def close(self) -> None:
+        self.http.close()
