@@ -165,9 +165,14 @@ async def update_ticket_copy(*, session: AsyncSession, event: TicketUpdated) -> 
     Returns False for a version already applied; raises ``NotYet`` for one that is ahead (or a copy that does
     not exist yet), so the event comes back later.
     """
-    # The row lock makes two replicas applying two versions of one ticket take turns.
+    # The row lock makes two replicas applying two versions of one ticket take turns. It is the weaker
+    # FOR NO KEY UPDATE (the id never changes), so orders being placed on the ticket (whose foreign key
+    # takes FOR KEY SHARE) do not wait for it, nor it for them.
     ticket = await session.scalar(
-        select(Ticket).where(Ticket.id == event.id).with_for_update().execution_options(populate_existing=True)
+        select(Ticket)
+        .where(Ticket.id == event.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
     )
     if not is_next_version(ticket.version if ticket is not None else None, event.version):
         return False
