@@ -3,6 +3,7 @@ recorded and logged as needing a refund, never dropped."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ from sqlalchemy import select
 
 from ticketing_common.events import ChargeCreated, OrderExpired
 from ticketing_common.events.tables import ParkedMessage
-from ticketing_common.testing import signin, wait_until
+from ticketing_common.testing import running, signin, wait_until
+from ticketing_orders.config import Settings
+from ticketing_orders.main import create_app
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -188,3 +191,33 @@ async def test_a_charge_for_an_unknown_order_is_parked_not_dropped(bus: Harness)
     assert row.subject == "charge.created"
     assert "UnknownOrderError" in row.error
     assert await bus.charges() == []
+
+
+async def test_a_charge_racing_an_expiry_on_two_replicas_ends_in_one_consistent_outcome(
+    client: httpx.AsyncClient, bus: Harness, settings: Settings
+) -> None:
+    orders = [await _order(client, bus) for _ in range(10)]
+    async with running(create_app(settings)):  # a second replica: each event goes to either
+        for order in orders:
+            await asyncio.gather(
+                bus.publish(_charge(order["id"])), bus.publish(OrderExpired(order_id=uuid.UUID(order["id"])))
+            )
+
+        async def all_settled() -> bool:
+            charges = await bus.charges()
+            finals = [await _stored(bus, order["id"]) for order in orders]
+            return len(charges) == len(orders) and all(o.status in ("complete", "cancelled") for o in finals)
+
+        await wait_until(all_settled, timeout=30)
+
+    refunds = {str(charge.order_id): charge.refund_reason for charge in await bus.charges()}
+    cancellations = [event["id"] for event in await bus.outbox("order.cancelled")]
+    for order in orders:
+        stored = await _stored(bus, order["id"])
+        assert stored.version == 1
+        if stored.status == "complete":  # the charge won: it paid, the expiry did nothing
+            assert refunds[order["id"]] is None
+            assert order["id"] not in cancellations
+        else:  # the expiry won: one cancellation, and the charge waits for its refund
+            assert refunds[order["id"]] == "order cancelled"
+            assert cancellations.count(order["id"]) == 1
