@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import re
 import shlex
 import shutil
@@ -346,6 +347,52 @@ def container_command(container: dict[str, Any], dockerfile: Dockerfile, env: Ma
     else:
         argv = [*dockerfile.entrypoint, *dockerfile.cmd]
     return [expand(str(arg), env) for arg in argv]
+
+
+# -- the build context: .dockerignore ---------------------------------------------------------------------------
+
+
+def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern (Go's filepath.Match plus ``**``) as a regex over slash-separated paths."""
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out += "(?:.*/)?"
+            i += 3
+        elif pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            out += "[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            out += "[^/]"
+            i += 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    return re.compile(out)
+
+
+def docker_context_includes(path: str) -> bool:
+    """Whether ``path`` (relative to the repository root) is sent to the build: Docker's rules, the last matching
+    pattern wins, and a pattern that matches a parent folder matches everything below it."""
+    rules = []
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = os.path.normpath(line.removeprefix("!").strip()).lstrip("/")
+        rules.append((negate, _dockerignore_regex(pattern)))
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    included = True
+    for negate, regex in rules:
+        if any(regex.fullmatch(candidate) for candidate in candidates):
+            included = negate
+    return included
 
 
 # -- skaffold.yaml -----------------------------------------------------------------------------------------------

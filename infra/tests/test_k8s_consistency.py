@@ -1,0 +1,267 @@
+"""The manifests agree with the code they deploy, so they cannot rot: settings, secrets, ports, probes, databases.
+
+Everything is read from the code at test time (settings classes, apps, console scripts), never copied here.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from deploy_support import (
+    DEPLOYABLES,
+    OVERLAYS,
+    TEST_SECRET_VALUES,
+    ContainerEnv,
+    Deployable,
+    Manifests,
+    container_env,
+    documented_secrets,
+)
+from pydantic import ValidationError
+
+
+def _env_names(settings_cls: type[Any]) -> dict[str, str]:
+    """Environment variable -> field of a pydantic-settings class (prefix and aliases honoured)."""
+    prefix = str(settings_cls.model_config.get("env_prefix", "") or "")
+    names = {}
+    for name, info in settings_cls.model_fields.items():
+        alias = info.validation_alias if isinstance(info.validation_alias, str) else None
+        names[(alias or prefix + name).upper()] = name
+    return names
+
+
+def _required(deployable: Deployable, monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """What the service cannot start without: fields without a default, fields whose default its validators refuse
+    (JWT_KEY), and DATABASE_URL for a service with a database (its start-up refuses an empty one)."""
+    for key in list(os.environ):
+        monkeypatch.delenv(key)
+    names = {field: env for env, field in _env_names(deployable.settings_cls).items()}
+    required = set()
+    try:
+        deployable.settings_cls()
+    except ValidationError as exc:
+        required = {names.get(str(error["loc"][0]), str(error["loc"][0]).upper()) for error in exc.errors()}
+    if deployable.has_migrations:
+        required.add("DATABASE_URL")
+    return required
+
+
+def _start_up_settings(deployable: Deployable, env: ContainerEnv, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The service's settings from exactly this environment, as its entry point loads them."""
+    for key in list(os.environ):
+        monkeypatch.delenv(key)
+    for key, value in env.values.items():
+        monkeypatch.setenv(key, value)
+    try:
+        settings = deployable.settings_cls()
+        if deployable.has_migrations:
+            assert settings.sqlalchemy_url
+    except (ValidationError, ValueError) as exc:
+        raise AssertionError(f"{deployable.name} refuses the environment its manifest declares:\n{exc}") from exc
+    return settings
+
+
+def _pod(manifests: Manifests, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = manifests.get("Deployment", name)["spec"]["template"]
+    return spec
+
+
+def _main(manifests: Manifests, name: str) -> dict[str, Any]:
+    containers = _pod(manifests, name)["spec"]["containers"]
+    assert len(containers) == 1, f"{name}: one container per pod"
+    container: dict[str, Any] = containers[0]
+    return container
+
+
+def _resolve_container_port(container: dict[str, Any], port: int | str) -> int:
+    if isinstance(port, int):
+        return port
+    for candidate in container.get("ports", []):
+        if candidate.get("name") == port:
+            number: int = candidate["containerPort"]
+            return number
+    raise AssertionError(f"{container['name']} has no port named {port}")
+
+
+@pytest.fixture(params=DEPLOYABLES)
+def deployable(request: pytest.FixtureRequest, deployables: dict[str, Deployable]) -> Deployable:
+    return deployables[request.param]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_deployment_provides_every_setting_its_service_requires(
+    rendered: dict[str, Manifests], deployable: Deployable, overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployable.require_present()
+    manifests = rendered[overlay]
+    required = _required(deployable, monkeypatch)
+    for container in manifests.containers(manifests.get("Deployment", deployable.name)):
+        env = container_env(manifests, container)
+        missing = required - set(env.values)
+        assert not missing, f"{overlay}: {deployable.name}/{container['name']} does not set {sorted(missing)}"
+        _start_up_settings(deployable, env, monkeypatch)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_deployment_sets_only_settings_its_service_knows(
+    rendered: dict[str, Manifests], deployable: Deployable, overlay: str
+) -> None:
+    """A misspelt or removed setting would be ignored silently by the service; here it fails."""
+    deployable.require_present()
+    manifests = rendered[overlay]
+    known = set(_env_names(deployable.settings_cls))
+    for container in manifests.containers(manifests.get("Deployment", deployable.name)):
+        env = container_env(manifests, container)
+        referenced = {
+            name
+            for name in env.declared
+            for other in container.get("env", [])
+            if f"$({name})" in str(other.get("value", ""))
+        }
+        unknown = (set(env.declared) | set(env.from_config_maps)) - known - referenced
+        assert not unknown, (
+            f"{overlay}: {deployable.name}/{container['name']} sets {sorted(unknown)}, unknown to its settings"
+        )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_documented_secrets_and_existing_config_map_keys_are_referenced(
+    rendered: dict[str, Manifests], overlay: str
+) -> None:
+    manifests = rendered[overlay]
+    documented = documented_secrets()
+    used: set[tuple[str, str]] = set()
+    for workload in manifests.workloads:
+        for container in manifests.containers(workload):
+            for var in container.get("env", []):
+                ref = var.get("valueFrom", {})
+                if "secretKeyRef" in ref:
+                    secret, key = ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"]
+                    assert key in documented.get(secret, set()), (
+                        f"{workload['metadata']['name']} reads {secret}/{key}, which infra/README.md does not tell "
+                        "people to create"
+                    )
+                    assert not ref["secretKeyRef"].get("optional"), "a missing secret must stop the pod, loudly"
+                    used.add((secret, key))
+                if "configMapKeyRef" in ref:
+                    config_map, key = ref["configMapKeyRef"]["name"], ref["configMapKeyRef"]["key"]
+                    assert key in manifests.config_map(config_map), f"{config_map} has no key {key}"
+            for source in container.get("envFrom", []):
+                assert "configMapRef" in source, "secrets are read key by key (secretKeyRef)"
+                manifests.get("ConfigMap", source["configMapRef"]["name"])
+            for volume in workload["spec"]["template"]["spec"].get("volumes", []):
+                if "configMap" in volume:
+                    manifests.get("ConfigMap", volume["configMap"]["name"])
+    assert used == {(s, k) for s, keys in documented.items() for k in keys}, "every documented secret is used"
+    assert used <= set(TEST_SECRET_VALUES)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_container_port_service_target_port_and_listening_port_agree(
+    rendered: dict[str, Manifests], deployable: Deployable, overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployable.require_present()
+    manifests = rendered[overlay]
+    container = _main(manifests, deployable.name)
+    settings = _start_up_settings(deployable, container_env(manifests, container), monkeypatch)
+    assert settings.host == "0.0.0.0", "probes and the Service reach the pod on its IP, not on 127.0.0.1"
+    container_port = _resolve_container_port(container, "http")
+    assert settings.port == container_port, f"{deployable.name} listens on {settings.port}, declares {container_port}"
+    service = manifests.get("Service", f"{deployable.name}-srv")
+    for port in service["spec"]["ports"]:
+        assert _resolve_container_port(container, port["targetPort"]) == container_port
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert _resolve_container_port(container, container[probe]["httpGet"]["port"]) == container_port, probe
+    annotations = _pod(manifests, deployable.name)["metadata"].get("annotations", {})
+    if "prometheus.io/port" in annotations:
+        assert int(annotations["prometheus.io/port"]) == container_port
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probe_paths_exist_in_the_app(
+    rendered: dict[str, Manifests], deployable: Deployable, overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployable.require_present()
+    manifests = rendered[overlay]
+    container = _main(manifests, deployable.name)
+    settings = _start_up_settings(deployable, container_env(manifests, container), monkeypatch)
+    app = deployable.create_app(settings)  # built, not started: no connection is made
+    paths = {getattr(route, "path", None) for route in app.routes}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        path = container[probe]["httpGet"]["path"].split("?")[0]
+        assert path in paths, f"{deployable.name} has no route {path} for its {probe}"
+    annotations = _pod(manifests, deployable.name)["metadata"].get("annotations", {})
+    if annotations.get("prometheus.io/scrape") == "true":
+        assert annotations.get("prometheus.io/path", "/metrics") in paths
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_service_with_a_database_migrates_it_before_starting_and_reaches_only_its_own(
+    rendered: dict[str, Manifests], deployable: Deployable, overlay: str
+) -> None:
+    manifests = rendered[overlay]
+    pod = _pod(manifests, deployable.name)
+    init = pod["spec"].get("initContainers", [])
+    if not deployable.has_migrations:
+        assert not init, f"{deployable.name} has no migrations to run"
+        assert all(v["name"] != "DATABASE_URL" for v in _main(manifests, deployable.name).get("env", []))
+        return
+    assert [c["name"] for c in init] == ["migrate"]
+    migrate, main = init[0], _main(manifests, deployable.name)
+    assert migrate["command"] == [deployable.distribution, "migrate"]
+    assert deployable.distribution in deployable.scripts, "the migrate command is the service's console script"
+    assert migrate["image"] == main["image"], "migrations come from the same build as the code"
+    assert migrate.get("env") == main.get("env"), "the same settings as the service it migrates for"
+    assert migrate.get("envFrom") == main.get("envFrom")
+
+    url = urlsplit(container_env(manifests, main).values["DATABASE_URL"])
+    assert url.scheme == "postgresql"
+    assert url.path == "/postgres", "a server URL: the service creates and uses its own database on it"
+    assert url.password == TEST_SECRET_VALUES[("postgres-secret", "POSTGRES_PASSWORD")], "the password is the secret"
+    service = manifests.get("Service", url.hostname or "")
+    postgres = manifests.get("StatefulSet", f"{deployable.name}-postgres")
+    postgres_labels = postgres["spec"]["template"]["metadata"]["labels"]
+    assert all(postgres_labels.get(k) == v for k, v in service["spec"]["selector"].items())
+    assert url.port in {p["port"] for p in service["spec"]["ports"]}
+    assert postgres["spec"]["serviceName"] == service["metadata"]["name"]
+    policy = manifests.get("NetworkPolicy", f"{deployable.name}-postgres")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= postgres_labels.items()
+    allowed = [source["podSelector"]["matchLabels"] for rule in policy["spec"]["ingress"] for source in rule["from"]]
+    assert len(allowed) == 1, "only the service's own pods may connect"
+    assert allowed[0].items() <= pod["metadata"]["labels"].items()
+    others = [d for d in manifests.of_kind("Deployment") if d["metadata"]["name"] != deployable.name]
+    for other in others:
+        assert not allowed[0].items() <= other["spec"]["template"]["metadata"]["labels"].items(), other["metadata"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_on_the_bus_reaches_the_nats_service(
+    rendered: dict[str, Manifests], deployable: Deployable, overlay: str
+) -> None:
+    manifests = rendered[overlay]
+    env = container_env(manifests, _main(manifests, deployable.name)).values
+    if not deployable.has_migrations:  # the client is not on the bus
+        assert "NATS_URL" not in env
+        return
+    url = urlsplit(env["NATS_URL"])
+    assert url.scheme == "nats"
+    service = manifests.get("Service", url.hostname or "")
+    nats = manifests.get("StatefulSet", "nats")
+    labels = nats["spec"]["template"]["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
+    (port,) = [p for p in service["spec"]["ports"] if p["port"] == url.port]
+    assert _resolve_container_port(nats["spec"]["template"]["spec"]["containers"][0], port["targetPort"]) == 4222
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_payments_talks_to_stripe_itself_with_the_secret_key(rendered: dict[str, Manifests], overlay: str) -> None:
+    manifests = rendered[overlay]
+    env = container_env(manifests, _main(manifests, "payments"))
+    assert ("stripe-secret", "STRIPE_KEY") in env.secret_refs
+    for workload in manifests.workloads:
+        for container in manifests.containers(workload):
+            names = {v["name"] for v in container.get("env", [])} | set(container_env(manifests, container).values)
+            assert "STRIPE_API_BASE" not in names, "the Stripe stand-in is never deployed"
