@@ -20,5 +20,5 @@ def _stripe(request: Request) -> StripeGateway:
     return gateway
 
 
-PaymentsSettings = Annotated[Settings, Depends(_settings)]
-Stripe = Annotated[StripeGateway, Depends(_stripe)]
+PaymentsSettingsDep = Annotated[Settings, Depends(_settings)]
+StripeDep = Annotated[StripeGateway, Depends(_stripe)]

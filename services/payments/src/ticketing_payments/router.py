@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from ticketing_common.app import SessionDep
 from ticketing_common.auth import RequiredUser
-from ticketing_payments.dependencies import PaymentsSettings, Stripe
+from ticketing_payments.dependencies import PaymentsSettingsDep, StripeDep
 from ticketing_payments.schemas import PaymentIn, PaymentOut
 from ticketing_payments.service import create_payment
 
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/payments", tags=["payments"])
 
 @router.post("", status_code=201)
 async def pay(
-    body: PaymentIn, user: RequiredUser, session: SessionDep, stripe: Stripe, settings: PaymentsSettings
+    body: PaymentIn, user: RequiredUser, session: SessionDep, stripe: StripeDep, settings: PaymentsSettingsDep
 ) -> PaymentOut:
     """Charge the signed-in buyer's order with a Stripe card token."""
     payment = await create_payment(
