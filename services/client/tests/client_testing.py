@@ -7,11 +7,13 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 
 import httpx
 
 from ticketing_launcher.stack import Stack
 
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "e2e"
 ORDER_EXPIRATION_SECONDS = 20
 TICKETS_PER_PAGE = 4
 PASSWORD = "correct horse battery"

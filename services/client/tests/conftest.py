@@ -14,13 +14,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # client_testing, shared by the test modules
 
-from client_testing import ORDER_EXPIRATION_SECONDS, TICKETS_PER_PAGE, System, Visitor
+from client_testing import ARTIFACTS, ORDER_EXPIRATION_SECONDS, TICKETS_PER_PAGE, System, Visitor
 
 from ticketing_common.embedded import free_port
 from ticketing_launcher.stack import Stack
 
-REPO = Path(__file__).resolve().parents[3]
-ARTIFACTS = REPO / "test-artifacts" / "e2e"
 CHROMIUM_MISSING = "install Debian's chromium package (apt-get install chromium) to run the browser tests"
 CHROMIUM_ARGS = [
     "--no-sandbox",

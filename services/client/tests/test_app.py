@@ -149,3 +149,15 @@ def test_the_api_host_header_is_configurable() -> None:
     assert request.headers["host"] == "ticketing.dev"
     direct = create_http_client(Settings(api_url="http://127.0.0.1:8080"))
     assert direct.build_request("GET", "/api/tickets").headers["host"] == "127.0.0.1:8080"
+
+
+def test_real_stripe_mode_needs_a_publishable_key_and_no_stand_in() -> None:
+    assert Settings(stripe_publishable_key="pk_test_1").stripe_elements
+    assert Settings(stripe_publishable_key="pk_test_1", stripe_api_base="https://api.stripe.com").stripe_elements
+    assert not Settings(stripe_publishable_key="pk_test_1", stripe_api_base="http://127.0.0.1:4242").stripe_elements
+    assert not Settings().stripe_elements
+
+
+def test_a_secret_stripe_key_is_refused_as_the_publishable_one() -> None:
+    with pytest.raises(ValueError, match="must be a publishable key"):
+        Settings(stripe_publishable_key="sk_test_123")

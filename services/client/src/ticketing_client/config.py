@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+STRIPE_API = "https://api.stripe.com"
+
 
 class Settings(BaseSettings):
     """Every field is an environment variable of the same name (upper case)."""
@@ -42,7 +44,17 @@ class Settings(BaseSettings):
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("stripe_publishable_key")
+    @classmethod
+    def _publishable_only(cls, value: str) -> str:
+        # This key is written into every order page: a secret key here would be published.
+        value = value.strip()
+        if value and not value.startswith("pk_"):
+            raise ValueError("STRIPE_PUBLISHABLE_KEY must be a publishable key (pk_test_... or pk_live_...)")
+        return value
+
     @property
     def stripe_elements(self) -> bool:
         """Real Stripe mode: a publishable key and no local stand-in, so the page uses Stripe's card element."""
-        return bool(self.stripe_publishable_key) and not self.stripe_api_base
+        stand_in = self.stripe_api_base.strip().rstrip("/") not in ("", STRIPE_API)
+        return bool(self.stripe_publishable_key) and not stand_in
