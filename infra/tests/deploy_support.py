@@ -96,7 +96,8 @@ class Deployable:
     @cached_property
     def settings_cls(self) -> type[Any]:
         """The service's pydantic-settings class (``ticketing_<name>.config.Settings``)."""
-        return importlib.import_module(f"{self.package}.config").Settings  # type: ignore[no-any-return]
+        settings_cls: type[Any] = importlib.import_module(f"{self.package}.config").Settings
+        return settings_cls
 
     def create_app(self, settings: Any) -> Any:
         """The service's app, as its entry point builds it (``ticketing_<name>.main.create_app``)."""
@@ -160,6 +161,14 @@ def render(overlay: str) -> Manifests:
     assert result.returncode == 0, f"kubectl kustomize {overlay} failed:\n{result.stderr}"
     objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     return Manifests(overlay, objects)
+
+
+def nats_config(manifests: Manifests) -> str:
+    """The nats.conf of the overlay's NATS StatefulSet (from the ConfigMap its `config` volume mounts)."""
+    nats = manifests.get("StatefulSet", "nats")
+    (volume,) = [v for v in nats["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"]
+    text: str = manifests.config_map(volume["configMap"]["name"])["nats.conf"]
+    return text
 
 
 # -- secrets: created by hand, documented in infra/README.md ---------------------------------------------------
@@ -240,9 +249,9 @@ def container_env(
             continue
         ref = var["valueFrom"]
         if "secretKeyRef" in ref:
-            key = (ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"])
-            result.secret_refs.append(key)
-            result.values[name] = secrets[key]
+            secret = (ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"])
+            result.secret_refs.append(secret)
+            result.values[name] = secrets[secret]
         elif "configMapKeyRef" in ref:
             cm, key_name = ref["configMapKeyRef"]["name"], ref["configMapKeyRef"]["key"]
             result.config_map_refs.append((cm, key_name))

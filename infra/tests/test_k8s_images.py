@@ -354,6 +354,8 @@ def _check_image(deployable: Deployable, venv: Path, root: Path, env: dict[str, 
         return [f"{deployable.name}: the entry point does not import in the image:\n{result.stderr}"]
     found = json.loads(result.stdout.splitlines()[-1])
     problems = []
+    if (root / "services" / deployable.name / "tests").exists():
+        problems.append(f"{deployable.name}: its tests are in the image (.dockerignore)")
     if not found["callable"]:
         problems.append(f"{deployable.name}: {module}:{function} is not callable")
     if found["leaks"] or found["others"]:

@@ -144,6 +144,8 @@ def test_containers_run_unprivileged_on_a_read_only_root_filesystem(
         assert pod["securityContext"]["runAsNonRoot"] is True, _label(workload)
         assert pod["securityContext"]["runAsUser"] > 0, _label(workload)
         assert pod.get("automountServiceAccountToken") is False, f"{_label(workload)} never talks to the API server"
+        # No Docker-link variables (NATS_PORT=tcp://...): the environment is exactly what the manifest declares.
+        assert pod.get("enableServiceLinks") is False, _label(workload)
         for container in manifests.containers(workload):
             where = f"{_label(workload)}/{container['name']}"
             security = container["securityContext"]

@@ -6,17 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from deploy_support import OVERLAYS, Manifests
+from deploy_support import OVERLAYS, Manifests, nats_config
 
 from ticketing_common.embedded import nats_server_binary
-
-
-def nats_config(manifests: Manifests) -> str:
-    """The nats.conf of the overlay's NATS StatefulSet (from the ConfigMap its `config` volume mounts)."""
-    nats = manifests.get("StatefulSet", "nats")
-    (volume,) = [v for v in nats["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"]
-    text: str = manifests.config_map(volume["configMap"]["name"])["nats.conf"]
-    return text
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

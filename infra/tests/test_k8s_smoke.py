@@ -40,8 +40,8 @@ from deploy_support import (
     container_command,
     container_env,
     image_path,
+    nats_config,
 )
-from test_k8s_nats import nats_config
 
 from ticketing_common import testing
 from ticketing_common.embedded import free_port, nats_server_binary
