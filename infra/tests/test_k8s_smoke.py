@@ -74,14 +74,17 @@ class Process:
                 start_new_session=True,
             )
 
-    def stop(self) -> None:
-        if self.popen is None or self.popen.poll() is not None:
+    def signal(self, sig: int) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, sig)
+
+    def wait(self, timeout: float) -> None:
+        if self.popen is None:
             return
-        os.killpg(self.popen.pid, signal.SIGTERM)
         try:
-            self.popen.wait(15)
+            self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.signal(signal.SIGKILL)
             self.popen.wait()
 
     def tail(self, lines: int = 30) -> str:
@@ -313,8 +316,11 @@ def smoke(
         )
         yield run
     finally:
-        for process in reversed(processes):
-            process.stop()
+        # As a pod deletion does: SIGTERM to everything at once, then SIGKILL whatever outlives its grace period.
+        for process in processes:
+            process.signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(15)
 
 
 @pytest.mark.parametrize("name", DEPLOYABLES)
