@@ -4,9 +4,11 @@ and SIGTERM leaves no process behind."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -58,8 +60,16 @@ def _postgres_pids(state_dir: Path) -> list[int]:
     return [int(pid_file.read_text().splitlines()[0])] if pid_file.exists() else []
 
 
-def test_up_serves_every_service_through_the_gateway_and_sigterm_leaves_nothing_behind(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    # Not under pytest's tmp_path: pytest resets its base folder to 0700 when another session starts, and the
+    # embedded PostgreSQL runs as its own OS user that must reach the folder.
+    path = Path(tempfile.mkdtemp(prefix="ticketing-launcher-"))
+    yield path / "state"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_up_serves_every_service_through_the_gateway_and_sigterm_leaves_nothing_behind(state_dir: Path) -> None:
     port = free_port()
     with launched(state_dir, port) as (process, lines):
         output = "".join(lines)
@@ -83,8 +93,7 @@ def test_up_serves_every_service_through_the_gateway_and_sigterm_leaves_nothing_
     assert alive == [], [p.pid for p in alive]
 
 
-def test_data_persists_between_runs_in_the_state_folder(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
+def test_data_persists_between_runs_in_the_state_folder(state_dir: Path) -> None:
     port = free_port()
     with launched(state_dir, port) as (process, _):
         database_port = int((state_dir / "postgres" / "port").read_text())

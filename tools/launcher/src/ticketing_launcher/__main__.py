@@ -1,15 +1,18 @@
 """``ticketing``: the developer's command line.
 
 - ``ticketing up``: run the whole system locally (what ``make up`` runs).
+- ``ticketing check``: report every broken invariant across the services' databases and NATS (exit 1 if any).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from pathlib import Path
 
+from ticketing_launcher.check import SERVICES_WITH_DATABASE, check_until_settled
 from ticketing_launcher.stack import Stack, run_until_signalled
 
 
@@ -19,11 +22,41 @@ def main(argv: list[str] | None = None) -> None:
     up = commands.add_parser("up", help="run every service, the gateway and the infrastructure")
     up.add_argument("--port", type=int, default=int(os.environ.get("TICKETING_PORT", "8080")))
     up.add_argument("--state-dir", type=Path, default=Path(os.environ.get("TICKETING_STATE_DIR", ".state")))
+    checker = commands.add_parser("check", help="check the system's invariants (read-only)")
+    checker.add_argument("--state-dir", type=Path, default=Path(os.environ.get("TICKETING_STATE_DIR", ".state")))
+    checker.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    checker.add_argument("--nats-url", default=os.environ.get("NATS_URL"))
+    checker.add_argument("--database-suffix", default="", help="e.g. _test for the test databases")
+    checker.add_argument("--settle", type=float, default=0.0, help="re-check for up to this many seconds")
+    checker.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
 
     if args.command == "up":
         stack = Stack(state_dir=args.state_dir, gateway_port=args.port)
         sys.exit(run_until_signalled(stack))
+    if args.command == "check":
+        sys.exit(run_check(args))
+
+
+def run_check(args: argparse.Namespace) -> int:
+    database_url = args.database_url or _embedded_url(
+        args.state_dir, "postgres", "postgresql://postgres@127.0.0.1:{}/postgres"
+    )
+    nats_url = args.nats_url or _embedded_url(args.state_dir, "nats", "nats://127.0.0.1:{}")
+    if database_url is None:
+        print("ticketing check: set DATABASE_URL or run it beside a `make up` state folder", file=sys.stderr)
+        return 2
+    databases = {svc: f"ticketing_{svc}{args.database_suffix}" for svc in SERVICES_WITH_DATABASE}
+    report = asyncio.run(
+        check_until_settled(settle=args.settle, database_url=database_url, nats_url=nats_url, databases=databases)
+    )
+    print(report.to_json() if args.json else report.render())
+    return 0 if report.ok else 1
+
+
+def _embedded_url(state_dir: Path, server: str, template: str) -> str | None:
+    port_file = state_dir / server / "port"
+    return template.format(port_file.read_text().strip()) if port_file.exists() else None
 
 
 if __name__ == "__main__":

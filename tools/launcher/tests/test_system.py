@@ -1,0 +1,148 @@
+"""The whole system as `make up` runs it, driven through the gateway like a real client would.
+
+One stack for the module (starting it takes a few seconds); each test uses fresh users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from ticketing_common.embedded import free_port
+from ticketing_launcher.check import check_until_settled
+from ticketing_launcher.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+ORDER_WINDOW_SECONDS = 4
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL", "STRIPE_KEY", "JWT_KEY")}
+    environ["ORDER_EXPIRATION_SECONDS"] = str(ORDER_WINDOW_SECONDS)
+    log_file = Path(tmp_path_factory.mktemp("logs")) / "system.log"
+    with log_file.open("w") as sink:
+        system = Stack(
+            state_dir=Path(tempfile.mkdtemp(prefix="ticketing-system-")),
+            gateway_port=free_port(),
+            environ=environ,
+            log_sink=sink,
+        )
+        try:
+            system.start()
+            system.wait_healthy()
+            yield system
+        finally:
+            system.stop()
+
+
+def _user(stack: Stack) -> httpx.Client:
+    client = httpx.Client(base_url=stack.urls["gateway"], timeout=10)
+    response = client.post(
+        "/api/users/signup", json={"email": f"{uuid.uuid4().hex[:10]}@example.com", "password": "correct horse"}
+    )
+    assert response.status_code == 201, response.text
+    return client
+
+
+def _eventually(check: Callable[[], T | None], timeout: float = 15.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"not reached within {timeout}s"
+        time.sleep(0.05)
+
+
+def _ticket(client: httpx.Client, ticket_id: str) -> dict[str, Any]:
+    response = client.get(f"/api/tickets/{ticket_id}")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _order(client: httpx.Client, order_id: str) -> dict[str, Any]:
+    response = client.get(f"/api/orders/{order_id}")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _orderable(buyer: httpx.Client, ticket_id: str) -> httpx.Response | None:
+    """Order the ticket as soon as the orders service has its copy (events take milliseconds)."""
+    response = buyer.post("/api/orders", json={"ticketId": ticket_id})
+    return response if response.status_code != 404 else None
+
+
+def _payable(buyer: httpx.Client, order_id: str) -> httpx.Response | None:
+    """Pay as soon as the payments service has its copy of the order."""
+    response = buyer.post("/api/payments", json={"orderId": order_id, "token": "tok_visa"})
+    return response if response.status_code != 404 else None
+
+
+def test_a_ticket_is_sold_paid_and_stays_sold(stack: Stack) -> None:
+    seller, buyer = _user(stack), _user(stack)
+    ticket = seller.post("/api/tickets", json={"title": "Concert", "price": 19.99}).json()
+
+    order_response = _eventually(lambda: _orderable(buyer, ticket["id"]))
+    assert order_response.status_code == 201, order_response.text
+    order = order_response.json()
+    assert order["status"] == "created"
+    assert order["ticket"]["price"] == 19.99
+
+    held = _eventually(lambda: _ticket(seller, ticket["id"]) if _ticket(seller, ticket["id"])["orderId"] else None)
+    assert held["orderId"] == order["id"]
+    listed = seller.get("/api/tickets").json()["tickets"]
+    assert ticket["id"] not in [t["id"] for t in listed]
+    assert seller.put(f"/api/tickets/{ticket['id']}", json={"title": "x", "price": 1}).status_code == 400
+
+    payment = _eventually(lambda: _payable(buyer, order["id"]))
+    assert payment.status_code == 201, payment.text
+    assert payment.json()["amount"] == 1999
+
+    complete = _eventually(lambda: o if (o := _order(buyer, order["id"]))["status"] == "complete" else None)
+    assert complete["status"] == "complete"
+    time.sleep(ORDER_WINDOW_SECONDS + 1)  # the expiry fires for a paid order and changes nothing
+    assert _order(buyer, order["id"])["status"] == "complete"
+    assert _ticket(seller, ticket["id"])["orderId"] == order["id"]
+    again = buyer.post("/api/payments", json={"orderId": order["id"], "token": "tok_visa"})
+    assert again.status_code == 400
+
+
+def test_an_unpaid_order_expires_and_the_ticket_is_for_sale_again(stack: Stack) -> None:
+    seller, buyer = _user(stack), _user(stack)
+    ticket = seller.post("/api/tickets", json={"title": "Play", "price": 5}).json()
+    order = _eventually(lambda: _orderable(buyer, ticket["id"])).json()
+
+    cancelled = _eventually(
+        lambda: o if (o := _order(buyer, order["id"]))["status"] == "cancelled" else None,
+        timeout=ORDER_WINDOW_SECONDS + 10,
+    )
+    assert cancelled["version"] == 1
+    freed = _eventually(lambda: t if (t := _ticket(seller, ticket["id"]))["orderId"] is None else None)
+    assert freed["version"] == 2  # held (1), freed (2)
+    declined = buyer.post("/api/payments", json={"orderId": order["id"], "token": "tok_visa"})
+    assert declined.status_code == 400
+    second_buyer = _user(stack)
+    assert _eventually(lambda: _orderable(second_buyer, ticket["id"])).status_code == 201
+
+
+def test_the_checker_finds_the_system_consistent_once_quiet(stack: Stack) -> None:
+    report = asyncio.run(
+        check_until_settled(settle=20, database_url=stack.urls["database"], nats_url=stack.urls["nats"])
+    )
+    assert report.ok, report.render()
+    assert report.counts["orders"] >= 3
+    assert report.counts["payments"] >= 1
