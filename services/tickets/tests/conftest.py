@@ -17,13 +17,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from nats.js import JetStreamContext
-from sqlalchemy import func, select
 
 from ticketing_common.events import Event, OrderCancelled, OrderCreated, OrderStatus
 from ticketing_common.events.catalogue import OrderTicket, TicketRef, encode
 from ticketing_common.events.publisher import cloudevent_headers
-from ticketing_common.events.tables import OutboxRow
-from ticketing_common.testing import ReceivedEvent, ServiceUnderTest, stream_events, wait_until
+from ticketing_common.testing import ServiceUnderTest
 from ticketing_tickets.config import Settings
 from ticketing_tickets.main import MIGRATIONS_DIR, create_app
 from ticketing_tickets.models import Ticket
@@ -88,24 +86,6 @@ class Orders:
 @pytest.fixture
 def orders(js: JetStreamContext) -> Orders:
     return Orders(js)
-
-
-@pytest.fixture
-def published(app: FastAPI, js: JetStreamContext) -> Callable[[str], Awaitable[list[ReceivedEvent]]]:
-    """Every event on a subject once the outbox is drained: exactly what this service has published so far."""
-
-    async def read(subject: str) -> list[ReceivedEvent]:
-        async def drained() -> bool:
-            async with app.state.sessionmaker() as session:
-                pending = await session.scalar(
-                    select(func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None))
-                )
-            return pending == 0
-
-        await wait_until(drained)
-        return await stream_events(js, subject)
-
-    return read
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,10 +16,13 @@ import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from sqlalchemy import func, select
 
 from ticketing_common.config import ServiceSettings
 from ticketing_common.embedded import EmbeddedNats, EmbeddedPostgres
+from ticketing_common.events.tables import OutboxRow
 from ticketing_common.testing.helpers import (
+    ReceivedEvent,
     ServiceUnderTest,
     TestInfra,
     connect_nats,
@@ -28,7 +31,9 @@ from ticketing_common.testing.helpers import (
     reset_stream,
     running,
     settings_for,
+    stream_events,
     truncate_all,
+    wait_until,
 )
 
 
@@ -98,3 +103,21 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to ``app`` in-process."""
     async with http_client(app) as http:
         yield http
+
+
+@pytest.fixture
+def published(app: FastAPI, js: JetStreamContext) -> Callable[[str], Awaitable[list[ReceivedEvent]]]:
+    """Reads every event on a subject once the app's outbox is drained: exactly what it has published so far."""
+
+    async def read(subject: str) -> list[ReceivedEvent]:
+        async def drained() -> bool:
+            async with app.state.sessionmaker() as session:
+                pending = await session.scalar(
+                    select(func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None))
+                )
+            return pending == 0
+
+        await wait_until(drained)
+        return await stream_events(js, subject)
+
+    return read
