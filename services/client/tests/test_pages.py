@@ -9,7 +9,16 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from client_testing import ORDER_EXPIRATION_SECONDS, PASSWORD, Element, System, Visitor, accessibility_problems, parse
+from client_testing import (
+    ORDER_EXPIRATION_SECONDS,
+    PASSWORD,
+    TICKETS_PER_PAGE,
+    Element,
+    System,
+    Visitor,
+    accessibility_problems,
+    parse,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -181,6 +190,27 @@ def test_selling_a_ticket_shows_its_page_with_the_price_to_two_decimals(visitors
     assert doc.find("h1").text == title  # type: ignore[union-attr]
     assert "$25.50" in doc.find("p", class_="ticket__price").text  # type: ignore[union-attr]
     assert title in _listed_titles(seller)
+
+
+def test_the_home_page_pages_through_every_ticket_for_sale_newest_first(visitors: Visitors) -> None:
+    seller = visitors()
+    seller.sign_up()
+    titles = [_title(f" #{n}") for n in range(TICKETS_PER_PAGE + 1)]
+    for title in titles:
+        seller.sell(title, "5")
+    first = _doc(seller.get("/"))
+    cards = [span.text for span in first.find_all("span", class_="card__title")]
+    assert cards == list(reversed(titles))[:TICKETS_PER_PAGE]  # nothing was sold since: these are the newest
+    next_link = first.find("a", rel="next")
+    assert next_link is not None
+    assert "First page" not in first.text
+    second = _doc(seller.get(next_link.attrs["href"]))
+    assert second.find_all("span", class_="card__title")[0].text == titles[0]
+    assert second.find("a", href="/") is not None
+    assert "First page" in second.text
+    listed = _listed_titles(seller)
+    assert len(listed) == len(set(listed))  # no ticket twice across pages
+    assert set(titles) <= set(listed)
 
 
 def test_the_sell_form_shows_title_and_price_errors_next_to_their_fields(visitors: Visitors) -> None:
