@@ -161,3 +161,14 @@ def test_real_stripe_mode_needs_a_publishable_key_and_no_stand_in() -> None:
 def test_a_secret_stripe_key_is_refused_as_the_publishable_one() -> None:
     with pytest.raises(ValueError, match="must be a publishable key"):
         Settings(stripe_publishable_key="sk_test_123")
+
+
+async def test_a_signed_out_form_post_returns_to_the_forms_page_after_sign_in(client: httpx.AsyncClient) -> None:
+    order = "6f1c4cc4-0b8e-4a55-9a39-6a1f4b1bb1b9"
+    for action, back in ((f"/orders/{order}/pay", f"/orders/{order}"), (f"/orders/{order}/cancel", f"/orders/{order}")):
+        response = await client.post(action, data={"token": "tok_visa"}, headers=HTML)
+        assert response.status_code == 303, action
+        assert response.headers["location"] == f"/signin?next={back}"
+    ticket = "0b1c4cc4-0b8e-4a55-9a39-6a1f4b1bb1b9"
+    response = await client.post(f"/tickets/{ticket}/purchase", headers=HTML)
+    assert response.headers["location"] == f"/signin?next=/tickets/{ticket}"

@@ -113,7 +113,9 @@ def _as_page(json_handler: Handler) -> Handler:
         if not wants_html(request):
             return response
         if response.status_code == 401:
+            # Back to this page after signing in; a form post cannot be replayed, so home then.
             here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            here = here if request.method == "GET" else "/"
             return RedirectResponse(f"/signin?next={quote(here, safe='/')}", status_code=303)
         body: Any = json.loads(bytes(response.body)) if response.body else {}
         messages = [e.get("message", "") for e in body.get("errors", []) if isinstance(e, dict)]

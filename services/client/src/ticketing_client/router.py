@@ -45,9 +45,9 @@ def redirect(url: str, set_cookies: list[str] | None = None) -> RedirectResponse
     return response
 
 
-def to_sign_in(request: Request) -> RedirectResponse:
-    """Send a signed-out visitor to sign in, and back here afterwards."""
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+def to_sign_in(request: Request, back: str | None = None) -> RedirectResponse:
+    """Send a signed-out visitor to sign in, then back to ``back`` (a form's page; default: this page)."""
+    here = back or request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return redirect(f"/signin?next={quote(here, safe='/')}")
 
 
@@ -221,11 +221,11 @@ async def ticket_page(request: Request, ticket_id: uuid.UUID, api: ApiDep, user:
 async def purchase(request: Request, ticket_id: uuid.UUID, api: ApiDep, user: Visitor) -> Response:
     """Reserve the ticket with an order and go to the order's page to pay."""
     if user is None:
-        return redirect(f"/signin?next={quote(f'/tickets/{ticket_id}', safe='/')}")
+        return to_sign_in(request, back=f"/tickets/{ticket_id}")
     await read_form(request)
     result = await api.create_order(ticket_id)
     if result.status == 401:
-        return to_sign_in(request)
+        return to_sign_in(request, back=f"/tickets/{ticket_id}")
     if result.ok:
         return redirect(f"/orders/{as_uuid(str(result.body['id']))}")
     ticket = (await api.get_ticket(ticket_id)).json_or_raise()
@@ -361,11 +361,11 @@ async def order_status(order_id: uuid.UUID, api: ApiDep, payment: str | None = N
 async def pay(request: Request, order_id: uuid.UUID, api: ApiDep, user: Visitor, settings: SettingsDep) -> Response:
     """Charge the order with the chosen card token; on success wait briefly for the order to turn complete."""
     if user is None:
-        return to_sign_in(request)
+        return to_sign_in(request, back=f"/orders/{order_id}")
     form = await read_form(request)
     result = await api.pay(order_id, form.get("token", ""))
     if result.status == 401:
-        return to_sign_in(request)
+        return to_sign_in(request, back=f"/orders/{order_id}")
     if not result.ok:
         return await _order_page(request, api, settings, order_id, result=result)
     order_url = f"/orders/{order_id}"
@@ -391,11 +391,11 @@ async def _completed(api: Api, order_id: uuid.UUID, *, within: float) -> bool:
 async def cancel(request: Request, order_id: uuid.UUID, api: ApiDep, user: Visitor, settings: SettingsDep) -> Response:
     """Cancel the order, releasing the ticket."""
     if user is None:
-        return to_sign_in(request)
+        return to_sign_in(request, back=f"/orders/{order_id}")
     await read_form(request)
     result = await api.cancel_order(order_id)
     if result.status == 401:
-        return to_sign_in(request)
+        return to_sign_in(request, back=f"/orders/{order_id}")
     if not result.ok:
         return await _order_page(request, api, settings, order_id, result=result)
     return redirect(f"/orders/{order_id}")
