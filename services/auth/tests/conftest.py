@@ -14,14 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from nats.js import JetStreamContext
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ticketing_auth.config import Settings
 from ticketing_auth.main import MIGRATIONS_DIR, create_app
 from ticketing_auth.models import User
-from ticketing_common.events.tables import OutboxRow
-from ticketing_common.testing import ReceivedEvent, ServiceUnderTest, http_client, running, stream_events, wait_until
+from ticketing_common.testing import ServiceUnderTest, http_client, running
 
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_cost": 8, "argon2_parallelism": 1}
 PASSWORD = "correct horse battery"
@@ -65,24 +63,6 @@ def sign_up(app: FastAPI) -> SignUp:
         return user
 
     return create
-
-
-@pytest.fixture
-def published(app: FastAPI, js: JetStreamContext) -> Callable[[str], Awaitable[list[ReceivedEvent]]]:
-    """Every event on a subject once the outbox is drained: exactly what this service has published so far."""
-
-    async def read(subject: str) -> list[ReceivedEvent]:
-        async def drained() -> bool:
-            async with app.state.sessionmaker() as session:
-                pending = await session.scalar(
-                    select(func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None))
-                )
-            return pending == 0
-
-        await wait_until(drained)
-        return await stream_events(js, subject)
-
-    return read
 
 
 @pytest.fixture
