@@ -334,6 +334,14 @@ def test_the_owner_of_a_reserved_ticket_cannot_edit_it_and_is_told_why(visitors:
     assert _alert(_doc(forced)) == "Cannot edit a reserved ticket"
 
 
+def test_buying_a_ticket_nobody_sells_is_a_404_page(visitors: Visitors) -> None:
+    buyer = visitors()
+    buyer.sign_up()
+    response = buyer.post(f"/tickets/{uuid.uuid4()}/purchase")
+    assert response.status_code == 404
+    assert _doc(response).find("h1").text == "Page not found"  # type: ignore[union-attr]
+
+
 def test_buying_your_own_ticket_shows_the_apis_reason(visitors: Visitors) -> None:
     seller = visitors()
     seller.sign_up()

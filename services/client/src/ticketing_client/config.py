@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     payment_confirm_seconds: float = Field(
         default=3.0, ge=0, description="How long a successful payment waits for the order to turn complete."
     )
+    copy_wait_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="How long a purchase or payment retries while the orders/payments copy of a new ticket/order lags.",
+    )
     order_poll_seconds: float = Field(default=2.0, gt=0, description="How often the order page asks for its status.")
 
     stripe_publishable_key: str = ""

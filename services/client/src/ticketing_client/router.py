@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -218,12 +219,16 @@ async def ticket_page(request: Request, ticket_id: uuid.UUID, api: ApiDep, user:
 
 
 @router.post("/tickets/{ticket_id:uuid}/purchase", response_class=HTMLResponse)
-async def purchase(request: Request, ticket_id: uuid.UUID, api: ApiDep, user: Visitor) -> Response:
+async def purchase(
+    request: Request, ticket_id: uuid.UUID, api: ApiDep, user: Visitor, settings: SettingsDep
+) -> Response:
     """Reserve the ticket with an order and go to the order's page to pay."""
     if user is None:
         return to_sign_in(request, back=f"/tickets/{ticket_id}")
     await read_form(request)
-    result = await api.create_order(ticket_id)
+    result = await _while_copy_lags(
+        lambda: api.create_order(ticket_id), exists=lambda: api.get_ticket(ticket_id), within=settings.copy_wait_seconds
+    )
     if result.status == 401:
         return to_sign_in(request, back=f"/tickets/{ticket_id}")
     if result.ok:
@@ -363,7 +368,11 @@ async def pay(request: Request, order_id: uuid.UUID, api: ApiDep, user: Visitor,
     if user is None:
         return to_sign_in(request, back=f"/orders/{order_id}")
     form = await read_form(request)
-    result = await api.pay(order_id, form.get("token", ""))
+    result = await _while_copy_lags(
+        lambda: api.pay(order_id, form.get("token", "")),
+        exists=lambda: api.get_order(order_id),
+        within=settings.copy_wait_seconds,
+    )
     if result.status == 401:
         return to_sign_in(request, back=f"/orders/{order_id}")
     if not result.ok:
@@ -372,6 +381,28 @@ async def pay(request: Request, order_id: uuid.UUID, api: ApiDep, user: Visitor,
     if await _completed(api, order_id, within=settings.payment_confirm_seconds):
         return redirect(order_url)
     return redirect(f"{order_url}?payment={PAYMENT_RECEIVED}")
+
+
+async def _while_copy_lags(
+    call: Callable[[], Awaitable[ApiResponse]], *, exists: Callable[[], Awaitable[ApiResponse]], within: float
+) -> ApiResponse:
+    """``call``, retried while it answers 404 for something that does exist at its owner.
+
+    The orders service knows a ticket, and the payments service an order, through events: right after a ticket
+    is put on sale (or an order placed) their copy may not have arrived yet. A 404 created or charged nothing, so
+    retrying is safe; a thing its owner does not know either stays a 404.
+    """
+    result = await call()
+    if result.status != 404 or not (await exists()).ok:
+        return result
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    delay = 0.05
+    while result.status == 404 and loop.time() < deadline:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+        result = await call()
+    return result
 
 
 async def _completed(api: Api, order_id: uuid.UUID, *, within: float) -> bool:
