@@ -10,10 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from ticketing_common.events import OrderCancelled, OrderStatus, UserUpdated
 from ticketing_common.events.catalogue import TicketRef
 from ticketing_common.testing import signin, wait_until
+from ticketing_payments.models import Payment
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
@@ -64,19 +66,60 @@ async def test_a_republished_order_created_does_not_undo_a_cancellation(bus: Any
     assert (copy.status, copy.version) == (OrderStatus.CANCELLED, 1)
 
 
-async def test_a_paid_order_cancelled_later_is_cancelled_in_the_copy(
-    client: httpx.AsyncClient, bus: Any, stripe_fake: Any
+async def test_a_paid_order_cancelled_later_is_cancelled_in_the_copy_and_refunded_once(
+    client: httpx.AsyncClient, bus: Any, stripe_fake: Any, app: FastAPI
 ) -> None:
     user = signin(client)
     order = await bus.order(user_id=user.id)
-    assert (await client.post("/api/payments", json={"orderId": str(order.id), "token": "tok_visa"})).status_code == 201
+    paid = await client.post("/api/payments", json={"orderId": str(order.id), "token": "tok_visa"})
+    assert paid.status_code == 201
 
-    await bus.cancel(order, version=1)
+    cancelled = await bus.cancel(order, version=1)
+    await bus.publish(cancelled)  # redelivered under another event id: still one refund
 
     again = await client.post("/api/payments", json={"orderId": str(order.id), "token": "tok_visa"})
     assert again.status_code == 400
     assert again.json() == {"errors": [{"message": "Cannot pay for a cancelled order"}]}
-    assert len(await stripe_fake.charges()) == 1
+    [charge] = await stripe_fake.charges()
+    assert (charge["refunded"], charge["amount_refunded"]) == (True, 1999)
+    payment = await wait_until(lambda: _refunded_payment(app, order.id))
+    assert str(payment.refund_id).startswith("re_")
+    await asyncio.sleep(0.3)
+    refunds = [r for r in await stripe_fake.requests() if r["path"] == "/v1/refunds"]
+    assert {r["idempotencyKey"] for r in refunds} == {f"refund-{payment.id}"}
+    assert sum(1 for r in refunds if not r["replayed"]) == 1
+
+
+async def test_a_refund_waits_out_a_stripe_outage(
+    client: httpx.AsyncClient, bus: Any, stripe_fake: Any, app: FastAPI
+) -> None:
+    user = signin(client)
+    order = await bus.order(user_id=user.id)
+    assert (await client.post("/api/payments", json={"orderId": str(order.id), "token": "tok_visa"})).status_code == 201
+    await stripe_fake.outage(4)  # more failures than the library retries: the event itself is retried
+
+    await bus.cancel(order, version=1, wait=False)
+
+    payment = await wait_until(lambda: _refunded_payment(app, order.id), timeout=20)
+    assert payment.refunded_at is not None
+    [charge] = await stripe_fake.charges()
+    assert charge["refunded"] is True
+
+
+async def test_a_cancelled_order_that_was_never_paid_refunds_nothing(bus: Any, stripe_fake: Any) -> None:
+    order = await bus.order(user_id=uuid.uuid4())
+
+    await bus.cancel(order, version=1)
+
+    assert [r for r in await stripe_fake.requests() if r["path"] == "/v1/refunds"] == []
+
+
+async def _refunded_payment(app: FastAPI, order_id: uuid.UUID) -> Payment | None:
+    async with app.state.sessionmaker() as session:
+        payment: Payment | None = await session.scalar(
+            select(Payment).where(Payment.order_id == order_id, Payment.refunded_at.is_not(None))
+        )
+        return payment
 
 
 async def test_user_emails_follow_created_and_updated_even_when_they_arrive_in_reverse(bus: Any) -> None:

@@ -267,6 +267,33 @@ async def test_charges_are_listed_newest_first_and_filtered_by_payment_intent(ap
     assert missing.json()["error"]["code"] == "resource_missing"
 
 
+async def test_a_refund_pays_back_a_succeeded_intent_once_and_replays_under_its_key(api: httpx.AsyncClient) -> None:
+    intent = (await create_intent(api)).json()
+    declined = (await create_intent(api, card="tok_chargeDeclined")).json()["error"]["payment_intent"]
+    headers = {"Authorization": f"Bearer {KEY}", "Idempotency-Key": "refund-1"}
+
+    refund = await api.post("/v1/refunds", data={"payment_intent": intent["id"]}, headers=headers)
+    replay = await api.post("/v1/refunds", data={"payment_intent": intent["id"]}, headers=headers)
+    again = await api.post(
+        "/v1/refunds", data={"payment_intent": intent["id"]}, headers={"Authorization": f"Bearer {KEY}"}
+    )
+    not_paid = await api.post(
+        "/v1/refunds", data={"payment_intent": declined["id"]}, headers={"Authorization": f"Bearer {KEY}"}
+    )
+
+    assert refund.status_code == 200
+    assert refund.json()["object"] == "refund"
+    assert (refund.json()["amount"], refund.json()["status"]) == (1999, "succeeded")
+    assert replay.json()["id"] == refund.json()["id"]
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert again.status_code == 400
+    assert again.json()["error"]["code"] == "charge_already_refunded"
+    assert not_paid.status_code == 400
+    assert not_paid.json()["error"]["code"] == "charge_not_refundable"
+    [charge] = await charges(api, payment_intent=intent["id"])
+    assert (charge["refunded"], charge["amount_refunded"]) == (True, 1999)
+
+
 async def test_reset_forgets_everything(api: httpx.AsyncClient) -> None:
     await create_intent(api, key="k")
     await api.post("/_fake/reset")

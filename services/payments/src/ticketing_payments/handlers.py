@@ -17,12 +17,15 @@ from ticketing_common.events import (
     UserCreated,
     UserUpdated,
 )
+from ticketing_payments.config import Settings
 from ticketing_payments.service import (
     copy_cancelled_order,
     copy_created_order,
     copy_created_user,
     copy_updated_user,
+    refund_payment,
 )
+from ticketing_payments.stripe_gateway import StripeGateway
 
 
 class OrderCreatedListener(Listener[OrderCreated]):
@@ -33,10 +36,26 @@ class OrderCreatedListener(Listener[OrderCreated]):
 
 
 class OrderCancelledListener(Listener[OrderCancelled]):
+    """Cancels the copy; refunds the order's payment if it was paid here before the orders service cancelled it.
+
+    The refund happens inside the event's transaction: if Stripe is unreachable the transaction rolls back and
+    the event comes back later (the refund's idempotency key makes the retry safe).
+    """
+
     event = OrderCancelled
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
     async def handle(self, event: OrderCancelled, session: AsyncSession, context: EventContext) -> None:
-        await copy_cancelled_order(session=session, event=event)
+        payment = await copy_cancelled_order(session=session, event=event)
+        if payment is not None:
+            # A client of its own: refunds are rare, and a listener outlives no app lifespan it could share.
+            stripe = StripeGateway(self.settings)
+            try:
+                await refund_payment(session=session, stripe=stripe, payment=payment)
+            finally:
+                await stripe.close()
 
 
 class UserCreatedListener(Listener[UserCreated]):
@@ -54,4 +73,5 @@ class UserUpdatedListener(Listener[UserUpdated]):
 
 
 def listeners(settings: ServiceSettings) -> Sequence[Listener[Any]]:
-    return [OrderCreatedListener(), OrderCancelledListener(), UserCreatedListener(), UserUpdatedListener()]
+    assert isinstance(settings, Settings)
+    return [OrderCreatedListener(), OrderCancelledListener(settings), UserCreatedListener(), UserUpdatedListener()]

@@ -54,7 +54,8 @@ class User(Base):
 
 
 class Payment(Base):
-    """A successful charge of an order: at most one per order (``uq_payments_order_id``)."""
+    """A successful charge of an order: at most one per order (``uq_payments_order_id``); refunded if the order
+    was cancelled after all."""
 
     __tablename__ = "payments"
 
@@ -64,6 +65,10 @@ class Payment(Base):
     amount: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Set when the order was cancelled after this payment (the buyer cancelled, or the order expired, before the
+    # orders service heard of the charge): the money went back through a Stripe refund.
+    refund_id: Mapped[str | None] = mapped_column(String(255))
+    refunded_at: Mapped[datetime | None]
 
     __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
 

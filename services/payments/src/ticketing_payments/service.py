@@ -1,4 +1,5 @@
-"""Use cases of the payments service: pay for an order once, and keep the copies of orders and users' emails."""
+"""Use cases of the payments service: pay for an order once, refund it if the order was cancelled after all, and
+keep the copies of orders and users' emails."""
 
 from __future__ import annotations
 
@@ -163,17 +164,41 @@ async def copy_created_order(*, session: AsyncSession, event: OrderCreated) -> N
     )
 
 
-async def copy_cancelled_order(*, session: AsyncSession, event: OrderCancelled) -> None:
-    """Cancel the copy when the event is its next version (later: ``NotYet``; earlier: already applied)."""
+async def copy_cancelled_order(*, session: AsyncSession, event: OrderCancelled) -> Payment | None:
+    """Cancel the copy when the event is its next version (later: ``NotYet``; earlier: already applied).
+
+    Returns the order's payment when it must be paid back: this service charged the order, then the orders
+    service cancelled it before it heard of the charge (the buyer cancelled, or the expiry fired, first).
+    """
     order = await session.get(Order, event.id, with_for_update=True)
     if not is_next_version(order.version if order else None, event.version):
-        return
+        return None
     assert order is not None
+    refund: Payment | None = None
     if order.status == OrderStatus.COMPLETE:
-        # The orders service cancelled an order this service charged (they raced): a refund is for a human.
-        logger.warning("paid order cancelled", extra={"order_id": str(order.id), "version": event.version})
+        refund = await session.scalar(
+            select(Payment).where(Payment.order_id == order.id, Payment.refunded_at.is_(None))
+        )
     order.status = OrderStatus.CANCELLED
     order.version = event.version
+    return refund
+
+
+async def refund_payment(*, session: AsyncSession, stripe: StripeGateway, payment: Payment) -> None:
+    """Give a payment's money back through Stripe and record it in the caller's transaction.
+
+    The idempotency key comes from the payment, so a redelivered event (after a crash, or a Stripe outage that
+    rolled the transaction back) replays the one refund instead of refunding twice.
+    """
+    refund_id = await stripe.refund(
+        payment_intent=payment.stripe_id, order_id=payment.order_id, idempotency_key=f"refund-{payment.id}"
+    )
+    payment.refund_id = refund_id
+    payment.refunded_at = utcnow()
+    logger.warning(
+        "paid order cancelled: payment refunded",
+        extra={"order_id": str(payment.order_id), "stripe_id": payment.stripe_id, "refund_id": refund_id},
+    )
 
 
 async def copy_created_user(*, session: AsyncSession, event: UserCreated) -> None:

@@ -123,3 +123,27 @@ class StripeGateway:
             logger.error("payment intent not succeeded", extra={"order_id": str(order_id), "status": intent.status})
             raise ProviderUnavailable()
         return Charge(stripe_id=intent.id, amount=intent.amount, currency=intent.currency)
+
+    async def refund(self, *, payment_intent: str, order_id: uuid.UUID, idempotency_key: str) -> str | None:
+        """Refund a succeeded PaymentIntent in full, once per key; returns the refund's id (None when Stripe says
+        it was refunded already, e.g. by a person in the dashboard)."""
+        try:
+            refund = await self._client.v1.refunds.create_async(
+                {
+                    "payment_intent": payment_intent,
+                    "reason": "requested_by_customer",
+                    "metadata": {"order_id": str(order_id)},
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "charge_already_refunded":
+                return None
+            raise
+        except stripe.StripeError as exc:
+            logger.warning(
+                "stripe unavailable for a refund",
+                extra={"order_id": str(order_id), "error": repr(exc), "stripe_request_id": exc.request_id},
+            )
+            raise ProviderUnavailable() from exc
+        return str(refund.id)

@@ -79,6 +79,7 @@ class Outage:
 class State:
     payment_intents: dict[str, Json] = field(default_factory=dict)
     charges: dict[str, Json] = field(default_factory=dict)
+    refunds: dict[str, Json] = field(default_factory=dict)
     idempotency: dict[tuple[str, str], Saved] = field(default_factory=dict)
     requests: deque[Json] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_SIZE))
     outage: Outage | None = None
@@ -177,10 +178,15 @@ class FakeStripe:
             return lambda params: lambda: (200, self._list("charges", self.state.charges, params))
         if method == "GET" and len(parts) == 2 and parts[0] == "charges":
             return lambda _: lambda: (200, self._get("charge", self.state.charges, parts[1]))
+        if method == "POST" and parts == ["refunds"]:
+            return self._create_refund
+        if method == "GET" and parts == ["refunds"]:
+            return lambda params: lambda: (200, self._list("refunds", self.state.refunds, params))
         raise ApiError(
             404,
             "invalid_request_error",
-            f"Unrecognized request URL ({method}: /v1/{path}). This fake implements PaymentIntents and charges only.",
+            f"Unrecognized request URL ({method}: /v1/{path}). This fake implements PaymentIntents, charges and "
+            "refunds only.",
         )
 
     # -- resources ---------------------------------------------------------------------------------------------
@@ -275,6 +281,53 @@ class FakeStripe:
             if card is not None:
                 self._confirm(intent, card)
             return 200, intent
+
+        return create
+
+    def _create_refund(self, params: Json) -> Operation:
+        """A full refund of a succeeded PaymentIntent's charge (``payment_intent``; ``reason``, ``metadata``)."""
+        unknown = sorted(set(params) - {"payment_intent", "reason", "metadata"})
+        if unknown:
+            raise invalid_request(f"Received unknown parameter: {unknown[0]}", param=unknown[0])
+        if "payment_intent" not in params:
+            raise missing_param("payment_intent")
+        intent_id = str(params["payment_intent"])
+        reason = params.get("reason")
+        if reason is not None and reason not in ("duplicate", "fraudulent", "requested_by_customer"):
+            raise invalid_request(f"Invalid reason: {reason}", param="reason")
+        metadata = params.get("metadata", {})
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise invalid_request("Invalid metadata: must be a hash of strings.", param="metadata")
+
+        def create() -> tuple[int, Json]:
+            intent = self._get("payment_intent", self.state.payment_intents, intent_id)
+            if intent["status"] != "succeeded" or intent["latest_charge"] is None:
+                raise invalid_request(
+                    f"This PaymentIntent ({intent_id}) does not have a successful charge to refund.",
+                    param="payment_intent",
+                    code="charge_not_refundable",
+                )
+            charge = self.state.charges[intent["latest_charge"]]
+            if charge["refunded"]:
+                raise invalid_request(
+                    f"Charge {charge['id']} has already been refunded.", code="charge_already_refunded"
+                )
+            refund: Json = {
+                "id": new_id("re"),
+                "object": "refund",
+                "amount": charge["amount"],
+                "charge": charge["id"],
+                "created": int(time.time()),
+                "currency": charge["currency"],
+                "metadata": metadata,
+                "payment_intent": intent_id,
+                "reason": reason,
+                "status": "succeeded",
+            }
+            charge["amount_refunded"] = charge["amount"]
+            charge["refunded"] = True
+            self.state.refunds[refund["id"]] = refund
+            return 200, refund
 
         return create
 
