@@ -1,8 +1,8 @@
 """``ticketing check``: read every service's database (read-only) and NATS, and report every broken invariant.
 
 The platform's promises, checked from the outside: no ticket held by an order that is not active (or the
-reverse), never two active orders for one ticket, every complete order paid exactly once, no payment for an order
-that is not complete, every replica at its source's version, no order left past its expiry, no outbox row left
+reverse), never two active orders for one ticket, every complete order paid exactly once (and not refunded), no
+payment kept for an order that is not complete (it must have been refunded), every replica at its source's version, no order left past its expiry, no outbox row left
 unsent, no parked message, and no consumer with work outstanding. Run it when the system is quiet; ``--settle``
 re-checks until it is clean or the time is up (replicas converge within milliseconds once events flow).
 """
@@ -88,15 +88,17 @@ async def check(
     try:
         rows = {
             "users": await _fetch(conns["auth"], "SELECT id, email, version FROM users"),
-            "tickets": await _fetch(conns["tickets"], "SELECT id, title, price, order_id, version FROM tickets"),
-            "ticket_copies": await _fetch(conns["orders"], "SELECT id, title, price, version FROM tickets"),
+            "tickets": await _fetch(
+                conns["tickets"], "SELECT id, title, price, user_id, order_id, version FROM tickets"
+            ),
+            "ticket_copies": await _fetch(conns["orders"], "SELECT id, title, price, user_id, version FROM tickets"),
             "orders": await _fetch(
                 conns["orders"], "SELECT id, ticket_id, user_id, status, version, expires_at FROM orders"
             ),
             "charges": await _fetch(conns["orders"], "SELECT order_id, refund_reason FROM charges"),
             "order_copies": await _fetch(conns["payments"], "SELECT id, status, version FROM orders"),
             "user_copies": await _fetch(conns["payments"], "SELECT id, email, version FROM users"),
-            "payments": await _fetch(conns["payments"], "SELECT id, order_id, amount FROM payments"),
+            "payments": await _fetch(conns["payments"], "SELECT id, order_id, amount, refunded_at FROM payments"),
         }
         for svc, conn in conns.items():
             unsent = await _fetch(conn, "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL")
@@ -154,29 +156,39 @@ def _check_rows(report: Report, rows: Mapping[str, list[asyncpg.Record]], now: d
         if len(active) > 1:
             report.add("double-booking", f"{len(active)} active orders for one ticket", ticket=ticket_id)
 
-    # Orders <-> payments: every complete order paid once, every payment for a complete order.
+    # Orders <-> payments: every complete order paid once; a payment of an order that is not complete (the
+    # orders service cancelled it before hearing of the charge) must have been refunded.
     payments_by_order: dict[Any, list[asyncpg.Record]] = {}
     for payment in rows["payments"]:
         payments_by_order.setdefault(payment["order_id"], []).append(payment)
     for order in orders.values():
-        paid = len(payments_by_order.get(order["id"], []))
-        if order["status"] == "complete" and paid != 1:
-            report.add("complete-order-payments", f"complete order with {paid} payments", order=order["id"])
+        payments = payments_by_order.get(order["id"], [])
+        kept = [p for p in payments if p["refunded_at"] is None]
+        if order["status"] == "complete" and len(kept) != 1:
+            report.add("complete-order-payments", f"complete order with {len(kept)} payments", order=order["id"])
+        if order["status"] == "complete" and len(kept) != len(payments):
+            report.add("complete-order-refunded", "complete order whose payment was refunded", order=order["id"])
     for order_id, payments in payments_by_order.items():
         status = orders[order_id]["status"] if order_id in orders else "unknown"
-        if status != "complete":
+        kept = [p for p in payments if p["refunded_at"] is None]
+        if status != "complete" and kept:
             report.add(
                 "payment-for-incomplete-order",
-                f"payment for a {status} order",
+                f"payment kept for a {status} order",
                 order=order_id,
                 refund_flagged=order_id in refunds,
-                payments=len(payments),
+                payments=len(kept),
             )
 
     # Replicas at their source's version.
-    _check_replica(report, "orders.tickets", tickets, _by_id(rows["ticket_copies"]), ("title", "price"))
+    _check_replica(report, "orders.tickets", tickets, _by_id(rows["ticket_copies"]), ("title", "price", "user_id"))
     _check_replica(
-        report, "payments.orders", orders, _by_id(rows["order_copies"]), (), expected_version=_published_order_version
+        report,
+        "payments.orders",
+        orders,
+        _by_id(rows["order_copies"]),
+        ("status",),
+        expected_version=_published_order_version,
     )
     _check_replica(report, "payments.users", _by_id(rows["users"]), _by_id(rows["user_copies"]), ("email",))
 
