@@ -62,7 +62,23 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    """True for failures that mean the database is unreachable rather than that the request is wrong."""
+    """True for failures that mean the database is unreachable rather than that the request is wrong.
+
+    The whole cause chain counts: a server that is restarting answers ``CannotConnectNowError``, which reaches
+    the caller wrapped in a plain ``DBAPIError`` (SQLAlchemy does not map it to ``OperationalError``).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_connection_error_itself(current):
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) and id(orig) not in seen else current.__cause__
+    return False
+
+
+def _is_connection_error_itself(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
