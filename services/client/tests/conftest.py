@@ -76,9 +76,13 @@ def visitors(system: System) -> Iterator[type[Visitor]]:
         visitor.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
+    """Headless Debian Chromium driven by Playwright (never a downloaded browser).
+
+    Module-scoped on purpose: Playwright's sync API runs an event loop on this thread while it is open, and the
+    rest of the suite's async tests need the thread to themselves once the browser tests are done.
+    """
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium")
