@@ -5,7 +5,6 @@ One stack for the module (starting it takes a few seconds); each test uses fresh
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
 import time
@@ -139,10 +138,8 @@ def test_an_unpaid_order_expires_and_the_ticket_is_for_sale_again(stack: Stack) 
     assert _eventually(lambda: _orderable(second_buyer, ticket["id"])).status_code == 201
 
 
-def test_the_checker_finds_the_system_consistent_once_quiet(stack: Stack) -> None:
-    report = asyncio.run(
-        check_until_settled(settle=20, database_url=stack.urls["database"], nats_url=stack.urls["nats"])
-    )
+async def test_the_checker_finds_the_system_consistent_once_quiet(stack: Stack) -> None:
+    report = await check_until_settled(settle=20, database_url=stack.urls["database"], nats_url=stack.urls["nats"])
     assert report.ok, report.render()
     assert report.counts["orders"] >= 3
     assert report.counts["payments"] >= 1
