@@ -99,3 +99,15 @@ def test_cookie_is_httponly_lax_and_secure_when_configured(secure: bool) -> None
 def test_settings_refuse_a_missing_or_weak_jwt_key(key: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ServiceSettings(jwt_key=key)
+
+
+def test_a_service_refuses_to_start_without_jwt_key_and_says_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ticketing_common.cli import load_settings
+
+    monkeypatch.delenv("JWT_KEY", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        load_settings(ServiceSettings)
+    assert exited.value.code == 2
+    assert "JWT_KEY: JWT_KEY must be set" in capsys.readouterr().err
