@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: up test install lint typecheck pytest format clean
+.PHONY: up test install lint typecheck pytest format clean bench bench-quick
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet --break-system-packages uv
@@ -30,6 +30,12 @@ test: lint typecheck pytest
 format: install
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
+
+bench: install
+	$(UV) run --frozen ticketing-bench
+
+bench-quick: install
+	$(UV) run --frozen ticketing-bench --quick
 
 clean:
 	rm -rf .state .venv .pytest_cache .mypy_cache .ruff_cache

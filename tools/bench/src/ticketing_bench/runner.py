@@ -1,0 +1,321 @@
+"""One benchmark run: start (or reach) the system, run the scenarios in an order that keeps them apart, check
+the invariants, write the report. Timings are reported, never asserted; only broken invariants fail a run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ticketing_bench import client, flash_sale, report, scenarios, wrk
+from ticketing_bench.flash_sale import SaleSize
+from ticketing_bench.scenarios import ExpirySize, LagSize, PathsSize
+from ticketing_bench.system import System
+from ticketing_launcher.check import check_until_settled
+
+ALL_SCENARIOS = ("flash_sale", "expiry", "event_lag", "paths")
+LONG_WINDOW = "3600"  # for the scenarios whose orders must not expire while they run
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    order_window: float
+    sale: SaleSize
+    paths: PathsSize
+    lag: LagSize
+    expiry: ExpirySize
+    write_tickets: int  # fresh tickets for each of POST direct and POST gateway
+    scenarios: tuple[str, ...] = ALL_SCENARIOS
+
+
+PROFILES = {
+    "full": Profile(
+        "full",
+        order_window=15,
+        sale=SaleSize(sellers=100, tickets=1000, buyers=2000, connections=64),
+        paths=PathsSize(seconds=8, connections=64),
+        lag=LagSize(events_per_second=500, seconds=10),
+        expiry=ExpirySize(orders=1000, spread_seconds=10),
+        write_tickets=2500,
+    ),
+    "quick": Profile(
+        "quick",
+        order_window=4,
+        sale=SaleSize(sellers=10, tickets=100, buyers=200, connections=16, declined_every=5),
+        paths=PathsSize(seconds=2, connections=16),
+        lag=LagSize(events_per_second=100, seconds=3),
+        expiry=ExpirySize(orders=100, spread_seconds=2),
+        write_tickets=400,
+    ),
+    # The invariant part of the quick run, smaller still: what `make test` runs (tools/bench/tests).
+    "smoke": Profile(
+        "smoke",
+        order_window=3,
+        sale=SaleSize(sellers=4, tickets=30, buyers=60, connections=8, declined_every=3),
+        paths=PathsSize(seconds=1, connections=8),
+        lag=LagSize(events_per_second=40, seconds=1),
+        expiry=ExpirySize(orders=10, spread_seconds=1),
+        write_tickets=50,
+        scenarios=("flash_sale",),
+    ),
+}
+
+
+@dataclass
+class Outcome:
+    folder: Path
+    results: dict[str, Any]
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results["invariants_ok"])
+
+
+class Display:
+    """Progress on stderr with rich: one bar per step."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+
+    def counter(self, description: str, total: int) -> Callable[[], None]:
+        task = self.progress.add_task(description, total=total)
+        return lambda: self.progress.advance(task)
+
+    @contextmanager
+    def step(self, description: str) -> Iterator[None]:
+        task = self.progress.add_task(description, total=1)
+        try:
+            yield
+        finally:
+            self.progress.advance(task)
+
+    def say(self, text: str) -> None:
+        self.progress.console.print(text)
+
+
+def run(
+    profile: Profile,
+    *,
+    results_root: Path,
+    base_url: str | None = None,
+    scenarios_wanted: tuple[str, ...] | None = None,
+    console: Console | None = None,
+) -> Outcome:
+    started = datetime.now(UTC)
+    folder = results_root / started.strftime("%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = scenarios_wanted or profile.scenarios
+    display = Display(console or Console(stderr=True))
+    results: dict[str, Any] = {
+        "meta": {
+            "profile": profile.name,
+            "started": started.isoformat(timespec="seconds"),
+            "command": " ".join(["ticketing-bench", *sys.argv[1:]]),
+            "cpus": os.cpu_count(),
+            "load_before": ", ".join(f"{x:.1f}" for x in os.getloadavg()),
+            "local": base_url is None,
+            "base_url": base_url,
+            "order_window_seconds": profile.order_window,
+            "scenarios": list(wanted),
+        },
+        "notes": [],
+    }
+    clock = time.monotonic()
+    with display.progress:
+        with display.step("start the system" if base_url is None else f"reach {base_url}"):
+            system = (
+                System.remote(base_url)
+                if base_url
+                else System.start(results_dir=folder, order_window=profile.order_window)
+            )
+        try:
+            asyncio.run(_scenarios(system, profile, wanted, results, display, folder))
+        finally:
+            with display.step("stop the system"):
+                system.stop()
+    results["meta"]["duration_s"] = time.monotonic() - clock
+    results["meta"]["load_after"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    sale_ok = not results.get("flash_sale", {}).get("violations")
+    final = results.get("final_check")
+    results["invariants_ok"] = sale_ok and (final is None or final["ok"])
+    files = report.write(folder, results)
+    return Outcome(folder, results, files)
+
+
+async def _scenarios(
+    system: System,
+    profile: Profile,
+    wanted: tuple[str, ...],
+    results: dict[str, Any],
+    display: Display,
+    folder: Path,
+) -> None:
+    notes: list[str] = results["notes"]
+    log_path = folder / "system.log" if system.local else None
+    if system.local:
+        await asyncio.sleep(2)
+        results["footprint"] = {"idle_rss_mib": {k: v["rss_mib"] for k, v in system.sample().items()}}
+    buyers: list[client.User] = []
+    sellers: list[client.User] = []
+
+    if "flash_sale" in wanted:
+        size = profile.sale
+        sellers, buyers, tickets = await flash_sale.prepare(system, size, progress=display.counter)
+        bench_cpu = psutil.Process().cpu_times()
+        with flash_sale.Sampler(system) as sampler:
+            record = await flash_sale.race(
+                system, size, buyers, tickets, tick=display.counter("flash sale: buyers", size.buyers)
+            )
+            with display.step("flash sale: wait until consistent and final"):
+                settle = await flash_sale.settle(system, record, timeout=profile.order_window + 90)
+        bench_after = psutil.Process().cpu_times()
+        with display.step("flash sale: check every invariant"):
+            orders, ticket_states = await flash_sale.read_back(system, record, size.connections)
+            charges = await flash_sale.stripe_charges(system)
+            violations = flash_sale.verify(record, orders, ticket_states, charges)
+            checker = settle.get("checker")
+            if checker is not None and not checker["ok"]:
+                violations += [f"checker: {v['invariant']}: {v['detail']} {v['refs']}" for v in checker["violations"]]
+            if not settle["settled"]:
+                violations.append("the system did not reach its final state in time")
+        if charges is None:
+            notes.append("Stripe charges not checked: STRIPE_API_BASE unknown.")
+        results["flash_sale"] = {
+            "summary": flash_sale.summarise(record, size),
+            "settle": settle,
+            "violations": violations,
+            "latencies_ms": {
+                "order creation": [x * 1000 for x in record.order_latencies],
+                "payment": [x * 1000 for x in record.payment_latencies],
+            },
+        }
+        if system.local:
+            used = sampler.cpu_used()
+            orders_created = len(record.wins)
+            results["footprint"].update(
+                {
+                    "peak_rss_mib": sampler.peak_rss(),
+                    "sale_cpu_s": used,
+                    "cpu_s_per_1000_orders": sum(used.values()) / orders_created * 1000 if orders_created else None,
+                    "bench_cpu_s": (bench_after.user + bench_after.system) - (bench_cpu.user + bench_cpu.system),
+                    "samples": len(sampler.samples),
+                }
+            )
+        display.say(
+            f"flash sale: {len(record.wins)} orders, {len(violations)} violations"
+            + ("" if not violations else f" — first: {violations[0]}")
+        )
+
+    others = [s for s in wanted if s != "flash_sale"]
+    if not others:
+        return await _final_check(system, results, display)
+    if not system.local:
+        for name in ("event_lag", "expiry"):
+            if name in others:
+                notes.append(f"{name} skipped: it needs the system's processes and logs (run without BASE_URL).")
+        others = [s for s in others if s == "paths"]
+    async with client.session(16) as http:
+        if not sellers:
+            sellers = await client.sign_up_many(http, system.gateway, "seller", 2)
+        if not buyers:
+            buyers = await client.sign_up_many(http, system.gateway, "buyer", 8)
+    need = (
+        (profile.expiry.orders if "expiry" in others else 0)
+        + (
+            int(profile.lag.events_per_second / scenarios.EVENTS_PER_ORDER * profile.lag.seconds) + 1
+            if "event_lag" in others
+            else 0
+        )
+        + (2 * profile.write_tickets if "paths" in others else 0)
+    )
+    seed_base = system.urls.get("tickets", system.gateway)
+    async with client.session(32) as http:
+        seeded = [
+            t["id"]
+            for t in await client.create_tickets(
+                http, seed_base, sellers[:1], need, concurrency=32, progress=display.counter("seed tickets", need)
+            )
+        ]
+    if "nats" in system.urls and "database" in system.urls:
+        with display.step("wait for the orders service's copies"):
+            await system.wait_quiet(180)
+
+    if "expiry" in others:
+        ids, seeded = seeded[: profile.expiry.orders], seeded[profile.expiry.orders :]
+        results["expiry"] = await scenarios.expiry(
+            system,
+            profile.expiry,
+            buyers=buyers[:8],
+            ticket_ids=ids,
+            tick=display.counter("expiry: orders", len(ids)),
+        )
+    if system.local and ("event_lag" in others or "paths" in others):
+        with display.step("restart orders with a long order window"):
+            system.restart_service("orders", ORDER_EXPIRATION_SECONDS=LONG_WINDOW)
+        notes.append(
+            f"Before scenarios 2 and 3 the orders service was restarted with ORDER_EXPIRATION_SECONDS={LONG_WINDOW}, "
+            "so no expiry of theirs falls inside a measurement."
+        )
+    if "event_lag" in others:
+        count = profile.lag.orders
+        ids, seeded = seeded[:count], seeded[count:]
+        await system.wait_quiet(60)
+        results["event_lag"] = await scenarios.event_lag(
+            system,
+            profile.lag,
+            buyers=buyers[:8],
+            ticket_ids=ids,
+            log_path=log_path,
+            tick=display.counter("event lag: paced orders", len(ids)),
+        )
+    if "paths" in others:
+        if not wrk.available():
+            notes.append("paths skipped: wrk is not installed (apt-get install wrk).")
+        else:
+            half = len(seeded) // 2
+            results["paths"] = await scenarios.paths(
+                system,
+                profile.paths,
+                buyer=buyers[0],
+                read_ids=seeded,
+                write_ids_direct=seeded[:half],
+                write_ids_gateway=seeded[half:],
+                step=lambda name: display.say(f"wrk: {name}"),
+            )
+    await _final_check(system, results, display)
+
+
+async def _final_check(system: System, results: dict[str, Any], display: Display) -> None:
+    """The checker over everything every scenario did, once the system is quiet."""
+    if "database" not in system.urls:
+        return
+    with display.step("final consistency check"):
+        report_ = await check_until_settled(
+            settle=60, database_url=system.urls["database"], nats_url=system.urls.get("nats")
+        )
+    results["final_check"] = {
+        "ok": report_.ok,
+        "counts": report_.counts,
+        "violations": [f"{v.invariant}: {v.detail} {v.refs}" for v in report_.violations[:100]],
+    }

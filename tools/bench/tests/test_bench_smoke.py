@@ -1,0 +1,39 @@
+"""The quick bench's invariant part, smaller: start the system like `make up`, run a flash sale through the
+gateway, and require every invariant to hold (timings are never asserted)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from ticketing_bench.runner import PROFILES, run
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_small_flash_sale_keeps_every_invariant_and_writes_the_report() -> None:
+    results_root = Path(tempfile.mkdtemp(prefix="ticketing-bench-test-"))
+    try:
+        outcome = run(PROFILES["smoke"], results_root=results_root)
+        sale = outcome.results["flash_sale"]
+        assert sale["violations"] == [], sale["violations"]
+        assert outcome.results["final_check"]["ok"], outcome.results["final_check"]
+        assert outcome.ok
+        summary = sale["summary"]
+        size = PROFILES["smoke"].sale
+        # Every ticket was ordered once (more buyers than tickets); half of the winners tried to pay (a payment
+        # that arrives after the short window is refused, and that order expires like the others).
+        assert summary["orders_created"] == size.tickets
+        assert 1 <= summary["orders_paid"] <= size.tickets // 2
+        assert summary["payment_statuses"].get("402 Your card was declined.", 0) >= 1
+        assert sale["settle"]["settled"]
+        written = json.loads((outcome.folder / "results.json").read_text())
+        assert written["invariants_ok"] is True
+        assert (outcome.folder / "report.md").read_text().startswith("# Benchmark report: smoke")
+        assert (outcome.folder / "flash_sale_latency.png").stat().st_size > 10_000
+    finally:
+        shutil.rmtree(results_root, ignore_errors=True)
