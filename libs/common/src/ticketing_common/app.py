@@ -25,8 +25,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ticketing_common.config import ServiceSettings
 from ticketing_common.db import create_engine, create_sessionmaker, is_connection_error
 from ticketing_common.errors import (
+    ERROR_DESCRIPTIONS,
     CustomError,
     DatabaseConnectionError,
+    ErrorBody,
     PayloadTooLargeError,
     ServiceUnavailableError,
     error_body,
@@ -87,7 +89,45 @@ def create_app(
     if configure is not None:
         configure(app)
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
+    app.openapi = _openapi_with_shared_errors(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_with_shared_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI documents a 422 in its own format for every route with input; the shared handlers answer 400 in
+    the shared format instead, and any route can answer 503 (database down) and, with a body, 413. Say so."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(error_schema.pop("$defs", {}))
+        components["ErrorBody"] = error_schema
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                responses = operation.setdefault("responses", {})
+                codes = ["503"]
+                if responses.pop("422", None) is not None:
+                    codes.append("400")
+                if "requestBody" in operation:
+                    codes.append("413")
+                for code in codes:
+                    responses.setdefault(
+                        code,
+                        {
+                            "description": ERROR_DESCRIPTIONS[int(code)],
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                        },
+                    )
+        app.openapi_schema = schema
+        return schema
+
+    return openapi
 
 
 async def healthz() -> dict[str, str]:
@@ -145,8 +185,29 @@ class RequestMiddleware:
         status = 500
         response_started = False
 
+        too_large = False
+        replacement: bytes | None = None
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status, response_started, replacement
+            if too_large:
+                # The body outgrew the limit while the app read it (a chunked body declares no length), and the
+                # app's body parser turned the error into its own answer (a 400): answer the 413 instead.
+                if message["type"] == "http.response.start" and not response_started:
+                    replacement = json.dumps(error_body(PayloadTooLargeError().serialize())).encode()
+                    message = {
+                        "type": "http.response.start",
+                        "status": 413,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(replacement)).encode()),
+                            (b"connection", b"close"),
+                        ],
+                    }
+                elif message["type"] == "http.response.body":
+                    if replacement is None:
+                        return  # the rest of the replaced answer
+                    message, replacement = {"type": "http.response.body", "body": replacement}, None
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
@@ -157,11 +218,12 @@ class RequestMiddleware:
         received = 0
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    too_large = True
                     raise PayloadTooLargeError()
             return message
 

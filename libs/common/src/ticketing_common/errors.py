@@ -14,6 +14,7 @@ from typing import Any, TypedDict
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError as FastAPIValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger("ticketing.errors")
@@ -222,6 +223,38 @@ async def _http_error_handler(_: Request, exc: Exception) -> JSONResponse:
 async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", extra={"path": request.url.path, "method": request.method}, exc_info=exc)
     return JSONResponse(error_body([{"message": "Something went wrong"}]), status_code=500)
+
+
+class ErrorItemOut(BaseModel):
+    """One entry of the shared error format, as the OpenAPI documents describe it."""
+
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The shared error format: ``{"errors": [{"message": ..., "field"?: ...}]}``."""
+
+    errors: list[ErrorItemOut]
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid request (one entry per invalid field)",
+    401: "Not signed in",
+    402: "Payment declined",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Content-Type must be application/json",
+    429: "Too many requests (see Retry-After)",
+    503: "A dependency (database, another service) is unavailable",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that can answer these statuses in the shared error format (OpenAPI)."""
+    return {code: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS.get(code, "Error")} for code in codes}
 
 
 def install_error_handlers(app: FastAPI) -> None:

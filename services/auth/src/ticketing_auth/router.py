@@ -9,11 +9,12 @@ from ticketing_auth.dependencies import AuthSettingsDep, PasswordsDep, SigninLim
 from ticketing_auth.schemas import CurrentUserOut, SessionUserOut, SignInIn, SignUpIn, UpdateUserIn, UserOut
 from ticketing_common.app import SessionDep
 from ticketing_common.auth import CurrentUser, RequiredUser, clear_session_cookie, sign_in
+from ticketing_common.errors import error_responses
 
 router = APIRouter(prefix="/api/users", tags=["auth"])
 
 
-@router.post("/signup", status_code=201)
+@router.post("/signup", status_code=201, responses=error_responses(400))
 async def signup(
     body: SignUpIn, response: Response, session: SessionDep, settings: AuthSettingsDep, passwords: PasswordsDep
 ) -> UserOut:
@@ -25,7 +26,7 @@ async def signup(
     return UserOut(id=account.id, email=account.email)
 
 
-@router.post("/signin")
+@router.post("/signin", responses=error_responses(400, 429))
 async def signin(
     body: SignInIn,
     response: Response,
@@ -61,7 +62,7 @@ async def current_user(user: CurrentUser) -> CurrentUserOut:
     return CurrentUserOut(current_user=SessionUserOut(id=user.id, email=user.email, iat=user.iat, exp=user.exp))
 
 
-@router.put("/currentuser")
+@router.put("/currentuser", responses=error_responses(400, 401, 409, 429))
 async def update_current_user(
     body: UpdateUserIn,
     user: RequiredUser,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 
 from ticketing_common.app import SessionDep
 from ticketing_common.auth import RequiredUser
+from ticketing_common.errors import error_responses
 from ticketing_orders import service
 from ticketing_orders.dependencies import OrdersSettings
 from ticketing_orders.schemas import NewOrder, OrderOut
@@ -13,7 +14,7 @@ from ticketing_orders.schemas import NewOrder, OrderOut
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 
-@router.post("", status_code=201, response_model=OrderOut)
+@router.post("", status_code=201, response_model=OrderOut, responses=error_responses(400, 401, 404))
 async def create_order(body: NewOrder, user: RequiredUser, session: SessionDep, settings: OrdersSettings) -> OrderOut:
     """Reserve a ticket for the signed-in user."""
     order = await service.create_order(
@@ -25,21 +26,26 @@ async def create_order(body: NewOrder, user: RequiredUser, session: SessionDep, 
     return OrderOut.model_validate(order)
 
 
-@router.get("", response_model=list[OrderOut])
+@router.get("", response_model=list[OrderOut], responses=error_responses(401))
 async def list_orders(user: RequiredUser, session: SessionDep) -> list[OrderOut]:
     """The signed-in user's orders, newest first."""
     orders = await service.list_orders(session=session, user_id=user.id)
     return [OrderOut.model_validate(order) for order in orders]
 
 
-@router.get("/{order_id}", response_model=OrderOut)
+@router.get("/{order_id}", response_model=OrderOut, responses=error_responses(401, 404))
 async def show_order(order_id: str, user: RequiredUser, session: SessionDep) -> OrderOut:
     """One of the signed-in user's orders."""
     order = await service.get_order(session=session, user_id=user.id, order_id=service.parse_order_id(order_id))
     return OrderOut.model_validate(order)
 
 
-@router.delete("/{order_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/{order_id}",
+    status_code=204,
+    response_class=Response,
+    responses={204: {"description": "Cancelled (no body)"}, **error_responses(400, 401, 404, 409)},
+)
 async def cancel_order(order_id: str, user: RequiredUser, session: SessionDep) -> Response:
     """Cancel one of the signed-in user's orders."""
     await service.cancel_order(session=session, user_id=user.id, order_id=service.parse_order_id(order_id))

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from ticketing_common.app import SessionDep
 from ticketing_common.auth import RequiredUser
+from ticketing_common.errors import error_responses
 from ticketing_payments.dependencies import PaymentsSettingsDep, StripeDep
 from ticketing_payments.schemas import PaymentIn, PaymentOut
 from ticketing_payments.service import create_payment
@@ -13,7 +14,7 @@ from ticketing_payments.service import create_payment
 router = APIRouter(prefix="/api/payments", tags=["payments"])
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=error_responses(400, 401, 402, 404, 409))
 async def pay(
     body: PaymentIn, user: RequiredUser, session: SessionDep, stripe: StripeDep, settings: PaymentsSettingsDep
 ) -> PaymentOut:

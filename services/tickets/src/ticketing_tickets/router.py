@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from ticketing_common.app import SessionDep
 from ticketing_common.auth import RequiredUser
+from ticketing_common.errors import error_responses
 from ticketing_tickets import service
 from ticketing_tickets.pagination import Cursor, parse_limit
 from ticketing_tickets.routing import ExactJSONRoute
@@ -14,14 +15,14 @@ from ticketing_tickets.schemas import TicketIn, TicketOut, TicketPage, TicketUpd
 router = APIRouter(prefix="/api/tickets", tags=["tickets"], route_class=ExactJSONRoute)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=error_responses(400, 401, 415))
 async def create_ticket(body: TicketIn, user: RequiredUser, session: SessionDep) -> TicketOut:
     """Put a ticket on sale."""
     ticket = await service.create_ticket(session=session, user_id=user.id, title=body.title, price=body.price)
     return TicketOut.model_validate(ticket)
 
 
-@router.get("")
+@router.get("", responses=error_responses(400))
 async def list_tickets(session: SessionDep, limit: str | None = None, cursor: str | None = None) -> TicketPage:
     """Tickets for sale (held by no order), newest first, one page at a time."""
     page_size = parse_limit(limit)
@@ -33,14 +34,14 @@ async def list_tickets(session: SessionDep, limit: str | None = None, cursor: st
     )
 
 
-@router.get("/{ticket_id}")
+@router.get("/{ticket_id}", responses=error_responses(404))
 async def show_ticket(ticket_id: str, session: SessionDep) -> TicketOut:
     """One ticket, including the order holding it; 404 for any id that names no ticket."""
     ticket = await service.get_ticket(session=session, ticket_id=service.parse_ticket_id(ticket_id))
     return TicketOut.model_validate(ticket)
 
 
-@router.put("/{ticket_id}")
+@router.put("/{ticket_id}", responses=error_responses(400, 401, 403, 404, 409, 415))
 async def update_ticket(ticket_id: str, body: TicketUpdate, user: RequiredUser, session: SessionDep) -> TicketOut:
     """Change the title and price of one's own unreserved ticket."""
     ticket = await service.update_ticket(
