@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: up test install lint typecheck pytest format clean bench bench-quick
+.PHONY: up test install lint typecheck pytest format clean chaos bench bench-quick
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet --break-system-packages uv
@@ -26,6 +26,12 @@ pytest: install
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The reliability proof: load + random SIGKILLs for CHAOS_SECONDS, then the consistency check; report in
+# tools/chaos/results/<timestamp>/ (exit 1 when anything broke).
+CHAOS_SECONDS ?= 600
+chaos: install
+	$(UV) run --frozen ticketing-chaos --seconds $(CHAOS_SECONDS)
 
 format: install
 	$(UV) run --frozen ruff format .
