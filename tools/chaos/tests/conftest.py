@@ -1,0 +1,47 @@
+"""One whole system (as ``make up`` runs it) for the hostile-input suite, its every log line kept in a file so
+the suite can prove that no secret was ever logged."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ticketing_chaos.hostile import JWT_KEY, PASSWORD, SIGNIN_MAX_FAILURES, STRIPE_KEY, System
+from ticketing_common.embedded import free_port
+from ticketing_launcher.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL", "STRIPE_KEY", "STRIPE_API_BASE")
+    }
+    environ.update(
+        JWT_KEY=JWT_KEY,
+        SIGNIN_MAX_FAILURES=str(SIGNIN_MAX_FAILURES),
+        # Cheap hashing: the suite signs many users up; the cost of Argon2 is the auth service's own test.
+        ARGON2_TIME_COST="1",
+        ARGON2_MEMORY_COST="1024",
+        ARGON2_PARALLELISM="1",
+        LOG_LEVEL="DEBUG",
+    )
+    log_file = tmp_path_factory.mktemp("hostile") / "system.log"
+    with log_file.open("w") as sink:
+        stack = Stack(
+            state_dir=Path(tempfile.mkdtemp(prefix="ticketing-hostile-")),
+            gateway_port=free_port(),
+            environ=environ,
+            log_sink=sink,
+        )
+        try:
+            stack.start_infrastructure()
+            stack.migrate()
+            stack.start_services()
+            stack.wait_healthy(timeout=120)
+            yield System(stack, log_file, {JWT_KEY, STRIPE_KEY, PASSWORD})
+        finally:
+            stack.stop()

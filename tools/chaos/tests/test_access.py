@@ -1,0 +1,166 @@
+"""Nobody acts as someone else: every route against {signed out, another user, the owner}, forged and stale
+tokens, sign-out, and the sign-in rate limit under concurrent attempts. All through the gateway."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from ticketing_chaos.hostile import JWT_KEY, PASSWORD, SIGNIN_MAX_FAILURES, STRIPE_KEY, System
+
+pytestmark = pytest.mark.e2e
+
+
+def _until_not_404(send: Callable[[], httpx.Response], timeout: float = 15) -> httpx.Response:
+    """Another service's copy (of a ticket, of an order) arrives within milliseconds; wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = send()
+        if response.status_code != 404 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
+
+
+def _errors(response: httpx.Response) -> list[dict[str, Any]]:
+    body = response.json()
+    assert set(body) == {"errors"}, body
+    errors: list[dict[str, Any]] = body["errors"]
+    return errors
+
+
+def test_every_route_answers_signed_out_another_user_and_the_owner_as_expected(system: System) -> None:
+    seller, seller_user = system.user()
+    buyer, buyer_user = system.user()
+    other, _ = system.user()
+    anonymous = system.client()
+    ticket = seller.post("/api/tickets", json={"title": "Matrix", "price": 10}).json()
+    paid_ticket = seller.post("/api/tickets", json={"title": "Paid", "price": 12}).json()
+    cancel_ticket = seller.post("/api/tickets", json={"title": "Cancelled", "price": 14}).json()
+    order = _until_not_404(lambda: buyer.post("/api/orders", json={"ticketId": paid_ticket["id"]})).json()
+    to_cancel = _until_not_404(lambda: buyer.post("/api/orders", json={"ticketId": cancel_ticket["id"]})).json()
+    # The payments service has its copy once a declined card gets 402 (a decline stores nothing).
+    declined = _until_not_404(
+        lambda: buyer.post("/api/payments", json={"orderId": order["id"], "token": "tok_chargeDeclined"})
+    )
+    assert declined.status_code == 402
+
+    def statuses(method: str, path: str, body: Any = None) -> tuple[int, int, int]:
+        """(signed out, another user, the owner) — the owner being the seller or the buyer, per resource."""
+        owner = buyer if "/orders" in path or "/payments" in path else seller
+        return tuple(  # type: ignore[return-value]
+            client.request(method, path, json=body).status_code for client in (anonymous, other, owner)
+        )
+
+    title_change = {"title": "Changed", "price": 11}
+    assert statuses("PUT", f"/api/tickets/{ticket['id']}", title_change) == (401, 403, 200)
+    assert statuses("GET", f"/api/tickets/{ticket['id']}") == (200, 200, 200)
+    assert statuses("GET", "/api/tickets") == (200, 200, 200)
+    assert statuses("GET", f"/api/orders/{order['id']}") == (401, 404, 200)
+    assert statuses("POST", "/api/payments", {"orderId": order["id"], "token": "tok_visa"}) == (401, 404, 201)
+    assert statuses("DELETE", f"/api/orders/{to_cancel['id']}") == (401, 404, 204)
+    assert statuses("DELETE", f"/api/orders/{order['id']}") == (401, 404, 400)  # paid: too late to cancel
+
+    # Routes without an owner: signed out vs signed in.
+    assert anonymous.post("/api/tickets", json={"title": "x", "price": 1}).status_code == 401
+    assert other.post("/api/tickets", json={"title": "x", "price": 1}).status_code == 201
+    assert anonymous.get("/api/orders").status_code == 401
+    assert [o["id"] for o in other.get("/api/orders").json()] == []  # nobody else's orders
+    assert {o["id"] for o in buyer.get("/api/orders").json()} == {order["id"], to_cancel["id"]}
+    assert anonymous.post("/api/orders", json={"ticketId": ticket["id"]}).status_code == 401
+    assert seller.post("/api/orders", json={"ticketId": ticket["id"]}).status_code == 400  # one's own ticket
+    assert anonymous.get("/api/users/currentuser").json() == {"currentUser": None}
+    assert other.get("/api/users/currentuser").json()["currentUser"]["id"] != seller_user["id"]
+    assert buyer.get("/api/users/currentuser").json()["currentUser"]["id"] == buyer_user["id"]
+    change = {"currentPassword": PASSWORD, "email": f"new-{uuid.uuid4().hex[:8]}@example.com"}
+    assert anonymous.put("/api/users/currentuser", json=change).status_code == 401
+    assert system.remember(other.put("/api/users/currentuser", json=change)).status_code == 200
+    # The seller's ticket kept the seller's change only.
+    assert anonymous.get(f"/api/tickets/{ticket['id']}").json()["title"] == "Changed"
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _claims(user: dict[str, str], **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"id": user["id"], "email": user["email"], "iat": now, "exp": now + 3600, **overrides}
+
+
+def test_forged_stale_and_foreign_tokens_are_all_rejected(system: System) -> None:
+    _, user = system.user()
+    genuine = jwt.encode(_claims(user), JWT_KEY, algorithm="HS256")
+    header, payload, signature = genuine.split(".")
+    someone_else = _claims(user, id=str(uuid.uuid4()), email="admin@example.com")
+    forged = {
+        "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(user))}.",
+        "alg none, no dot": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(user))}",
+        "wrong key": jwt.encode(_claims(user), "another-key-that-is-long-enough-0123456789", algorithm="HS256"),
+        "expired": jwt.encode(_claims(user, iat=1, exp=2), JWT_KEY, algorithm="HS256"),
+        "tampered payload": f"{header}.{_b64(someone_else)}.{signature}",
+        "tampered signature": f"{header}.{payload}.{signature[:-2]}AA",
+        "another service's key": jwt.encode(_claims(user), STRIPE_KEY, algorithm="HS256"),
+        "HS512 with the right key": jwt.encode(_claims(user), JWT_KEY, algorithm="HS512"),
+        "no expiry": jwt.encode({"id": user["id"], "email": user["email"], "iat": 1}, JWT_KEY, algorithm="HS256"),
+        "garbage": "not.a.token",
+        "empty": "",
+    }
+    with system.client() as client:
+        client.cookies.set("session", genuine)
+        assert client.get("/api/orders").status_code == 200  # the control: a genuine token works
+        for name, token in forged.items():
+            client.cookies.set("session", token)
+            orders = client.get("/api/orders")
+            assert orders.status_code == 401, name
+            assert _errors(orders) == [{"message": "Not authorized"}], name
+            assert client.post("/api/tickets", json={"title": "x", "price": 1}).status_code == 401, name
+            assert client.get("/api/users/currentuser").json() == {"currentUser": None}, name
+
+
+def test_signout_clears_the_cookie(system: System) -> None:
+    client, _ = system.user()
+
+    response = client.post("/api/users/signout")
+
+    assert response.status_code == 200
+    [cookie] = [h for h in response.headers.get_list("set-cookie") if h.startswith("session=")]
+    attributes = {part.strip().split("=")[0].lower(): part for part in cookie.split(";")}
+    assert cookie.startswith(('session="";', "session=;"))
+    assert "max-age" in attributes
+    assert attributes["max-age"].strip().lower() == "max-age=0"
+    assert "httponly" in attributes
+    assert "session" not in client.cookies
+    assert client.get("/api/users/currentuser").json() == {"currentUser": None}
+    assert client.get("/api/orders").status_code == 401
+
+
+def test_the_sign_in_rate_limit_holds_under_concurrent_attempts(system: System) -> None:
+    _, user = system.user()
+    attempts = 4 * SIGNIN_MAX_FAILURES
+
+    def wrong() -> int:
+        with system.client() as client:
+            return client.post(
+                "/api/users/signin", json={"email": user["email"], "password": "wrong password"}
+            ).status_code
+
+    with ThreadPoolExecutor(max_workers=attempts) as pool:
+        answers = list(pool.map(lambda _: wrong(), range(attempts)))
+
+    assert set(answers) <= {400, 429}, answers
+    assert answers.count(400) <= SIGNIN_MAX_FAILURES, answers
+    assert answers.count(429) >= attempts - SIGNIN_MAX_FAILURES
+    with system.client() as client:
+        locked = client.post("/api/users/signin", json={"email": user["email"], "password": PASSWORD})
+        assert locked.status_code == 429  # even the right password waits until the window has passed
+        assert int(locked.headers["retry-after"]) >= 1
+        assert _errors(locked)[0]["message"]
