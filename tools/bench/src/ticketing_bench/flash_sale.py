@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -42,6 +42,7 @@ class Win:
     pays: bool
     paid: bool = False
     uncertain: bool = False  # a payment whose answer never came: either outcome is fine, if consistent
+    paid_at: datetime | None = None  # when the buyer got the payment's 201
     payment_statuses: list[int] = field(default_factory=list)
 
 
@@ -52,7 +53,7 @@ class SaleRecord:
     tickets: list[str]
     wins: list[Win] = field(default_factory=list)
     order_latencies: list[float] = field(default_factory=list)  # seconds, every POST /api/orders
-    payment_latencies: list[float] = field(default_factory=list)  # seconds, every POST /api/payments
+    payment_latencies: list[float] = field(default_factory=list)  # seconds, every POST /api/payments but 404s
     order_statuses: list[str] = field(default_factory=list)  # "201", "400 Ticket is already reserved", ...
     payment_statuses: list[str] = field(default_factory=list)
     started: float = 0.0
@@ -143,7 +144,7 @@ async def race(
             position[last] = index
 
     async def pay(http: aiohttp.ClientSession, win: Win, token: str) -> int:
-        failures = 0
+        failures = not_yet = 0
         while True:
             try:
                 reply = await client.call(
@@ -156,12 +157,16 @@ async def race(
                     continue  # the same card again: the payments service makes the retry idempotent
                 win.uncertain = True
                 return 0
-            record.payment_latencies.append(reply.seconds)
+            if reply.status != 404:  # a 404 is "not yet": its quick answer would flatter the payment latency
+                record.payment_latencies.append(reply.seconds)
             record.payment_statuses.append(_label(reply))
             win.payment_statuses.append(reply.status)
             if reply.status != 404:
                 return reply.status
-            await asyncio.sleep(0.02)  # the payments service has no copy of the order yet
+            # The payments service has no copy of the order yet: try again soon, backing off like a client
+            # would (retrying every few ms only adds load to the very listeners that are behind).
+            not_yet += 1
+            await asyncio.sleep(min(0.05 * 2**not_yet, 0.5))
 
     async def buyer_loop(http: aiohttp.ClientSession) -> None:
         nonlocal winners
@@ -192,6 +197,8 @@ async def race(
                         if (winners // 2) % size.declined_every == 0:
                             await pay(http, win, "tok_chargeDeclined")
                         win.paid = await pay(http, win, "tok_visa") == 201
+                        if win.paid:
+                            win.paid_at = datetime.now(UTC)
                     break
                 if reply.status == 400 and _message(reply) == RESERVED:
                     taken(ticket)
@@ -226,11 +233,14 @@ def verify(
     orders: dict[str, dict[str, Any]],
     tickets: dict[str, dict[str, Any]],
     charges_by_order: dict[str, int] | None,
+    refunds_by_order: dict[str, int] | None = None,
 ) -> list[str]:
     """Every broken invariant, as seen through the APIs (and the fake Stripe when ``charges_by_order`` is given).
 
     ``orders``: order id -> the buyer's GET /api/orders/:id; ``tickets``: ticket id -> GET /api/tickets/:id;
-    ``charges_by_order``: order id -> succeeded charges at Stripe."""
+    ``charges_by_order``: order id -> succeeded charges at Stripe that were not refunded; ``refunds_by_order``:
+    order id -> refunded charges (reported alongside, never an excuse)."""
+    refunds_by_order = refunds_by_order or {}
     problems: list[str] = []
     paid_per_ticket: dict[str, int] = {}
     for win in record.wins:
@@ -250,7 +260,12 @@ def verify(
         elif win.paid:
             paid_per_ticket[win.ticket_id] = paid_per_ticket.get(win.ticket_id, 0) + 1
             if order["status"] != "complete":
-                problems.append(f"paid order {win.order_id} is {order['status']}, not complete")
+                when = ""
+                if win.paid_at is not None:
+                    when = f" (paid {(win.expires_at - win.paid_at).total_seconds():.3f} s before its expiresAt)"
+                if refunds_by_order.get(win.order_id):
+                    when += "; its charge was refunded"
+                problems.append(f"paid order {win.order_id} is {order['status']}, not complete{when}")
             if ticket["orderId"] != win.order_id:
                 problems.append(f"ticket {win.ticket_id} of paid order {win.order_id} is held by {ticket['orderId']}")
             if charges_by_order is not None and charges_by_order.get(win.order_id, 0) != 1:
@@ -301,8 +316,9 @@ async def read_back(system: System, record: SaleRecord, connections: int) -> tup
     return orders, tickets
 
 
-async def stripe_charges(system: System) -> dict[str, int] | None:
-    """Succeeded charges per order (``metadata.order_id`` of their PaymentIntent) at the fake Stripe."""
+async def stripe_charges(system: System) -> tuple[dict[str, int], dict[str, int]] | None:
+    """Per order (``metadata.order_id`` of the PaymentIntent) at the fake Stripe: succeeded charges that were not
+    refunded, and refunded ones."""
     if "stripe" not in system.urls:
         return None
     headers = {"Authorization": f"Bearer {system.stripe_key}"}
@@ -310,12 +326,14 @@ async def stripe_charges(system: System) -> dict[str, int] | None:
         intents = await _list_all(http, system.urls["stripe"] + "/v1/payment_intents", headers)
         charges = await _list_all(http, system.urls["stripe"] + "/v1/charges", headers)
     order_of_intent = {i["id"]: i.get("metadata", {}).get("order_id") for i in intents}
-    per_order: dict[str, int] = {}
+    kept: dict[str, int] = {}
+    refunded: dict[str, int] = {}
     for charge in charges:
         order_id = order_of_intent.get(charge["payment_intent"])
         if charge["status"] == "succeeded" and order_id:
-            per_order[order_id] = per_order.get(order_id, 0) + 1
-    return per_order
+            target = refunded if charge.get("refunded") else kept
+            target[order_id] = target.get(order_id, 0) + 1
+    return kept, refunded
 
 
 async def _list_all(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> list[dict[str, Any]]:

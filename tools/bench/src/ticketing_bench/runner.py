@@ -188,12 +188,14 @@ async def _scenarios(
                 system, size, buyers, tickets, tick=display.counter("flash sale: buyers", size.buyers)
             )
             with display.step("flash sale: wait until consistent and final"):
-                settle = await flash_sale.settle(system, record, timeout=profile.order_window + 90)
+                settle = await flash_sale.settle(system, record, timeout=profile.order_window + 120)
         bench_after = psutil.Process().cpu_times()
         with display.step("flash sale: check every invariant"):
             orders, ticket_states = await flash_sale.read_back(system, record, size.connections)
             charges = await flash_sale.stripe_charges(system)
-            violations = flash_sale.verify(record, orders, ticket_states, charges)
+            violations = flash_sale.verify(
+                record, orders, ticket_states, charges[0] if charges else None, charges[1] if charges else None
+            )
             checker = settle.get("checker")
             if checker is not None and not checker["ok"]:
                 violations += [f"checker: {v['invariant']}: {v['detail']} {v['refs']}" for v in checker["violations"]]
@@ -205,6 +207,7 @@ async def _scenarios(
             "summary": flash_sale.summarise(record, size),
             "settle": settle,
             "violations": violations,
+            "refunded_charges": sum(charges[1].values()) if charges else None,
             "latencies_ms": {
                 "order creation": [x * 1000 for x in record.order_latencies],
                 "payment": [x * 1000 for x in record.payment_latencies],
