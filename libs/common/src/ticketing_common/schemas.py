@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Annotated
 
@@ -30,3 +31,13 @@ def to_cents(amount: Decimal) -> int:
     if cents != cents.to_integral_value():
         raise ValueError(f"{amount} has more than two decimals")
     return int(cents)
+
+
+def parse_path_id(value: str) -> uuid.UUID:
+    """The UUID a path names; 404 "Not Found" for anything that is not one (it cannot name anything)."""
+    from ticketing_common.errors import NotFoundError
+
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFoundError() from None

@@ -17,7 +17,8 @@ import httpx
 
 from ticketing_client.config import Settings
 from ticketing_common.auth import COOKIE_NAME
-from ticketing_common.errors import CustomError, ErrorItem, NotFoundError, ServiceUnavailableError
+from ticketing_common.errors import CustomError, ErrorItem, ServiceUnavailableError
+from ticketing_common.schemas import parse_path_id
 
 logger = logging.getLogger("ticketing.client.api")
 
@@ -96,10 +97,7 @@ def create_http_client(settings: Settings) -> httpx.AsyncClient:
 
 def as_uuid(value: str) -> str:
     """The id in canonical form; NotFoundError for anything that is not one (it can name no ticket or order)."""
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise NotFoundError() from None
+    return str(parse_path_id(value))
 
 
 class Api:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response
 from ticketing_common.app import SessionDep
 from ticketing_common.auth import RequiredUser
 from ticketing_common.errors import error_responses
+from ticketing_common.schemas import parse_path_id
 from ticketing_orders import service
 from ticketing_orders.dependencies import OrdersSettings
 from ticketing_orders.schemas import NewOrder, OrderOut
@@ -36,7 +37,7 @@ async def list_orders(user: RequiredUser, session: SessionDep) -> list[OrderOut]
 @router.get("/{order_id}", response_model=OrderOut, responses=error_responses(401, 404))
 async def show_order(order_id: str, user: RequiredUser, session: SessionDep) -> OrderOut:
     """One of the signed-in user's orders."""
-    order = await service.get_order(session=session, user_id=user.id, order_id=service.parse_order_id(order_id))
+    order = await service.get_order(session=session, user_id=user.id, order_id=parse_path_id(order_id))
     return OrderOut.model_validate(order)
 
 
@@ -48,5 +49,5 @@ async def show_order(order_id: str, user: RequiredUser, session: SessionDep) -> 
 )
 async def cancel_order(order_id: str, user: RequiredUser, session: SessionDep) -> Response:
     """Cancel one of the signed-in user's orders."""
-    await service.cancel_order(session=session, user_id=user.id, order_id=service.parse_order_id(order_id))
+    await service.cancel_order(session=session, user_id=user.id, order_id=parse_path_id(order_id))
     return Response(status_code=204)

@@ -55,14 +55,6 @@ class UnknownOrderError(Exception):
     """An event names an order this service never had: retried, then parked for a human."""
 
 
-def parse_order_id(value: str) -> uuid.UUID:
-    """The order id of a path; 404 for anything that is not a UUID (it cannot name an order)."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFoundError() from None
-
-
 async def create_order(
     *, session: AsyncSession, user_id: uuid.UUID, ticket_id: uuid.UUID, expiration_seconds: int
 ) -> Order:

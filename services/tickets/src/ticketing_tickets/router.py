@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from ticketing_common.app import SessionDep
 from ticketing_common.auth import RequiredUser
 from ticketing_common.errors import error_responses
+from ticketing_common.schemas import parse_path_id
 from ticketing_tickets import service
 from ticketing_tickets.pagination import Cursor, parse_limit
 from ticketing_tickets.routing import ExactJSONRoute
@@ -37,7 +38,7 @@ async def list_tickets(session: SessionDep, limit: str | None = None, cursor: st
 @router.get("/{ticket_id}", responses=error_responses(404))
 async def show_ticket(ticket_id: str, session: SessionDep) -> TicketOut:
     """One ticket, including the order holding it; 404 for any id that names no ticket."""
-    ticket = await service.get_ticket(session=session, ticket_id=service.parse_ticket_id(ticket_id))
+    ticket = await service.get_ticket(session=session, ticket_id=parse_path_id(ticket_id))
     return TicketOut.model_validate(ticket)
 
 
@@ -46,7 +47,7 @@ async def update_ticket(ticket_id: str, body: TicketUpdate, user: RequiredUser, 
     """Change the title and price of one's own unreserved ticket."""
     ticket = await service.update_ticket(
         session=session,
-        ticket_id=service.parse_ticket_id(ticket_id),
+        ticket_id=parse_path_id(ticket_id),
         user_id=user.id,
         title=body.title,
         price=body.price,

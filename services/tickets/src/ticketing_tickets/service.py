@@ -36,14 +36,6 @@ class UnknownTicketError(Exception):
     """An order names a ticket this service never sold: bad data, retried then parked for a human."""
 
 
-def parse_ticket_id(value: str) -> uuid.UUID:
-    """The ticket id of a path; 404 for anything that is not a UUID (it cannot name a ticket)."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFoundError() from None
-
-
 async def create_ticket(*, session: AsyncSession, user_id: uuid.UUID, title: str, price: Decimal) -> Ticket:
     """Put a new ticket on sale (version 0) and publish ``ticket.created``."""
     async with session.begin():
