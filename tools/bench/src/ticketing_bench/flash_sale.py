@@ -262,7 +262,8 @@ def verify(
             if order["status"] != "complete":
                 when = ""
                 if win.paid_at is not None:
-                    when = f" (paid {(win.expires_at - win.paid_at).total_seconds():.3f} s before its expiresAt)"
+                    margin = (win.paid_at - win.expires_at).total_seconds()
+                    when = f" (201 received {abs(margin):.3f} s {'after' if margin >= 0 else 'before'} its expiresAt)"
                 if refunds_by_order.get(win.order_id):
                     when += "; its charge was refunded"
                 problems.append(f"paid order {win.order_id} is {order['status']}, not complete{when}")
@@ -351,7 +352,7 @@ async def _list_all(http: aiohttp.ClientSession, url: str, headers: dict[str, st
 
 
 async def final_states_reached(system: System, record: SaleRecord) -> bool:
-    """From the orders database: every paid order complete, every unpaid one cancelled (cheap, for timing)."""
+    """From the orders database: every order of the sale complete or cancelled (cheap, for timing)."""
     conn = await asyncpg.connect(database_dsn(system.urls["database"], "ticketing_orders"))
     try:
         rows = await conn.fetch(
@@ -360,7 +361,8 @@ async def final_states_reached(system: System, record: SaleRecord) -> bool:
     finally:
         await conn.close()
     status = {r["id"]: r["status"] for r in rows}
-    return all(status.get(w.order_id) in _final(w) for w in record.wins)
+    # Terminal, not necessarily right: whether it is the right final state is verify()'s job.
+    return all(status.get(w.order_id) in ("complete", "cancelled") for w in record.wins)
 
 
 def _final(win: Win) -> tuple[str, ...]:
