@@ -3,6 +3,7 @@ the outbox and keeps a versioned copy of them through listeners, like the real s
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -83,12 +84,26 @@ async def raise_error(kind: str) -> None:
     raise RuntimeError("secret internal detail /etc/passwd")
 
 
+class InFlight:
+    """How many "slow" events were being handled at once (the most seen)."""
+
+    now = 0
+    most = 0
+
+
 class TicketCreatedListener(Listener[TicketCreated]):
     event = TicketCreated
 
     async def handle(self, event: TicketCreated, session: AsyncSession, context: EventContext) -> None:
         if event.title == "poison":
             raise ValueError("cannot handle poison")
+        if event.title == "slow":
+            InFlight.now += 1
+            InFlight.most = max(InFlight.most, InFlight.now)
+            try:
+                await asyncio.sleep(0.2)
+            finally:
+                InFlight.now -= 1
         session.add(TicketCopy(id=event.id, title=event.title, version=event.version))
 
 

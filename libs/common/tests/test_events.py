@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from asgi_lifespan import LifespanManager
-from common_demo import DemoSettings, TicketCopy, build_demo_app, sample_updated
+from common_demo import DemoSettings, InFlight, TicketCopy, build_demo_app, sample_updated
 from fastapi import FastAPI
 from nats.js import JetStreamContext
 from sqlalchemy import func, select
@@ -303,3 +303,25 @@ async def test_requests_get_503_in_the_shared_format_when_the_database_is_down(j
     assert response.json() == {"errors": [{"message": "Error connecting to database"}]}
     assert ready.status_code == 503
     assert {e["message"] for e in ready.json()["errors"]} == {"database unreachable", "nats unreachable"}
+
+
+async def test_one_instance_handles_several_events_of_a_subject_at_once(
+    demo_settings: DemoSettings, js: JetStreamContext
+) -> None:
+    InFlight.now = InFlight.most = 0
+    app = build_demo_app(demo_settings.model_copy(update={"event_concurrency": 4}))
+    async with running(app):
+        ids = [
+            await _publish_direct(
+                js, TicketCreated(id=uuid.uuid4(), title="slow", price=Decimal(1), user_id=uuid.uuid4(), version=0)
+            )
+            for _ in range(8)
+        ]
+
+        async def all_copied() -> bool:
+            async with app.state.sessionmaker() as session:
+                return await session.scalar(select(func.count()).select_from(TicketCopy)) == len(ids)
+
+        await wait_until(all_copied, timeout=30)
+    assert InFlight.most > 1  # a slow transaction did not hold up the events behind it
+    assert app.state.metrics.events_handled.labels("ticket.created", "ok")._value.get() == len(ids)

@@ -128,6 +128,20 @@ async def test_returns_400_when_the_order_is_cancelled(client: httpx.AsyncClient
     assert await stripe_fake.requests() == []
 
 
+async def test_returns_400_in_the_last_seconds_of_the_window_without_calling_stripe(
+    client: httpx.AsyncClient, bus: Any, stripe_fake: Any, settings: Any
+) -> None:
+    user = signin(client)
+    assert settings.payment_cutoff_seconds == 2.0
+    order = await bus.order(user_id=user.id, expires_in=timedelta(seconds=1))
+
+    response = await pay(client, order.id)
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": [{"message": "Cannot pay for an expired order"}]}
+    assert await stripe_fake.requests() == []
+
+
 async def test_returns_400_when_the_order_has_expired(client: httpx.AsyncClient, bus: Any, stripe_fake: Any) -> None:
     user = signin(client)
     order = await bus.order(user_id=user.id, expires_in=timedelta(seconds=-1))

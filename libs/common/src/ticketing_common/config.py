@@ -43,6 +43,7 @@ class ServiceSettings(BaseSettings):
 
     event_max_deliveries: int = 10
     event_ack_wait_seconds: float = 30.0
+    event_concurrency: int = Field(default=4, ge=1, le=64)
 
     @field_validator("jwt_key")
     @classmethod

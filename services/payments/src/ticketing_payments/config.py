@@ -19,6 +19,10 @@ class Settings(ServiceSettings):
     stripe_max_network_retries: int = Field(default=2, ge=0, le=5)
     stripe_timeout_seconds: float = Field(default=15.0, gt=0, le=80)
     currency: str = "usd"
+    payment_cutoff_seconds: float = Field(default=2.0, ge=0)
+    """No new charge starts in the last seconds of an order's window: the charge and its ``charge.created`` need
+    that long to reach the orders service ahead of the expiry (which would otherwise win, and the charge be
+    refunded)."""
 
     @field_validator("stripe_key")
     @classmethod

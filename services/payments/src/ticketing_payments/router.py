@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter
 
 from ticketing_common.app import SessionDep
@@ -26,5 +28,6 @@ async def pay(
         buyer=user,
         order_id=body.order_id,
         token=body.token,
+        cutoff=timedelta(seconds=settings.payment_cutoff_seconds),
     )
     return PaymentOut.model_validate(payment)

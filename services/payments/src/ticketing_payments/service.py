@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -64,6 +65,7 @@ async def create_payment(
     buyer: UserPayload,
     order_id: uuid.UUID,
     token: str,
+    cutoff: timedelta = timedelta(0),
 ) -> Payment:
     """Charge the buyer's order through Stripe and record it with its ``charge.created``, exactly once.
 
@@ -83,8 +85,8 @@ async def create_payment(
                 raise BadRequestError("Cannot pay for a cancelled order")
             if order.status == OrderStatus.COMPLETE or await _payment_of(session, order.id) is not None:
                 raise BadRequestError("Order already paid")
-            if order.expires_at <= utcnow():
-                # Its ticket is being released to other buyers (the cancellation is on its way).
+            if order.expires_at - cutoff <= utcnow():
+                # Its ticket is (about to be) released to other buyers: too late to start a charge.
                 raise BadRequestError("Cannot pay for an expired order")
             email = await session.scalar(select(User.email).where(User.id == buyer.id))
             try:

@@ -101,6 +101,7 @@ class ListenerRunner:
         metrics: Metrics | None = None,
         max_deliveries: int = 10,
         ack_wait: float = 30.0,
+        concurrency: int = 1,
     ) -> None:
         self.listener = listener
         self.service = service
@@ -111,6 +112,7 @@ class ListenerRunner:
         self._metrics = metrics
         self._max_deliveries = max_deliveries
         self._ack_wait = ack_wait
+        self._concurrency = max(1, concurrency)
         self._stopped = False
 
     def stop(self) -> None:
@@ -128,21 +130,31 @@ class ListenerRunner:
         )
 
     async def run(self) -> None:
-        """Consume until cancelled, surviving NATS and database outages."""
+        """Consume until cancelled, surviving NATS and database outages.
+
+        ``concurrency`` pull subscriptions share the durable consumer, like that many replicas in one process, so
+        a slow transaction does not hold up the events behind it. Order between them is not guaranteed, which the
+        version gates and the inbox already make harmless.
+        """
+        subscriptions = [await self._subscribe() for _ in range(self._concurrency)]
+        await asyncio.gather(*(self._consume(subscription) for subscription in subscriptions))
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
         while True:
             try:
-                subscription = await self._js.pull_subscribe(
+                return await self._js.pull_subscribe(
                     self.listener.subject,
                     durable=self.consumer,
                     stream=self._stream,
                     config=self.consumer_config(),
                 )
-                break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.warning("cannot create consumer yet", extra={"consumer": self.consumer, "error": repr(exc)})
                 await asyncio.sleep(1.0)
+
+    async def _consume(self, subscription: JetStreamContext.PullSubscription) -> None:
         while not self._stopped:
             try:
                 # One at a time: fetch() returns as soon as a message arrives (a larger batch lingers).

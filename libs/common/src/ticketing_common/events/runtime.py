@@ -87,6 +87,7 @@ class EventRuntime:
                 metrics=self.metrics,
                 max_deliveries=settings.event_max_deliveries,
                 ack_wait=settings.event_ack_wait_seconds,
+                concurrency=settings.event_concurrency,
             )
             self.runners.append(runner)
             self._tasks.append(asyncio.create_task(runner.run(), name=f"listener-{runner.consumer}"))
