@@ -6,14 +6,15 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
-from ticketing_common.config import ServiceSettings
+S = TypeVar("S", bound=BaseSettings)
 
 
-def load_settings(settings_cls: type[ServiceSettings]) -> ServiceSettings:
+def load_settings(settings_cls: type[S]) -> S:
     """Read settings from the environment, or exit with a message that names what is wrong."""
     try:
         return settings_cls()
@@ -25,7 +26,7 @@ def load_settings(settings_cls: type[ServiceSettings]) -> ServiceSettings:
 
 
 def service_main(
-    settings_cls: type[ServiceSettings],
+    settings_cls: type[BaseSettings],
     create_app: Callable[[Any], Any],
     *,
     migrations_dir: Path | None,
@@ -38,19 +39,19 @@ def service_main(
     settings = load_settings(settings_cls)
     if args.command == "migrate":
         if migrations_dir is None:
-            print("this service has no database", file=sys.stderr)
+            print("this service has no database: nothing to migrate", file=sys.stderr)
             return
         from ticketing_common.db import migrate
 
-        migrate(settings.sqlalchemy_url, migrations_dir)
+        migrate(getattr(settings, "sqlalchemy_url"), migrations_dir)  # noqa: B009 - only database services
         return
 
     import uvicorn
 
     uvicorn.run(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
+        host=getattr(settings, "host", "0.0.0.0"),
+        port=getattr(settings, "port", 3000),
         log_config=None,
         access_log=False,
         proxy_headers=True,
