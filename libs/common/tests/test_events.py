@@ -152,7 +152,6 @@ async def test_a_relay_crash_between_publish_and_mark_sent_causes_no_double_effe
 
         crashing = OutboxRelay(
             sessionmaker=app.state.sessionmaker,
-            database_url=demo_settings.sqlalchemy_url,
             js=app.state.events.js,
             stream=demo_settings.nats_stream,
             after_publish=crash,
@@ -161,7 +160,6 @@ async def test_a_relay_crash_between_publish_and_mark_sent_causes_no_double_effe
             await crashing.publish_pending()
         healthy = OutboxRelay(
             sessionmaker=app.state.sessionmaker,
-            database_url=demo_settings.sqlalchemy_url,
             js=app.state.events.js,
             stream=demo_settings.nats_stream,
         )
@@ -325,3 +323,17 @@ async def test_one_instance_handles_several_events_of_a_subject_at_once(
         await wait_until(all_copied, timeout=30)
     assert InFlight.most > 1  # a slow transaction did not hold up the events behind it
     assert app.state.metrics.events_handled.labels("ticket.created", "ok")._value.get() == len(ids)
+
+
+async def test_a_commit_wakes_the_relay_of_its_process_without_waiting_for_a_poll(
+    demo_settings: DemoSettings, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ticketing_common.events import relay
+
+    monkeypatch.setattr(relay, "IDLE_POLL_SECONDS", 3600.0)  # only the in-process wake-up can send it
+    app = build_demo_app(demo_settings)
+    async with running(app), http_client(app) as client:
+        await asyncio.sleep(0.2)  # the relay's first round is done; it now waits for a wake-up
+        response = await client.post("/demo/tickets", json={"title": "woken", "price": 1})
+        [event] = await wait_for_events(js, "ticket.created", 1, timeout=5)
+    assert event.data["id"] == response.json()["id"]

@@ -16,7 +16,6 @@ async def test_a_relay_woken_as_it_is_cancelled_still_stops(demo_app: FastAPI, y
     settings: DemoSettings = demo_app.state.settings
     relay = OutboxRelay(
         sessionmaker=demo_app.state.sessionmaker,
-        database_url=settings.sqlalchemy_url,
         js=demo_app.state.events.js,
         stream=settings.nats_stream,
     )

@@ -162,7 +162,6 @@ async def test_a_cancellation_removes_a_schedule_still_waiting_in_the_outbox(
 
     relay = OutboxRelay(
         sessionmaker=app.state.sessionmaker,
-        database_url=settings.sqlalchemy_url,
         js=app.state.events.js,
         stream=settings.nats_stream,
     )

@@ -51,7 +51,7 @@ def run_env(target_metadata: MetaData | None) -> None:
 
 
 def create_messaging_tables(op: Any) -> None:
-    """Create the outbox, inbox (processed events) and parked-messages tables, and the outbox wake-up trigger."""
+    """Create the outbox, inbox (processed events) and parked-messages tables (and the first schema's trigger)."""
     op.create_table(
         "outbox",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
@@ -82,6 +82,18 @@ def create_messaging_tables(op: Any) -> None:
         sa.Column("deliveries", sa.Integer, nullable=False),
         sa.Column("parked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
+    create_outbox_notify_trigger(op)
+
+
+def drop_messaging_tables(op: Any) -> None:
+    drop_outbox_notify_trigger(op)
+    op.drop_table("parked_messages")
+    op.drop_table("processed_events")
+    op.drop_table("outbox")
+
+
+def create_outbox_notify_trigger(op: Any) -> None:
+    """The first schema's NOTIFY-on-insert trigger (superseded: see :func:`drop_outbox_notify_trigger`)."""
     op.execute(
         f"""
         CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -96,9 +108,8 @@ def create_messaging_tables(op: Any) -> None:
     )
 
 
-def drop_messaging_tables(op: Any) -> None:
+def drop_outbox_notify_trigger(op: Any) -> None:
+    """Drop the outbox NOTIFY trigger: a NOTIFY in a transaction serialises every such commit of the database
+    (WAL flush included) behind PostgreSQL's notify lock. The relay is now woken in-process after the commit."""
     op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
     op.execute("DROP FUNCTION IF EXISTS outbox_notify()")
-    op.drop_table("parked_messages")
-    op.drop_table("processed_events")
-    op.drop_table("outbox")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -15,6 +15,7 @@ from ticketing_common.config import ServiceSettings
 from ticketing_common.events.bus import connect, ensure_stream
 from ticketing_common.events.catalogue import Event
 from ticketing_common.events.listener import Listener, ListenerRunner
+from ticketing_common.events.publisher import on_outbox_commit
 from ticketing_common.events.relay import OutboxRelay
 from ticketing_common.metrics import Metrics
 
@@ -44,6 +45,7 @@ class EventRuntime:
         self._with_relay = relay
         self._tasks: list[asyncio.Task[None]] = []
         self._relay_task: asyncio.Task[None] | None = None
+        self._undo_wake: Callable[[], None] | None = None
         self._ready = asyncio.Event()
 
     @property
@@ -70,11 +72,11 @@ class EventRuntime:
         if self._with_relay:
             self.relay = OutboxRelay(
                 sessionmaker=self.sessionmaker,
-                database_url=settings.sqlalchemy_url,
                 js=self.js,
                 stream=settings.nats_stream,
                 metrics=self.metrics,
             )
+            self._undo_wake = on_outbox_commit(settings.service_name, self.relay.wake)
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
             self._tasks.append(self._relay_task)
         for listener in self.listeners:
@@ -101,6 +103,9 @@ class EventRuntime:
             await asyncio.gather(self._relay_task, return_exceptions=True)
 
     async def stop(self) -> None:
+        if self._undo_wake is not None:
+            self._undo_wake()
+            self._undo_wake = None
         for runner in self.runners:
             runner.stop()
         for task in self._tasks:
