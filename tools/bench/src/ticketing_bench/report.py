@@ -224,8 +224,8 @@ def _markdown(results: dict[str, Any], plots: list[Path]) -> str:
         out.append("|---|---|---|---|")
         for name in foot["idle_rss_mib"]:
             out.append(
-                f"| {name} | {foot['idle_rss_mib'][name]:.0f} | {_f(foot['peak_rss_mib'].get(name), 0)} | "
-                f"{_f(foot['sale_cpu_s'].get(name), 2)} |"
+                f"| {name} | {foot['idle_rss_mib'][name]:.0f} | {_f(foot.get('peak_rss_mib', {}).get(name), 0)} | "
+                f"{_f(foot.get('sale_cpu_s', {}).get(name), 2)} |"
             )
         out += [
             "",
@@ -334,7 +334,10 @@ def _plots(folder: Path, results: dict[str, Any]) -> list[Path]:
         x = range(len(names))
         ax.bar([i - 0.2 for i in x], [foot["idle_rss_mib"][n] for n in names], width=0.4, label="idle")
         ax.bar(
-            [i + 0.2 for i in x], [foot["peak_rss_mib"].get(n, 0) for n in names], width=0.4, label="flash sale peak"
+            [i + 0.2 for i in x],
+            [foot.get("peak_rss_mib", {}).get(n, 0) for n in names],
+            width=0.4,
+            label="flash sale peak",
         )
         ax.set_xticks(list(x), names, rotation=30)
         ax.set(ylabel="RSS (MiB)", title="Resident memory per process (PostgreSQL: with its backends)")
