@@ -337,3 +337,31 @@ async def test_a_commit_wakes_the_relay_of_its_process_without_waiting_for_a_pol
         response = await client.post("/demo/tickets", json={"title": "woken", "price": 1})
         [event] = await wait_for_events(js, "ticket.created", 1, timeout=5)
     assert event.data["id"] == response.json()["id"]
+
+
+async def test_the_backlog_gauge_counts_the_rows_a_full_batch_left_behind(
+    demo_settings: DemoSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ticketing_common.events import relay as relay_module
+
+    app = build_demo_app(demo_settings)
+    async with running(app):
+        await app.state.events.stop_relay()
+        async with app.state.sessionmaker() as session, session.begin():
+            session.info["service"] = "demo"
+            for title in ("a", "b", "c"):
+                publish(
+                    session,
+                    TicketCreated(id=uuid.uuid4(), title=title, price=Decimal(1), user_id=uuid.uuid4(), version=0),
+                )
+        monkeypatch.setattr(relay_module, "BATCH_SIZE", 2)
+        relay = OutboxRelay(
+            sessionmaker=app.state.sessionmaker,
+            js=app.state.events.js,
+            stream=demo_settings.nats_stream,
+            metrics=app.state.metrics,
+        )
+        assert await relay.publish_pending() == 2
+        assert app.state.metrics.outbox_backlog._value.get() == 1
+        assert await relay.publish_pending() == 1
+        assert app.state.metrics.outbox_backlog._value.get() == 0
