@@ -68,7 +68,7 @@ def sign_in(response: Response, *, user_id: uuid.UUID, email: str, settings: Ser
     return token
 
 
-def _current_user(request: Request) -> UserPayload | None:
+async def _current_user(request: Request) -> UserPayload | None:
     token = request.cookies.get(COOKIE_NAME)
     if not token:
         return None
@@ -76,7 +76,7 @@ def _current_user(request: Request) -> UserPayload | None:
     return decode_token(token, key=settings.jwt_key)
 
 
-def _require_user(user: Annotated[UserPayload | None, Depends(_current_user)]) -> UserPayload:
+async def _require_user(user: Annotated[UserPayload | None, Depends(_current_user)]) -> UserPayload:
     if user is None:
         raise NotAuthorizedError()
     return user

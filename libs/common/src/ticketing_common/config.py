@@ -27,7 +27,7 @@ class ServiceSettings(BaseSettings):
         description="A PostgreSQL server; the service uses its own database on it (DATABASE_NAME).",
     )
     database_name: str = ""
-    database_pool_size: int = 10
+    database_pool_size: int = 20
 
     nats_url: str = "nats://127.0.0.1:4222"
     nats_stream: str = "TICKETING"

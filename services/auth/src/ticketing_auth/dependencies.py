@@ -9,18 +9,18 @@ from ticketing_auth.passwords import Passwords
 from ticketing_auth.service import SigninLimit
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings = request.app.state.settings
     assert isinstance(settings, Settings)
     return settings
 
 
-def _passwords(request: Request) -> Passwords:
+async def _passwords(request: Request) -> Passwords:
     passwords: Passwords = request.app.state.passwords
     return passwords
 
 
-def _signin_limit(settings: Annotated[Settings, Depends(_settings)]) -> SigninLimit:
+async def _signin_limit(settings: Annotated[Settings, Depends(_settings)]) -> SigninLimit:
     return SigninLimit.from_settings(settings)
 
 

@@ -11,7 +11,7 @@ from ticketing_client.config import Settings
 from ticketing_common.auth import COOKIE_NAME
 
 
-def _api(request: Request) -> Api:
+async def _api(request: Request) -> Api:
     return Api(
         request.app.state.http,
         session=request.cookies.get(COOKIE_NAME),
@@ -35,7 +35,7 @@ Visitor = Annotated[dict[str, Any] | None, Depends(_visitor)]
 """The signed-in user as the auth API reports it ({id, email, ...}), or None."""
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

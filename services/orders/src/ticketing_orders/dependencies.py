@@ -7,7 +7,7 @@ from fastapi import Depends, Request
 from ticketing_orders.config import Settings
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings = request.app.state.settings
     assert isinstance(settings, Settings)
     return settings

@@ -10,12 +10,12 @@ from ticketing_payments.config import Settings
 from ticketing_payments.stripe_gateway import StripeGateway
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _stripe(request: Request) -> StripeGateway:
+async def _stripe(request: Request) -> StripeGateway:
     gateway: StripeGateway = request.app.state.stripe
     return gateway
 

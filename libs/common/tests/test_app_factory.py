@@ -1,0 +1,61 @@
+"""The app factory refuses routes whose endpoint or dependencies would run in FastAPI's thread pool."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pytest
+from fastapi import APIRouter, Depends
+
+from ticketing_common.app import create_app, thread_pool_callables
+from ticketing_common.auth import CurrentUser, RequiredUser
+from ticketing_common.config import ServiceSettings
+from ticketing_common.testing import TEST_JWT_KEY, http_client
+
+
+def _settings() -> ServiceSettings:
+    return ServiceSettings(jwt_key=TEST_JWT_KEY, service_name="demo")
+
+
+def _plain_dependency() -> int:
+    return 1
+
+
+async def _async_dependency(value: Annotated[int, Depends(_plain_dependency)]) -> int:
+    return value
+
+
+def test_refuses_a_dependency_declared_with_a_plain_def_even_when_nested() -> None:
+    router = APIRouter()
+
+    @router.get("/nested")
+    async def nested(value: Annotated[int, Depends(_async_dependency)]) -> int:
+        return value
+
+    with pytest.raises(TypeError, match=r"async def.*_plain_dependency"):
+        create_app(_settings(), title="demo", routers=[router])
+
+
+def test_refuses_an_endpoint_declared_with_a_plain_def() -> None:
+    router = APIRouter()
+
+    @router.get("/sync")
+    def sync_endpoint() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match="sync_endpoint"):
+        create_app(_settings(), title="demo", routers=[router])
+
+
+async def test_accepts_the_shared_dependencies() -> None:
+    router = APIRouter()
+
+    @router.get("/me")
+    async def me(user: CurrentUser, required: RequiredUser) -> str:
+        return str(user)
+
+    app = create_app(_settings(), title="demo", routers=[router])
+    assert thread_pool_callables(app) == []
+    async with http_client(app) as client:
+        response = await client.get("/me")
+    assert response.status_code == 401
