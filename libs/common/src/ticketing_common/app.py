@@ -45,6 +45,7 @@ from ticketing_common.metrics import Metrics
 logger = logging.getLogger("ticketing.http")
 
 UNMATCHED_ROUTE = "<unmatched>"
+OPEN_SESSIONS = "ticketing.sessions"  # the request's database sessions, in its ASGI scope
 
 
 def create_app(
@@ -182,11 +183,14 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+async def _session(request: Request) -> AsyncSession:
+    # Not a yield dependency: FastAPI wraps those in an exit stack and a shielded cancel scope per request, which
+    # cost more than the query of a simple read. RequestMiddleware closes the session after the response.
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        session.info["service"] = request.app.state.settings.service_name
-        yield session
+    session = sessionmaker()
+    session.info["service"] = request.app.state.settings.service_name
+    request.scope.setdefault(OPEN_SESSIONS, []).append(session)
+    return session
 
 
 SessionDep = Annotated[AsyncSession, Depends(_session)]
@@ -289,6 +293,11 @@ class RequestMiddleware:
             await send({"type": "http.response.start", "status": status, "headers": raw_headers})
             await send({"type": "http.response.body", "body": json.dumps(body).encode()})
         finally:
+            for session in scope.pop(OPEN_SESSIONS, ()):
+                try:
+                    await session.close()  # a no-op unless a transaction was left open
+                except Exception:
+                    logger.warning("cannot close a database session", exc_info=True)
             duration = time.perf_counter() - started
             route = _route_template(scope)
             method = scope["method"]
