@@ -1,16 +1,18 @@
-"""The app factory refuses routes whose endpoint or dependencies would run in FastAPI's thread pool."""
+"""The app factory: it refuses routes that would run in FastAPI's thread pool, and closes request sessions."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import pytest
+from common_demo import DemoSettings
 from fastapi import APIRouter, Depends
+from sqlalchemy import text
 
-from ticketing_common.app import create_app, thread_pool_callables
+from ticketing_common.app import SessionDep, create_app, thread_pool_callables
 from ticketing_common.auth import CurrentUser, RequiredUser
 from ticketing_common.config import ServiceSettings
-from ticketing_common.testing import TEST_JWT_KEY, http_client
+from ticketing_common.testing import TEST_JWT_KEY, http_client, running
 
 
 def _settings() -> ServiceSettings:
@@ -59,3 +61,20 @@ async def test_accepts_the_shared_dependencies() -> None:
     async with http_client(app) as client:
         response = await client.get("/me")
     assert response.status_code == 401
+
+
+async def test_a_session_left_in_a_transaction_is_closed_after_the_response(demo_settings: DemoSettings) -> None:
+    router = APIRouter()
+
+    @router.get("/forgetful")
+    async def forgetful(session: SessionDep) -> int:
+        # Autobegins a transaction and never ends it: the connection stays checked out until someone closes.
+        return int(await session.scalar(text("SELECT 1")) or 0)
+
+    app = create_app(demo_settings, title="demo", routers=[router])
+    async with running(app), http_client(app) as client:
+        for _ in range(3):
+            assert (await client.get("/forgetful")).status_code == 200
+        pool = app.state.engine.pool
+        assert pool.checkedout() == 0
+        assert pool.checkedin() >= 1
