@@ -21,7 +21,7 @@ from ticketing_common.embedded import EmbeddedNats
 from ticketing_common.events import Event, TicketCreated
 from ticketing_common.events.catalogue import encode
 from ticketing_common.events.publisher import cloudevent_headers, publish
-from ticketing_common.events.relay import OutboxRelay
+from ticketing_common.events.relay import OutboxRelay, PendingEvent
 from ticketing_common.events.tables import OutboxRow, ParkedMessage, ProcessedEvent
 from ticketing_common.testing import http_client, running, stream_events, wait_for_events, wait_until
 
@@ -147,7 +147,7 @@ async def test_a_relay_crash_between_publish_and_mark_sent_causes_no_double_effe
                 TicketCreated(id=ticket_id, title="crash", price=Decimal(7), user_id=uuid.uuid4(), version=0),
             )
 
-        async def crash(rows: Sequence[OutboxRow]) -> None:
+        async def crash(rows: Sequence[PendingEvent]) -> None:
             raise ConnectionResetError("relay killed after publishing")
 
         crashing = OutboxRelay(

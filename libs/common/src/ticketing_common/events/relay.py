@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from nats.js import JetStreamContext
 from sqlalchemy import func, select, update
@@ -29,6 +31,16 @@ IDLE_POLL_SECONDS = 0.5
 PUBLISH_TIMEOUT_SECONDS = 5.0
 
 
+class PendingEvent(Protocol):
+    """The columns of an outbox row the relay sends."""
+
+    id: int
+    event_id: uuid.UUID
+    subject: str
+    payload: dict[str, Any]
+    headers: dict[str, str]
+
+
 class OutboxRelay:
     """Publishes a service's outbox to JetStream; one per process, any number of processes."""
 
@@ -39,7 +51,7 @@ class OutboxRelay:
         js: JetStreamContext,
         stream: str,
         metrics: Metrics | None = None,
-        after_publish: Callable[[Sequence[OutboxRow]], Awaitable[None]] | None = None,
+        after_publish: Callable[[Sequence[PendingEvent]], Awaitable[None]] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._js = js
@@ -77,22 +89,26 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publish one batch of pending rows; returns how many were sent."""
         async with self._sessionmaker() as session, session.begin():
-            rows = (
-                await session.scalars(
-                    select(OutboxRow)
-                    .where(OutboxRow.sent_at.is_(None))
-                    .order_by(OutboxRow.id)
-                    .limit(BATCH_SIZE)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            # Claim and mark in one statement; the marks commit only after JetStream acknowledged every publish,
+            # and until then the rows stay locked, so other relays skip them.
+            claimed = (
+                select(OutboxRow.id)
+                .where(OutboxRow.sent_at.is_(None))
+                .order_by(OutboxRow.id)
+                .limit(BATCH_SIZE)
+                .with_for_update(skip_locked=True)
+            )
+            marked = await session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_(claimed.scalar_subquery()))
+                .values(sent_at=func.now())
+                .returning(OutboxRow.id, OutboxRow.event_id, OutboxRow.subject, OutboxRow.payload, OutboxRow.headers)
+            )
+            rows = sorted(marked.all(), key=lambda row: row.id)  # RETURNING has no order: publish in commit order
             if rows:
                 await self._publish(rows)
                 if self._after_publish is not None:
                     await self._after_publish(rows)
-                await session.execute(
-                    update(OutboxRow).where(OutboxRow.id.in_([r.id for r in rows])).values(sent_at=func.now())
-                )
             if self._metrics is not None:
                 # A partial batch took every row no other relay holds: nothing waits, and the hot path skips the
                 # count. After a full batch or an idle poll, count (our own rows are already marked sent here).
@@ -107,7 +123,7 @@ class OutboxRelay:
                 self._metrics.outbox_backlog.set(backlog)
         return len(rows)
 
-    async def _publish(self, rows: Sequence[OutboxRow]) -> None:
+    async def _publish(self, rows: Sequence[PendingEvent]) -> None:
         futures = []
         for row in rows:
             futures.append(
