@@ -51,7 +51,7 @@ async def main(pending: int, seconds: float) -> None:
                 acks = []
                 for _ in range(start, min(pending, start + 1000)):
                     order_id = uuid.uuid4()
-                    headers = schedule_headers(order_id, due)
+                    headers = schedule_headers(order_id, due, source="expiration")
                     acks.append(await js.publish_async(schedule_subject(order_id), b"{}", headers=headers))
                 await asyncio.gather(*acks)
             written = time.monotonic() - started

@@ -37,14 +37,20 @@ async def main(n: int) -> None:
             for _ in range(n):
                 order_id = uuid.uuid4()
                 expires_at = datetime.now(UTC) + timedelta(seconds=0.5)
-                await js.publish(schedule_subject(order_id), b"{}", headers=schedule_headers(order_id, expires_at))
+                await js.publish(
+                    schedule_subject(order_id),
+                    b"{}",
+                    headers=schedule_headers(order_id, expires_at, source="expiration"),
+                )
                 msg = await sub.next_msg(timeout=5)
                 lone.append((msg.metadata.timestamp - expires_at).total_seconds())
             for _ in range(n):
                 order_id = uuid.uuid4()
                 expires_at = datetime.now(UTC) - timedelta(minutes=1)
                 ack = await js.publish(
-                    schedule_subject(order_id), b"{}", headers=schedule_headers(order_id, expires_at)
+                    schedule_subject(order_id),
+                    b"{}",
+                    headers=schedule_headers(order_id, expires_at, source="expiration"),
                 )
                 stored = await js.get_msg("TICKETING", ack.seq)
                 msg = await sub.next_msg(timeout=5)

@@ -39,6 +39,7 @@ class Fired:
     headers: dict[str, str]
     stored_at: datetime
     sequence: int
+    raw_data: bytes = b""
 
 
 class OrdersBus:
@@ -113,6 +114,7 @@ class OrdersBus:
                         dict(msg.headers or {}),
                         msg.metadata.timestamp,
                         msg.metadata.sequence.stream,
+                        msg.data,
                     )
                 )
         finally:

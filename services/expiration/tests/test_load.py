@@ -1,4 +1,10 @@
-"""A thousand pending expiries, written by two replicas: all fire, each once, within a second of ``expiresAt``."""
+"""A thousand pending expiries, written by two replicas: all fire, each once, never early, p99 within 100 ms of
+``expiresAt``.
+
+Each replica's in-process timers publish the orders it scheduled; the JetStream schedules (whose scheduler
+fires up to 250 ms late when many are pending: p50 ~128 ms, p99 ~250 ms before the timers) are purged unfired.
+Run with ``-s`` for the distribution.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ LEAD_SECONDS = 20.0  # time to take in 1,000 order.created before the first expi
 SPREAD_SECONDS = 3.0  # the expiries are due one after another over this window
 
 
-async def test_a_thousand_pending_expiries_all_fire_exactly_once_within_a_second(
+async def test_a_thousand_pending_expiries_all_fire_exactly_once_and_on_time(
     service: ServiceUnderTest, bus: Any, js: JetStreamContext, settings: ServiceSettings
 ) -> None:
     async with running(service.create_app(settings)), running(service.create_app(settings)):
@@ -30,11 +36,11 @@ async def test_a_thousand_pending_expiries_all_fire_exactly_once_within_a_second
 
 
 async def _thousand_expiries(bus: Any, js: JetStreamContext, settings: ServiceSettings) -> None:
-    received: list[tuple[uuid.UUID, datetime, float]] = []
+    received: list[tuple[uuid.UUID, datetime, float, dict[str, str]]] = []
 
     async def on_expired(msg: Msg) -> None:
         order_id = uuid.UUID(json.loads(msg.data)["orderId"])
-        received.append((order_id, msg.metadata.timestamp, time.time()))
+        received.append((order_id, msg.metadata.timestamp, time.time(), dict(msg.headers or {})))
 
     sub = await js.subscribe(
         "order.expired",
@@ -69,15 +75,18 @@ async def _thousand_expiries(bus: Any, js: JetStreamContext, settings: ServiceSe
         await sub.unsubscribe()
 
     assert len(received) == ORDERS
-    assert {order_id for order_id, _, _ in received} == set(due)
-    stored = sorted((stored_at - due[order_id]).total_seconds() for order_id, stored_at, _ in received)
-    delivered = sorted(at - due[order_id].timestamp() for order_id, _, at in received)
+    assert {order_id for order_id, _, _, _ in received} == set(due)
+    stored = sorted((stored_at - due[order_id]).total_seconds() for order_id, stored_at, _, _ in received)
+    delivered = sorted(at - due[order_id].timestamp() for order_id, _, at, _ in received)
     assert stored[0] >= 0, "an expiry fired before its time"
+    timers = sum("Nats-Scheduler" not in headers for _, _, _, headers in received)
     print(
         f"\n{ORDERS} expiries: order.created -> all scheduled in {ingest_seconds:.2f}s"
         f"\nlateness of order.expired in the stream (JetStream timestamp - expiresAt): {_summary(stored)}"
         f"\nlateness at a subscriber (receipt time - expiresAt): {_summary(delivered)}"
+        f"\npublished by a timer: {timers}, by a schedule: {ORDERS - timers}"
     )
+    assert _p99(stored) < 0.1
     assert stored[-1] < 1.0
     assert delivered[-1] < 1.0
 
@@ -86,9 +95,12 @@ async def _at_least(items: list[Any], count: int) -> bool:
     return len(items) >= count
 
 
+def _p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[98]
+
+
 def _summary(values: list[float]) -> str:
-    p99 = statistics.quantiles(values, n=100, method="inclusive")[98]
     return (
         f"min {values[0] * 1000:.1f} ms, p50 {statistics.median(values) * 1000:.1f} ms, "
-        f"p99 {p99 * 1000:.1f} ms, max {values[-1] * 1000:.1f} ms"
+        f"p99 {_p99(values) * 1000:.1f} ms, max {values[-1] * 1000:.1f} ms"
     )

@@ -21,8 +21,9 @@ class OrderExpiry(Base):
 
     Written by ``order.created`` (``expires_at`` and the outbox id of its schedule message) or, when
     ``order.cancelled`` arrives first, as a tombstone (``cancelled_at`` only) that keeps a late
-    ``order.created`` from scheduling anything. The timer itself lives in JetStream, not here: nothing ever
-    scans this table.
+    ``order.created`` from scheduling anything. The timers live in JetStream (durable) and in the memory of the
+    replica that scheduled the order (punctual), not here: nothing ever scans this table; a timer that fires
+    reads its row, locked, to skip an order cancelled meanwhile.
     """
 
     __tablename__ = "order_expiries"

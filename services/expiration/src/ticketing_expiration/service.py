@@ -1,4 +1,4 @@
-"""Use cases of the expiration service, run inside the transaction a listener was given.
+"""Use cases of the expiration service, run inside the transaction a listener (or the timers) opened.
 
 The listener runner opens that transaction and claims the event in the inbox in it, so a redelivered event
 never gets here twice. These functions are additionally idempotent per order (an ``order.created`` published
@@ -9,28 +9,35 @@ order waits for the first one's transaction and then sees its row.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ticketing_common.events import OrderExpired, publish
+from ticketing_common.events import publish
 from ticketing_common.events.tables import OutboxRow
 from ticketing_expiration.models import OrderExpiry
-from ticketing_expiration.schedules import as_utc, schedule_headers, schedule_subject
+from ticketing_expiration.schedules import as_utc, expired_event, schedule_headers, schedule_subject
 
 logger = logging.getLogger("ticketing.expiration")
 
 RemoveSchedule = Callable[[uuid.UUID], Awaitable[None]]
 """Deletes an order's schedule message from JetStream."""
 
+PublishExpired = Callable[[Mapping[uuid.UUID, datetime]], Awaitable[set[uuid.UUID]]]
+"""Publishes ``order.expired`` for these orders (order id -> ``expiresAt``); returns those stored."""
 
-async def schedule_expiry(*, session: AsyncSession, order_id: uuid.UUID, expires_at: datetime) -> bool:
-    """Stage the schedule that fires ``order.expired`` at ``expires_at`` (at once if that has passed).
+
+async def schedule_expiry(
+    *, session: AsyncSession, order_id: uuid.UUID, expires_at: datetime, fire_at: datetime | None = None
+) -> bool:
+    """Stage the schedule that fires ``order.expired`` at ``fire_at``, by default ``expires_at`` (at once if that
+    has passed); the event's ``ce-time`` is ``expires_at`` either way.
 
     Returns False, scheduling nothing, when the order is already known: scheduled before, or cancelled.
     """
@@ -46,9 +53,9 @@ async def schedule_expiry(*, session: AsyncSession, order_id: uuid.UUID, expires
         return False
     event_id = publish(
         session,
-        OrderExpired(order_id=order_id),
+        expired_event(order_id),
         subject=schedule_subject(order_id),
-        headers=schedule_headers(order_id, expires_at),
+        headers=schedule_headers(order_id, expires_at, source=event_source(session), fire_at=fire_at),
     )
     await session.execute(
         update(OrderExpiry).where(OrderExpiry.order_id == order_id).values(schedule_event_id=event_id)
@@ -80,3 +87,51 @@ async def cancel_expiry(*, session: AsyncSession, order_id: uuid.UUID, remove_sc
     await remove_schedule(order_id)
     logger.info("expiry cancelled", extra={"order_id": str(order_id)})
     return True
+
+
+async def expire_orders(
+    *,
+    session: AsyncSession,
+    order_ids: Sequence[uuid.UUID],
+    publish_expired: PublishExpired,
+    remove_schedule: RemoveSchedule,
+) -> set[uuid.UUID]:
+    """Publish ``order.expired`` now for those of these orders whose expiry is still pending, and remove their
+    schedules; returns the orders published.
+
+    The rows are locked first, so a cancellation committed by any replica is seen, and one in progress waits for
+    this transaction (the order then expired first). A schedule still unsent in the outbox is deleted like
+    ``cancel_expiry`` does, or the relay would send it after the purge. An order whose publish failed keeps its
+    schedule, the durable backstop; a purge that fails leaves a second copy with the same ``ce-id``, which
+    consumers' inboxes drop.
+    """
+    rows = (
+        await session.execute(
+            select(OrderExpiry.order_id, OrderExpiry.expires_at, OrderExpiry.schedule_event_id)
+            .where(
+                OrderExpiry.order_id.in_(order_ids),
+                OrderExpiry.cancelled_at.is_(None),
+                OrderExpiry.expires_at.is_not(None),
+            )
+            .with_for_update()
+        )
+    ).all()
+    pending = {row.order_id: row.expires_at for row in rows if row.expires_at is not None}
+    if not pending:
+        return set()
+    published = await publish_expired(pending)
+    schedules = [row.schedule_event_id for row in rows if row.order_id in published]
+    if schedules:
+        await session.execute(delete(OutboxRow).where(OutboxRow.event_id.in_(schedules), OutboxRow.sent_at.is_(None)))
+    purges = await asyncio.gather(*(remove_schedule(order_id) for order_id in published), return_exceptions=True)
+    if failed := sum(isinstance(result, BaseException) for result in purges):
+        logger.warning("schedules not purged after expiry", extra={"orders": failed})
+    logger.debug(
+        "orders expired by timer", extra={"orders": len(published), "skipped": len(order_ids) - len(published)}
+    )
+    return published
+
+
+def event_source(session: AsyncSession) -> str:
+    """The ``ce-source`` of the events published in ``session`` (the service's name, as the outbox sets it)."""
+    return str(session.info.get("service", "unknown"))
