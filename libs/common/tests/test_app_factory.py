@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Annotated
 
 import pytest
@@ -78,3 +79,12 @@ async def test_a_session_left_in_a_transaction_is_closed_after_the_response(demo
         pool = app.state.engine.pool
         assert pool.checkedout() == 0
         assert pool.checkedin() >= 1
+
+
+async def test_a_started_service_leaves_its_start_up_heap_out_of_garbage_collections(
+    demo_settings: DemoSettings,
+) -> None:
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    async with running(create_app(demo_settings, title="demo")):
+        assert gc.get_freeze_count() > 0

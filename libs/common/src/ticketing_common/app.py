@@ -41,6 +41,7 @@ from ticketing_common.events.listener import Listener
 from ticketing_common.events.runtime import EventRuntime
 from ticketing_common.logging import configure_logging
 from ticketing_common.metrics import Metrics
+from ticketing_common.process import freeze_startup_heap
 
 logger = logging.getLogger("ticketing.http")
 
@@ -73,6 +74,7 @@ def create_app(
         )
         app.state.events = events
         events.start()
+        freeze_startup_heap()
         logger.info("service started", extra={"port": settings.port})
         try:
             yield

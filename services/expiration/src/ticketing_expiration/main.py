@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -47,10 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         async with shared_lifespan(app) as state:
-            # A full collection walks every tracked object, the libraries' included: over 100 ms on a 2-core
-            # machine, enough to make a whole batch of timers late. Freezing the start-up heap leaves it only what
-            # was allocated since.
-            gc.freeze()
             try:
                 yield state
             finally:

@@ -18,6 +18,7 @@ import aiohttp
 from starlette.types import Message, Receive, Scope, Send
 
 from ticketing_common.errors import error_body
+from ticketing_common.process import freeze_startup_heap
 from ticketing_gateway.config import GatewaySettings
 from ticketing_gateway.routes import route_for
 
@@ -74,6 +75,7 @@ class Gateway:
                     auto_decompress=False,
                     cookie_jar=aiohttp.DummyCookieJar(),
                 )
+                freeze_startup_heap()
                 logger.info("gateway started", extra={"upstreams": self.upstreams})
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
