@@ -21,6 +21,7 @@ from ticketing_common.testing import ServiceUnderTest, running, wait_until
 from ticketing_expiration.handlers import OrderCancelledListener
 from ticketing_expiration.models import OrderExpiry
 from ticketing_expiration.schedules import SCHEDULE_SUBJECT_PREFIX, expired_event_id, schedule_subject
+from ticketing_expiration.service import cancel_expiry
 
 PUNCTUAL_ORDERS = 300
 PUNCTUAL_LEAD_SECONDS = 10.0
@@ -86,6 +87,29 @@ async def test_an_order_cancelled_on_another_replica_is_not_expired_by_the_timer
     await sleep_until(expires_at + timedelta(seconds=1))
     assert await bus.expired() == []
     assert await bus.schedule(order_id) is None
+
+
+async def test_the_cancellation_that_follows_a_timer_expiry_has_no_schedule_left_to_purge(
+    app: FastAPI, bus: Any, js: JetStreamContext, settings: ServiceSettings
+) -> None:
+    order_id = uuid.uuid4()
+    await bus.created(order_id, in_seconds(0.5))
+    [fired] = await bus.wait_expired(1)
+    assert "Nats-Scheduler" not in fired.headers  # the timer's copy
+    async with app.state.sessionmaker() as session:
+        expiry = await session.get(OrderExpiry, order_id)
+    assert expiry is not None
+    assert expiry.schedule_event_id is None  # its schedule is gone
+
+    purged: list[uuid.UUID] = []
+
+    async def remove_schedule(removed: uuid.UUID) -> None:
+        purged.append(removed)
+
+    async with app.state.sessionmaker() as session, session.begin():
+        had_schedule = await cancel_expiry(session=session, order_id=order_id, remove_schedule=remove_schedule)
+    assert had_schedule is False
+    assert purged == []
 
 
 async def test_an_order_cancelled_on_the_replica_holding_its_timer_disarms_it(app: FastAPI, bus: Any) -> None:
@@ -176,8 +200,7 @@ async def test_the_timer_copy_and_a_schedule_copy_are_one_event_and_count_once_i
     # The schedule sent again after the timer's purge, as a relay that crashed before marking it sent would,
     # once JetStream's duplicate window is over (its Nats-Msg-Id no longer matters then).
     async with app.state.sessionmaker() as session:
-        schedule_event_id = (await session.get(OrderExpiry, order_id)).schedule_event_id
-        row = await session.scalar(select(OutboxRow).where(OutboxRow.event_id == schedule_event_id))
+        row = await session.scalar(select(OutboxRow).where(OutboxRow.subject == schedule_subject(order_id)))
     headers = {name: value for name, value in row.headers.items() if name != "Nats-Msg-Id"}
     await js.publish(row.subject, by_timer.raw_data, stream=settings.nats_stream, headers=headers)
     by_timer_again, by_schedule = await bus.wait_expired(2)

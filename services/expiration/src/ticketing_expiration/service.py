@@ -123,9 +123,16 @@ async def expire_orders(
     schedules = [row.schedule_event_id for row in rows if row.order_id in published]
     if schedules:
         await session.execute(delete(OutboxRow).where(OutboxRow.event_id.in_(schedules), OutboxRow.sent_at.is_(None)))
-    purges = await asyncio.gather(*(remove_schedule(order_id) for order_id in published), return_exceptions=True)
-    if failed := sum(isinstance(result, BaseException) for result in purges):
+    expired = sorted(published)
+    purges = await asyncio.gather(*(remove_schedule(order_id) for order_id in expired), return_exceptions=True)
+    purged = [order_id for order_id, result in zip(expired, purges, strict=True) if result is None]
+    if failed := len(published) - len(purged):
         logger.warning("schedules not purged after expiry", extra={"orders": failed})
+    if purged:
+        # No schedule is left: the order.cancelled that follows each expiry then has nothing to purge again.
+        await session.execute(
+            update(OrderExpiry).where(OrderExpiry.order_id.in_(purged)).values(schedule_event_id=None)
+        )
     logger.debug(
         "orders expired by timer", extra={"orders": len(published), "skipped": len(order_ids) - len(published)}
     )
