@@ -214,8 +214,9 @@ def _markdown(results: dict[str, Any], plots: list[Path]) -> str:
             )
         out += [
             "",
-            "nats-server runs its message-schedule timer about every 250 ms, so `order.expired` is stored 0-250 ms "
-            "after expiresAt (see services/expiration/README.md); the orders service's handling adds the rest.",
+            "`order.expired` is published by the expiration service's in-process timer at expiresAt (the JetStream "
+            "schedule, whose timer runs at most every 250 ms, is the backstop; services/expiration/README.md); "
+            "the orders service's handling adds the rest.",
             "",
         ]
     foot = results.get("footprint")
