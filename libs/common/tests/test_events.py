@@ -12,18 +12,25 @@ from pathlib import Path
 
 import pytest
 from asgi_lifespan import LifespanManager
-from common_demo import DemoSettings, InFlight, TicketCopy, build_demo_app, sample_updated
+from common_demo import MIGRATIONS, DemoSettings, InFlight, TicketCopy, build_demo_app, sample_updated
 from fastapi import FastAPI
 from nats.js import JetStreamContext
 from sqlalchemy import func, select
 
-from ticketing_common.embedded import EmbeddedNats
+from ticketing_common.embedded import EmbeddedNats, EmbeddedPostgres
 from ticketing_common.events import Event, TicketCreated
 from ticketing_common.events.catalogue import encode
 from ticketing_common.events.publisher import cloudevent_headers, publish
 from ticketing_common.events.relay import OutboxRelay, PendingEvent
 from ticketing_common.events.tables import OutboxRow, ParkedMessage, ProcessedEvent
-from ticketing_common.testing import http_client, running, stream_events, wait_for_events, wait_until
+from ticketing_common.testing import (
+    http_client,
+    prepare_database,
+    running,
+    stream_events,
+    wait_for_events,
+    wait_until,
+)
 
 
 async def _copy(app: FastAPI, ticket_id: uuid.UUID) -> TicketCopy | None:
@@ -280,6 +287,37 @@ async def test_the_relay_and_listeners_keep_working_across_a_nats_outage(
             assert copy.title == "during"
     finally:
         own_nats.stop()
+
+
+async def test_requests_recover_after_a_database_crash_with_at_most_one_failure(
+    demo_settings: DemoSettings, tmp_path: Path
+) -> None:
+    # No pre-ping: pooled connections are found dead by their first use, which must invalidate the whole pool.
+    own_postgres = EmbeddedPostgres(tmp_path / "postgres")
+    own_postgres.start()
+    try:
+        settings = demo_settings.model_copy(update={"database_url": own_postgres.url})
+        await prepare_database(settings, MIGRATIONS)
+        app = build_demo_app(settings)
+        async with running(app), http_client(app) as client:
+            # Several requests at once, so the pool holds several connections when the server dies.
+            before = await asyncio.gather(
+                *(client.post("/demo/tickets", json={"title": f"before {i}", "price": 1}) for i in range(8))
+            )
+            assert {r.status_code for r in before} == {201}
+
+            own_postgres.kill()
+            own_postgres.start()
+
+            after = [
+                (await client.post("/demo/tickets", json={"title": f"after {i}", "price": 1})).status_code
+                for i in range(8)
+            ]
+        assert after.count(503) <= 1
+        assert set(after) <= {201, 503}
+        assert after[-1] == 201
+    finally:
+        own_postgres.stop()
 
 
 async def test_requests_get_503_in_the_shared_format_when_the_database_is_down(js: JetStreamContext) -> None:
