@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import select
 
 from ticketing_common.config import ServiceSettings
+from ticketing_common.db import create_engine
 from ticketing_common.events import EventContext, Listener, OrderCancelled, OrderExpired
 from ticketing_common.events.catalogue import TicketRef
 from ticketing_common.events.listener import ListenerRunner
@@ -144,6 +145,33 @@ async def test_when_the_service_stops_before_the_timer_fires_the_schedule_still_
     assert len(await bus.expired()) == 1
 
 
+async def test_replicas_started_after_a_restart_re_arm_pending_expiries_and_fire_each_once_on_time(
+    service: ServiceUnderTest, settings: ServiceSettings, bus: Any
+) -> None:
+    due = {uuid.uuid4(): in_seconds(3 + i * 0.05) for i in range(10)}
+    cancelled = uuid.uuid4()
+    async with running(service.create_app(settings)):
+        for order_id, expires_at in due.items():
+            await bus.created(order_id, expires_at)
+        await bus.created(cancelled, in_seconds(3))
+        for order_id in [*due, cancelled]:
+            await bus.wait_scheduled(order_id)
+        await bus.cancelled(cancelled)
+        await wait_until(lambda: _cancellation_recorded(settings, cancelled))
+    # Stopped, its timers with it; two replicas start (a deploy) before the first deadline.
+    async with running(service.create_app(settings)) as first, running(service.create_app(settings)) as second:
+        assert all(order_id in first.state.expiry_timers and order_id in second.state.expiry_timers for order_id in due)
+        assert cancelled not in first.state.expiry_timers
+        await bus.wait_expired(len(due), timeout=10)
+        await asyncio.sleep(1.0)  # past the schedules' grace: any second copy would be in the stream by now
+        fired = await bus.expired()
+    assert sorted(f.order_id for f in fired) == sorted(due)  # each once, the cancelled one never
+    assert not any("Nats-Scheduler" in f.headers for f in fired)  # by the re-armed timers, not the backstop
+    lateness = [(f.stored_at - due[f.order_id]).total_seconds() for f in fired]
+    assert min(lateness) >= 0
+    assert max(lateness) < 0.25
+
+
 async def test_only_an_expiry_within_the_horizon_gets_a_timer_and_a_later_backstop(
     service: ServiceUnderTest, settings: ServiceSettings, bus: Any
 ) -> None:
@@ -227,6 +255,18 @@ async def test_the_timer_copy_and_a_schedule_copy_are_one_event_and_count_once_i
 async def _pending_schedules(js: JetStreamContext, settings: ServiceSettings, count: int) -> bool:
     info = await js.stream_info(settings.nats_stream, subjects_filter=f"{SCHEDULE_SUBJECT_PREFIX}.>")
     return len(info.state.subjects or {}) == count
+
+
+async def _cancellation_recorded(settings: ServiceSettings, order_id: uuid.UUID) -> bool:
+    engine = create_engine(settings.sqlalchemy_url)
+    try:
+        async with engine.connect() as connection:
+            cancelled_at = await connection.scalar(
+                select(OrderExpiry.cancelled_at).where(OrderExpiry.order_id == order_id)
+            )
+    finally:
+        await engine.dispose()
+    return cancelled_at is not None
 
 
 async def _armed(app: FastAPI, order_id: uuid.UUID) -> bool:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from ticketing_common.events import EventContext, Listener, OrderCancelled, OrderCreated
 from ticketing_expiration.config import Settings
 from ticketing_expiration.schedules import publish_expired, remove_schedule
-from ticketing_expiration.service import cancel_expiry, expire_orders, schedule_expiry
+from ticketing_expiration.service import cancel_expiry, expire_orders, pending_expiries, schedule_expiry
 from ticketing_expiration.timers import ExpiryTimers, Fire
 
 JetStreamProvider = Callable[[], JetStreamContext | None]
@@ -123,6 +123,20 @@ def create_timers(
         max_armed=settings.expiry_timer_max_armed,
         grace_seconds=settings.expiry_timer_grace_seconds,
     )
+
+
+async def rearm_timers(
+    timers: ExpiryTimers, *, sessionmaker: async_sessionmaker[AsyncSession], horizon_seconds: float, limit: int
+) -> int:
+    """Arm this process's timers for the pending expiries of the next ``horizon_seconds`` (after a restart or a
+    deploy, which would otherwise leave them to their schedules, half a second late); returns how many it armed.
+
+    Every replica that starts does this: for an order armed twice, the first timer to fire takes the order's row
+    lock and the other finds it fired.
+    """
+    async with sessionmaker() as session:
+        pending = await pending_expiries(session=session, within_seconds=horizon_seconds, limit=limit)
+    return sum(timers.arm(order_id, expires_at) for order_id, expires_at in pending)
 
 
 def listeners(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,8 +15,10 @@ from ticketing_common.app import create_app as create_service_app
 from ticketing_common.config import ServiceSettings
 from ticketing_common.events import Listener
 from ticketing_expiration.config import Settings
-from ticketing_expiration.handlers import create_timers, listeners
+from ticketing_expiration.handlers import create_timers, listeners, rearm_timers
 from ticketing_expiration.timers import ExpiryTimers
+
+logger = logging.getLogger("ticketing.expiration")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -46,11 +49,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         async with shared_lifespan(app) as state:
+            timers: ExpiryTimers | None = app.state.expiry_timers
+            if timers is not None:
+                try:
+                    armed = await rearm_timers(
+                        timers,
+                        sessionmaker=app.state.sessionmaker,
+                        horizon_seconds=settings.expiry_timer_horizon_seconds,
+                        limit=settings.expiry_timer_max_armed,
+                    )
+                    logger.info("expiry timers re-armed", extra={"orders": armed})
+                except Exception as exc:  # the database is not there yet: the schedules fire instead
+                    logger.warning("expiry timers not re-armed", extra={"error": repr(exc)})
             try:
                 yield state
             finally:
                 # Before the listeners, NATS and the database stop; the schedules fire in the timers' place.
-                timers: ExpiryTimers | None = app.state.expiry_timers
                 if timers is not None:
                     await timers.close()
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -112,6 +112,9 @@ async def expire_orders(
                 OrderExpiry.order_id.in_(order_ids),
                 OrderExpiry.cancelled_at.is_(None),
                 OrderExpiry.expires_at.is_not(None),
+                # Cleared once a timer fired it: a second timer (another replica re-arming after a restart) waits
+                # for the first one's lock, then finds nothing left to do.
+                OrderExpiry.schedule_event_id.is_not(None),
             )
             .with_for_update()
         )
@@ -137,6 +140,25 @@ async def expire_orders(
         "orders expired by timer", extra={"orders": len(published), "skipped": len(order_ids) - len(published)}
     )
     return published
+
+
+async def pending_expiries(
+    *, session: AsyncSession, within_seconds: float, limit: int
+) -> Sequence[tuple[uuid.UUID, datetime]]:
+    """The expiries still to fire in the next ``within_seconds`` (not cancelled, not fired by a timer), soonest
+    first, at most ``limit``: what a starting replica arms timers for."""
+    rows = await session.execute(
+        select(OrderExpiry.order_id, OrderExpiry.expires_at)
+        .where(
+            OrderExpiry.cancelled_at.is_(None),
+            OrderExpiry.schedule_event_id.is_not(None),
+            OrderExpiry.expires_at > func.now(),
+            OrderExpiry.expires_at <= func.now() + timedelta(seconds=within_seconds),
+        )
+        .order_by(OrderExpiry.expires_at)
+        .limit(limit)
+    )
+    return [(order_id, expires_at) for order_id, expires_at in rows.all() if expires_at is not None]
 
 
 def event_source(session: AsyncSession) -> str:
