@@ -10,17 +10,16 @@ cancels it. The in-process timer (``timers.py``) publishes the same event direct
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
 
 from ticketing_common.events import OrderExpired, Subject
 from ticketing_common.events.catalogue import encode
 from ticketing_common.events.publisher import cloudevent_headers
+from ticketing_common.events.relay import publish_batch
 
 SCHEDULE_SUBJECT_PREFIX = "expiration.orders"
 SCHEDULER_HEADER = "Nats-Scheduler"
@@ -87,19 +86,11 @@ async def publish_expired(
 
     ``Nats-Msg-Id`` is the ``ce-id``, so JetStream drops a retried copy within its duplicate window.
     """
-    futures: dict[uuid.UUID, asyncio.Future[PubAck]] = {}
-    for order_id, expires_at in expiries.items():
+    orders = list(expiries.items())
+    messages = []
+    for order_id, expires_at in orders:
         headers = expired_headers(order_id, expires_at, source=source)
         headers["Nats-Msg-Id"] = headers["ce-id"]
-        futures[order_id] = await js.publish_async(
-            str(Subject.ORDER_EXPIRED), encode(expired_event(order_id)), stream=stream, headers=headers
-        )
-    if futures:
-        await asyncio.wait(futures.values(), timeout=PUBLISH_TIMEOUT_SECONDS)
-    stored = set()
-    for order_id, future in futures.items():
-        if not future.done():
-            future.cancel()
-        elif future.exception() is None:
-            stored.add(order_id)
-    return stored
+        messages.append((str(Subject.ORDER_EXPIRED), encode(expired_event(order_id)), headers))
+    outcomes = await publish_batch(js, messages, stream=stream, timeout=PUBLISH_TIMEOUT_SECONDS)
+    return {order_id for (order_id, _), outcome in zip(orders, outcomes, strict=True) if outcome is None}

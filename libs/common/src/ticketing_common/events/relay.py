@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from nats.js import JetStreamContext
@@ -124,23 +124,47 @@ class OutboxRelay:
         return len(rows)
 
     async def _publish(self, rows: Sequence[PendingEvent]) -> None:
-        futures = []
-        for row in rows:
-            futures.append(
-                await self._js.publish_async(
-                    row.subject,
-                    json.dumps(row.payload, separators=(",", ":")).encode(),
-                    stream=self._stream,
-                    headers=dict(row.headers),
-                )
-            )
-        done, pending = await asyncio.wait(futures, timeout=PUBLISH_TIMEOUT_SECONDS)
-        for future in pending:
-            future.cancel()
-        if pending:
-            raise TimeoutError(f"{len(pending)} of {len(futures)} publishes not acknowledged")
-        for future in done:
-            future.result()  # a JetStream error (e.g. stream missing) fails the batch
+        outcomes = await publish_batch(
+            self._js,
+            [(row.subject, json.dumps(row.payload, separators=(",", ":")).encode(), row.headers) for row in rows],
+            stream=self._stream,
+            timeout=PUBLISH_TIMEOUT_SECONDS,
+        )
+        if unacknowledged := sum(isinstance(outcome, NotAcknowledged) for outcome in outcomes):
+            raise TimeoutError(f"{unacknowledged} of {len(rows)} publishes not acknowledged")
+        for outcome in outcomes:
+            if outcome is not None:
+                raise outcome  # a JetStream error (e.g. stream missing) fails the batch
         if self._metrics is not None:
             for row in rows:
                 self._metrics.events_published.labels(row.subject).inc()
+
+
+class NotAcknowledged(TimeoutError):
+    """JetStream did not acknowledge a publish in time; it may still have stored it (``Nats-Msg-Id`` makes a retry
+    harmless)."""
+
+
+async def publish_batch(
+    js: JetStreamContext,
+    messages: Sequence[tuple[str, bytes, Mapping[str, str]]],
+    *,
+    stream: str,
+    timeout: float,
+) -> list[BaseException | None]:
+    """Publish ``(subject, data, headers)`` messages without waiting between them, then each one's outcome, in
+    order: None once JetStream stored it, else its error (``NotAcknowledged`` when ``timeout`` passed first)."""
+    futures = [
+        await js.publish_async(subject, data, stream=stream, headers=dict(headers))
+        for subject, data, headers in messages
+    ]
+    if futures:
+        await asyncio.wait(futures, timeout=timeout)
+    outcomes: list[BaseException | None] = []
+    for future in futures:
+        if future.done():
+            outcomes.append(future.exception())
+        else:
+            future.cancel()
+            outcomes.append(NotAcknowledged(f"not acknowledged within {timeout} s"))
+    return outcomes
