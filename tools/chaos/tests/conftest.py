@@ -3,7 +3,6 @@ the suite can prove that no secret was ever logged."""
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,15 +11,12 @@ import pytest
 
 from ticketing_chaos.hostile import JWT_KEY, PASSWORD, SIGNIN_MAX_FAILURES, STRIPE_KEY, System
 from ticketing_common.embedded import free_port
-from ticketing_launcher.stack import Stack
+from ticketing_launcher.stack import Stack, isolated_environ
 
 
 @pytest.fixture(scope="session")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    environ = {
-        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL", "STRIPE_KEY", "STRIPE_API_BASE")
-    }
-    environ.update(
+    environ = isolated_environ(
         JWT_KEY=JWT_KEY,
         SIGNIN_MAX_FAILURES=str(SIGNIN_MAX_FAILURES),
         # Cheap hashing: the suite signs many users up; the cost of Argon2 is the auth service's own test.

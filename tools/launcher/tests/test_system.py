@@ -5,7 +5,6 @@ One stack for the module (starting it takes a few seconds); each test uses fresh
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 import uuid
@@ -18,7 +17,7 @@ import pytest
 
 from ticketing_common.embedded import free_port
 from ticketing_launcher.check import check_until_settled
-from ticketing_launcher.stack import Stack
+from ticketing_launcher.stack import Stack, isolated_environ
 
 pytestmark = pytest.mark.e2e
 
@@ -28,8 +27,7 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL", "STRIPE_KEY", "JWT_KEY")}
-    environ["ORDER_EXPIRATION_SECONDS"] = str(ORDER_WINDOW_SECONDS)
+    environ = isolated_environ(ORDER_EXPIRATION_SECONDS=str(ORDER_WINDOW_SECONDS))
     log_file = Path(tmp_path_factory.mktemp("logs")) / "system.log"
     with log_file.open("w") as sink:
         system = Stack(

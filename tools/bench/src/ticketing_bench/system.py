@@ -23,9 +23,8 @@ import psutil
 
 from ticketing_common.embedded import free_port
 from ticketing_launcher.check import SERVICES_WITH_DATABASE, database_dsn
-from ticketing_launcher.stack import Stack
+from ticketing_launcher.stack import Stack, isolated_environ
 
-SCRUBBED = ("DATABASE_URL", "NATS_URL", "STRIPE_KEY", "JWT_KEY", "STRIPE_API_BASE")
 STRIPE_KEY = "sk_test_local_fake_stripe"
 # Sign-up is set-up here, not what is measured: cheaper Argon2 parameters make 2,000 sign-ups take seconds,
 # not minutes. Every other setting is the one `make up` uses. Set ARGON2_* in the environment to override.
@@ -57,9 +56,9 @@ class System:
     @classmethod
     def start(cls, *, results_dir: Path, order_window: float) -> System:
         """Start everything as `make up` does, in a fresh state folder, logs to ``results_dir/system.log``."""
-        environ = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
-        environ.update({k: v for k, v in SETUP_ENV.items() if k not in os.environ})
-        environ["ORDER_EXPIRATION_SECONDS"] = str(int(order_window))
+        environ = isolated_environ(ORDER_EXPIRATION_SECONDS=str(int(order_window)))
+        for name, value in SETUP_ENV.items():
+            environ.setdefault(name, value)
         log_file = (results_dir / "system.log").open("w")
         # Not under pytest's tmp_path: the embedded PostgreSQL may run as its own OS user that must reach it.
         state_root = Path(tempfile.mkdtemp(prefix="ticketing-bench-"))

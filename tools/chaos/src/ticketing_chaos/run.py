@@ -8,7 +8,6 @@ system is healthy; run the consistency checker until it is clean or ``settle`` s
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import statistics
 import tempfile
@@ -28,12 +27,10 @@ from ticketing_chaos.report import write_report
 from ticketing_chaos.tally import Tally
 from ticketing_common.embedded import free_port
 from ticketing_launcher.check import Report, check_until_settled
-from ticketing_launcher.stack import Stack
+from ticketing_launcher.stack import Stack, isolated_environ
+
 
 # Variables of the developer's environment that would point the stack somewhere else than its own servers.
-FOREIGN = ("DATABASE_URL", "NATS_URL", "STRIPE_KEY", "STRIPE_API_BASE", "JWT_KEY", "TICKETING_PORT")
-
-
 @dataclass
 class ChaosResult:
     """Everything the report says; ``ok`` is the verdict."""
@@ -163,8 +160,7 @@ def run_chaos(
     """Run the system under load and faults for ``seconds``, check it, and write the report to ``results_dir``."""
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
     results_dir.mkdir(parents=True, exist_ok=True)
-    environ = {k: v for k, v in os.environ.items() if k not in FOREIGN}
-    environ["ORDER_EXPIRATION_SECONDS"] = str(order_window_seconds)
+    environ = isolated_environ(ORDER_EXPIRATION_SECONDS=str(order_window_seconds))
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     with (results_dir / "system.log").open("w") as sink:
         stack = Stack(

@@ -142,6 +142,18 @@ class ProcessComponent:
             self.process.wait()
 
 
+OUTSIDE_SETTINGS = ("DATABASE_URL", "NATS_URL", "STRIPE_KEY", "STRIPE_API_BASE", "JWT_KEY", "TICKETING_PORT")
+"""Variables that would point a stack at servers or secrets from outside (a developer's shell, a CI job)."""
+
+
+def isolated_environ(**settings: str) -> dict[str, str]:
+    """This process's environment without ``OUTSIDE_SETTINGS``, plus ``settings``: for a throwaway stack of its own
+    (the system tests, the benchmarks, the chaos run) that must start every server itself."""
+    environ = {k: v for k, v in os.environ.items() if k not in OUTSIDE_SETTINGS}
+    environ.update(settings)
+    return environ
+
+
 @dataclass
 class Stack:
     """Plans and runs the system. Nothing starts until :meth:`start`."""
