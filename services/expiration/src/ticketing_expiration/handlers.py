@@ -125,17 +125,16 @@ def create_timers(
     )
 
 
-async def rearm_timers(
-    timers: ExpiryTimers, *, sessionmaker: async_sessionmaker[AsyncSession], horizon_seconds: float, limit: int
-) -> int:
-    """Arm this process's timers for the pending expiries of the next ``horizon_seconds`` (after a restart or a
-    deploy, which would otherwise leave them to their schedules, half a second late); returns how many it armed.
+async def rearm_timers(timers: ExpiryTimers, *, sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    """Arm this process's timers for the pending expiries within their horizon, as many as it may hold (after a
+    restart or a deploy, which would otherwise leave them to their schedules, half a second late); returns how many
+    it armed.
 
     Every replica that starts does this: for an order armed twice, the first timer to fire takes the order's row
     lock and the other finds it fired.
     """
     async with sessionmaker() as session:
-        pending = await pending_expiries(session=session, within_seconds=horizon_seconds, limit=limit)
+        pending = await pending_expiries(session=session, within_seconds=timers.horizon_seconds, limit=timers.free)
     return sum(timers.arm(order_id, expires_at) for order_id, expires_at in pending)
 
 

@@ -52,12 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timers: ExpiryTimers | None = app.state.expiry_timers
             if timers is not None:
                 try:
-                    armed = await rearm_timers(
-                        timers,
-                        sessionmaker=app.state.sessionmaker,
-                        horizon_seconds=settings.expiry_timer_horizon_seconds,
-                        limit=settings.expiry_timer_max_armed,
-                    )
+                    armed = await rearm_timers(timers, sessionmaker=app.state.sessionmaker)
                     logger.info("expiry timers re-armed", extra={"orders": armed})
                 except Exception as exc:  # the database is not there yet: the schedules fire instead
                     logger.warning("expiry timers not re-armed", extra={"error": repr(exc)})

@@ -51,10 +51,20 @@ class ExpiryTimers:
     def __contains__(self, order_id: object) -> bool:
         return order_id in self._armed or order_id in self._due
 
+    @property
+    def horizon_seconds(self) -> float:
+        """How far ahead an expiry may be to get a timer."""
+        return self._horizon
+
+    @property
+    def free(self) -> int:
+        """How many more timers may be armed."""
+        return max(0, self._max_armed - len(self._armed))
+
     def accepts(self, expires_at: datetime) -> bool:
         """Whether a timer would be armed for an expiry at ``expires_at`` now."""
         remaining = (as_utc(expires_at) - datetime.now(UTC)).total_seconds()
-        return not self._closed and len(self._armed) < self._max_armed and remaining <= self._horizon
+        return not self._closed and self.free > 0 and remaining <= self._horizon
 
     def schedule_time(self, expires_at: datetime) -> datetime:
         """When the schedule of an order with a timer fires: a grace after the timer, which purges it first."""
