@@ -185,14 +185,20 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-async def _session(request: Request) -> AsyncSession:
-    # Not a yield dependency: FastAPI wraps those in an exit stack and a shielded cancel scope per request, which
-    # cost more than the query of a simple read. RequestMiddleware closes the session after the response.
+def open_request_session(request: Request) -> AsyncSession:
+    """A database session for this request, closed by ``RequestMiddleware`` after the response (for an endpoint
+    that needs one only sometimes; otherwise use ``SessionDep``)."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     session = sessionmaker()
     session.info["service"] = request.app.state.settings.service_name
     request.scope.setdefault(OPEN_SESSIONS, []).append(session)
     return session
+
+
+async def _session(request: Request) -> AsyncSession:
+    # Not a yield dependency: FastAPI wraps those in an exit stack and a shielded cancel scope per request, which
+    # cost more than the query of a simple read. RequestMiddleware closes the session after the response.
+    return open_request_session(request)
 
 
 SessionDep = Annotated[AsyncSession, Depends(_session)]

@@ -1,16 +1,67 @@
 """Builds the tickets service's app."""
 
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
 from ticketing_common.app import create_app as create_service_app
+from ticketing_common.events.publisher import on_events_committed
+from ticketing_common.events.runtime import EventRuntime
+from ticketing_tickets.cache import TicketCache, follow_ticket_events
 from ticketing_tickets.config import Settings
 from ticketing_tickets.handlers import listeners
 from ticketing_tickets.router import router
+
+logger = logging.getLogger("ticketing.tickets")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(settings or Settings(), title="ticketing tickets", routers=[router], listeners=listeners)
+    settings = settings or Settings()
+    app = create_service_app(settings, title="ticketing tickets", routers=[router], listeners=listeners)
+    cache = TicketCache(max_entries=settings.ticket_cache_size, ttl_seconds=settings.ticket_cache_ttl_seconds)
+    app.state.ticket_cache = cache
+    shared_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        async with shared_lifespan(app) as state:
+            if settings.ticket_cache_size == 0:
+                yield state
+                return
+            undo = on_events_committed(app.state.sessionmaker, cache.apply_events)
+            follower = asyncio.create_task(_follow(cache, app.state.events), name="ticket-cache")
+            try:
+                yield state
+            finally:
+                undo()
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+async def _follow(cache: TicketCache, events: EventRuntime) -> None:
+    """Subscribe the cache once NATS is there (it may come up after the service); until then it serves nothing."""
+    while True:
+        try:
+            await events.wait_ready()
+            assert events.nc is not None
+            await follow_ticket_events(cache, events.nc)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("ticket cache not following events yet", extra={"error": repr(exc)})
+            await asyncio.sleep(1.0)

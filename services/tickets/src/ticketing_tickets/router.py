@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from functools import partial
 
-from ticketing_common.app import SessionDep
+from fastapi import APIRouter, Request, Response
+
+from ticketing_common.app import SessionDep, open_request_session
 from ticketing_common.auth import RequiredUser
 from ticketing_common.errors import error_responses
 from ticketing_common.schemas import parse_path_id
@@ -35,11 +37,15 @@ async def list_tickets(session: SessionDep, limit: str | None = None, cursor: st
     )
 
 
-@router.get("/{ticket_id}", responses=error_responses(404))
-async def show_ticket(ticket_id: str, session: SessionDep) -> TicketOut:
+@router.get("/{ticket_id}", response_model=TicketOut, responses=error_responses(404))
+async def show_ticket(ticket_id: str, request: Request) -> Response:
     """One ticket, including the order holding it; 404 for any id that names no ticket."""
-    ticket = await service.get_ticket(session=session, ticket_id=parse_path_id(ticket_id))
-    return TicketOut.model_validate(ticket)
+    body = await service.show_ticket(
+        cache=request.app.state.ticket_cache,
+        open_session=partial(open_request_session, request),
+        ticket_id=parse_path_id(ticket_id),
+    )
+    return Response(body, media_type="application/json")
 
 
 @router.put("/{ticket_id}", responses=error_responses(400, 401, 403, 404, 409, 415))

@@ -39,6 +39,8 @@ class ExactJSONRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler  # nothing to parse: skip the wrapper's per-request request object
 
         async def exact_json_handler(request: Request) -> Response:
             return await handler(ExactJSONRequest(request.scope, request.receive))

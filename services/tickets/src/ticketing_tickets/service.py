@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -21,8 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ticketing_common.db import new_id
 from ticketing_common.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
 from ticketing_common.events import NotYet, TicketCreated, TicketUpdated, publish
+from ticketing_tickets.cache import TicketCache
 from ticketing_tickets.models import CancelledOrder, Ticket
 from ticketing_tickets.pagination import Cursor
+from ticketing_tickets.schemas import TicketOut
 
 logger = logging.getLogger("ticketing.tickets")
 
@@ -59,6 +61,16 @@ async def get_ticket(*, session: AsyncSession, ticket_id: uuid.UUID) -> Ticket:
     if ticket is None:
         raise NotFoundError()
     return ticket
+
+
+async def show_ticket(*, cache: TicketCache, open_session: Callable[[], AsyncSession], ticket_id: uuid.UUID) -> bytes:
+    """The ticket's JSON body, from this replica's read model when it has it (``cache.py``), else from the
+    database (then kept); 404 when there is none. ``open_session`` is called only on a miss."""
+    if (body := cache.get(ticket_id)) is not None:
+        return body
+    epoch = cache.epoch  # before the read: a drop of the cache while it runs means the read may be stale
+    ticket = await get_ticket(session=open_session(), ticket_id=ticket_id)
+    return cache.offer(TicketOut.model_validate(ticket), epoch=epoch)
 
 
 async def list_available(

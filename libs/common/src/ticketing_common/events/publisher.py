@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from ticketing_common.events.catalogue import Event
@@ -16,6 +16,7 @@ from ticketing_common.events.tables import OutboxRow
 CE_SPECVERSION = "1.0"
 
 _relay_wakers: dict[str, list[Callable[[], None]]] = {}
+COMMIT_WATCHERS = "ticketing.commit_watchers"  # in the info of a sessionmaker's sessions
 
 
 def on_outbox_commit(service: str, wake: Callable[[], None]) -> Callable[[], None]:
@@ -24,10 +25,25 @@ def on_outbox_commit(service: str, wake: Callable[[], None]) -> Callable[[], Non
     return lambda: _relay_wakers.get(service, []).remove(wake)
 
 
+def on_events_committed(
+    sessionmaker: async_sessionmaker[AsyncSession], watch: Callable[[Sequence[Event]], None]
+) -> Callable[[], None]:
+    """Call ``watch`` with the events published by each transaction of ``sessionmaker``'s sessions, right after
+    it commits (before the relay sends them); returns an undo. ``watch`` runs inside the commit: never block."""
+    info = dict(sessionmaker.kw.get("info") or {})
+    watchers: list[Callable[[Sequence[Event]], None]] = info.setdefault(COMMIT_WATCHERS, [])
+    watchers.append(watch)
+    sessionmaker.configure(info=info)  # each session's info holds this same list
+    return lambda: watchers.remove(watch)
+
+
 @event.listens_for(Session, "after_commit")
-def _wake_relay(session: Session) -> None:
+def _after_commit(session: Session) -> None:
     # In-process and after the commit: a NOTIFY inside the transaction would serialise every commit of the
     # database behind PostgreSQL's notify lock (WAL flush included), capping writes at one fsync each.
+    if committed := session.info.pop("outbox_events", None):
+        for watch in session.info.get(COMMIT_WATCHERS, ()):
+            watch(committed)
     if session.info.pop("outbox_pending", False):
         for wake in _relay_wakers.get(str(session.info.get("service")), ()):
             wake()
@@ -36,6 +52,7 @@ def _wake_relay(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forget_pending(session: Session) -> None:
     session.info.pop("outbox_pending", None)
+    session.info.pop("outbox_events", None)
 
 
 def cloudevent_headers(*, event_id: uuid.UUID, subject: str, source: str, time: datetime) -> dict[str, str]:
@@ -67,6 +84,8 @@ def publish(
     event_id = uuid.uuid4()
     source = str(session.info.get("service", "unknown"))
     session.info["outbox_pending"] = True
+    if session.info.get(COMMIT_WATCHERS):
+        session.info.setdefault("outbox_events", []).append(event)
     session.add(
         OutboxRow(
             event_id=event_id,
