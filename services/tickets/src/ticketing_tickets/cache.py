@@ -56,24 +56,9 @@ def render(ticket: TicketOut) -> bytes:
 
 def from_event(event: Event) -> TicketOut | None:
     """The ticket an event describes, or None for an event that is not about a ticket's state."""
-    if isinstance(event, TicketUpdated):
-        return TicketOut(
-            id=event.id,
-            title=event.title,
-            price=event.price,
-            user_id=event.user_id,
-            order_id=event.order_id,
-            version=event.version,
-        )
-    if isinstance(event, TicketCreated):
-        return TicketOut(
-            id=event.id,
-            title=event.title,
-            price=event.price,
-            user_id=event.user_id,
-            order_id=None,
-            version=event.version,
-        )
+    if isinstance(event, TicketCreated | TicketUpdated):
+        # ticket.created carries no orderId: a new ticket is held by no order.
+        return TicketOut.model_validate({"order_id": None, **event.model_dump()})
     return None
 
 
