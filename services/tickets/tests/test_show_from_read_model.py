@@ -8,11 +8,13 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import event, update
 
+from ticketing_common.embedded import EmbeddedNats
 from ticketing_common.testing import http_client, running, signin, wait_until
 from ticketing_tickets.main import create_app
 from ticketing_tickets.models import Ticket
@@ -157,3 +159,48 @@ async def test_with_the_cache_off_every_show_reads_the_database(client: httpx.As
         assert shown == [ticket, ticket]
         assert sum("FROM tickets" in s for s in sent) == 2
         assert len(replica.state.ticket_cache) == 0
+
+
+async def test_during_a_nats_outage_every_show_reads_the_database_and_the_cache_starts_over_after(
+    settings, tmp_path: Path
+) -> None:
+    own_nats = EmbeddedNats(tmp_path / "nats")
+    own_nats.start()
+    try:
+        on_own_nats = settings.model_copy(update={"nats_url": own_nats.url})
+        async with (
+            running(create_app(on_own_nats)) as writer,
+            running(create_app(on_own_nats)) as reader,
+            http_client(writer) as owner,
+            http_client(reader) as visitor,
+        ):
+            signin(owner)
+            ticket = (await owner.post("/api/tickets", json={"title": "v0", "price": 1})).json()
+            path = f"/api/tickets/{ticket['id']}"
+            await visitor.get(path)
+            with statements(reader) as sent:
+                assert (await visitor.get(path)).json()["version"] == 0
+            assert sent == []  # known to the reader's cache
+
+            own_nats.stop()
+            nc = reader.state.events.nc
+            await wait_until(lambda: _true(not nc.is_connected))
+            edited = await owner.put(path, json={"title": "v1", "price": 2})
+            assert edited.status_code == 200  # its event waits in the outbox
+            with statements(reader) as sent:
+                shown = (await visitor.get(path)).json()
+            assert (shown["version"], shown["title"]) == (1, "v1")  # not the cached v0: the feed is down
+            assert any("FROM tickets" in s for s in sent)
+
+            own_nats.start()
+            await wait_until(lambda: _true(nc.is_connected), timeout=30)
+            await visitor.get(path)
+            with statements(reader) as sent:
+                assert (await visitor.get(path)).json()["version"] == 1
+            assert sent == []  # serving from memory again
+    finally:
+        own_nats.stop()
+
+
+async def _true(value: bool) -> bool | None:
+    return value or None
