@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -142,12 +142,9 @@ async def expire_orders(
     return published
 
 
-async def pending_expiries(
-    *, session: AsyncSession, within_seconds: float, limit: int
-) -> Sequence[tuple[uuid.UUID, datetime]]:
-    """The expiries still to fire in the next ``within_seconds`` (not cancelled, not fired by a timer), soonest
-    first, at most ``limit``: what a starting replica arms timers for."""
-    rows = await session.execute(
+def pending_expiries_query(*, within_seconds: float, limit: int) -> Select[uuid.UUID, datetime | None]:
+    """The query behind :func:`pending_expiries` (it reads the partial index ``ix_order_expiries_pending``)."""
+    return (
         select(OrderExpiry.order_id, OrderExpiry.expires_at)
         .where(
             OrderExpiry.cancelled_at.is_(None),
@@ -158,6 +155,14 @@ async def pending_expiries(
         .order_by(OrderExpiry.expires_at)
         .limit(limit)
     )
+
+
+async def pending_expiries(
+    *, session: AsyncSession, within_seconds: float, limit: int
+) -> Sequence[tuple[uuid.UUID, datetime]]:
+    """The expiries still to fire in the next ``within_seconds`` (not cancelled, not fired by a timer), soonest
+    first, at most ``limit``: what a starting replica arms timers for."""
+    rows = await session.execute(pending_expiries_query(within_seconds=within_seconds, limit=limit))
     return [(order_id, expires_at) for order_id, expires_at in rows.all() if expires_at is not None]
 
 
