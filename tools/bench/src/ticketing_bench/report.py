@@ -152,7 +152,9 @@ def _markdown(results: dict[str, Any], plots: list[Path]) -> str:
             "## 2. Write and read paths against the ceiling",
             "",
             f"Client: wrk, {paths['threads']} threads, {paths['connections']} connections, {paths['seconds']:.0f} s "
-            "per run, one after the other in this run, waiting for a quiet system between runs.",
+            "per run, one after the other in this run, waiting for a quiet system between runs. "
+            "`GET /api/tickets/:id` is served from the tickets service's read model, kept current by the ticket "
+            "events (services/tickets/README.md, Design); every `POST /api/orders` is a real reservation.",
             "",
             "| run | req/s | p50 ms | p99 ms | max ms | answers |",
             "|---|---|---|---|---|---|",
