@@ -15,21 +15,16 @@ from ticketing_common.events.tables import OutboxRow
 
 CE_SPECVERSION = "1.0"
 
-_relay_wakers: dict[str, list[Callable[[], None]]] = {}
 COMMIT_WATCHERS = "ticketing.commit_watchers"  # in the info of a sessionmaker's sessions
-
-
-def on_outbox_commit(service: str, wake: Callable[[], None]) -> Callable[[], None]:
-    """Call ``wake`` after every commit in this process that added outbox rows for ``service``; returns an undo."""
-    _relay_wakers.setdefault(service, []).append(wake)
-    return lambda: _relay_wakers.get(service, []).remove(wake)
+STAGED_EVENTS = "ticketing.staged_events"  # in the info of a session, until its transaction ends
 
 
 def on_events_committed(
     sessionmaker: async_sessionmaker[AsyncSession], watch: Callable[[Sequence[Event]], None]
 ) -> Callable[[], None]:
     """Call ``watch`` with the events published by each transaction of ``sessionmaker``'s sessions, right after
-    it commits (before the relay sends them); returns an undo. ``watch`` runs inside the commit: never block."""
+    it commits (the relay's wake-up, a read model); returns an undo. ``watch`` runs inside the commit: never
+    block."""
     info = dict(sessionmaker.kw.get("info") or {})
     watchers: list[Callable[[Sequence[Event]], None]] = info.setdefault(COMMIT_WATCHERS, [])
     watchers.append(watch)
@@ -41,18 +36,14 @@ def on_events_committed(
 def _after_commit(session: Session) -> None:
     # In-process and after the commit: a NOTIFY inside the transaction would serialise every commit of the
     # database behind PostgreSQL's notify lock (WAL flush included), capping writes at one fsync each.
-    if committed := session.info.pop("outbox_events", None):
+    if committed := session.info.pop(STAGED_EVENTS, None):
         for watch in session.info.get(COMMIT_WATCHERS, ()):
             watch(committed)
-    if session.info.pop("outbox_pending", False):
-        for wake in _relay_wakers.get(str(session.info.get("service")), ()):
-            wake()
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget_pending(session: Session) -> None:
-    session.info.pop("outbox_pending", None)
-    session.info.pop("outbox_events", None)
+    session.info.pop(STAGED_EVENTS, None)
 
 
 def cloudevent_headers(*, event_id: uuid.UUID, subject: str, source: str, time: datetime) -> dict[str, str]:
@@ -83,9 +74,8 @@ def publish(
     """
     event_id = uuid.uuid4()
     source = str(session.info.get("service", "unknown"))
-    session.info["outbox_pending"] = True
     if session.info.get(COMMIT_WATCHERS):
-        session.info.setdefault("outbox_events", []).append(event)
+        session.info.setdefault(STAGED_EVENTS, []).append(event)
     session.add(
         OutboxRow(
             event_id=event_id,

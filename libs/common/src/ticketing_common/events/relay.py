@@ -1,6 +1,6 @@
 """The outbox relay: sends pending outbox rows to JetStream, then marks them sent.
 
-It wakes right after any commit of this process that wrote outbox rows (``publisher.on_outbox_commit``) and
+It wakes right after any commit of its sessionmaker that wrote outbox rows (``publisher.on_events_committed``) and
 at least twice a second for rows other processes left behind (a replica that crashed), claims rows with
 ``FOR UPDATE SKIP LOCKED`` so replicas never send the same row at once, and publishes with ``Nats-Msg-Id``
 so a crash between publishing and marking sent is absorbed by JetStream's duplicate window (and, beyond it,

@@ -15,7 +15,7 @@ from ticketing_common.config import ServiceSettings
 from ticketing_common.events.bus import connect, ensure_stream
 from ticketing_common.events.catalogue import Event
 from ticketing_common.events.listener import Listener, ListenerRunner
-from ticketing_common.events.publisher import on_outbox_commit
+from ticketing_common.events.publisher import on_events_committed
 from ticketing_common.events.relay import OutboxRelay
 from ticketing_common.metrics import Metrics
 
@@ -76,7 +76,8 @@ class EventRuntime:
                 stream=settings.nats_stream,
                 metrics=self.metrics,
             )
-            self._undo_wake = on_outbox_commit(settings.service_name, self.relay.wake)
+            relay = self.relay
+            self._undo_wake = on_events_committed(self.sessionmaker, lambda _: relay.wake())
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
             self._tasks.append(self._relay_task)
         for listener in self.listeners:
