@@ -1,13 +1,16 @@
-"""The app factory: it refuses routes that would run in FastAPI's thread pool, and closes request sessions."""
+"""The app factory: it refuses routes that would run in FastAPI's thread pool, closes request sessions, and runs a
+service's own work inside the shared start-up and shut-down."""
 
 from __future__ import annotations
 
 import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import pytest
 from common_demo import DemoSettings
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,3 +95,20 @@ async def test_a_started_service_leaves_its_start_up_heap_out_of_garbage_collect
     assert gc.get_freeze_count() == 0
     async with running(create_app(demo_settings, title="demo")):
         assert gc.get_freeze_count() > 0
+
+
+async def test_the_service_work_runs_between_the_shared_start_up_and_shut_down(demo_settings: DemoSettings) -> None:
+    seen: list[str] = []
+
+    @asynccontextmanager
+    async def service_work(app: FastAPI) -> AsyncIterator[None]:
+        async with app.state.sessionmaker() as session:  # the database is already set up
+            seen.append(f"started, database answers {await session.scalar(text('SELECT 1'))}")
+        yield
+        async with app.state.sessionmaker() as session:  # and not yet torn down
+            seen.append(f"stopping, database answers {await session.scalar(text('SELECT 2'))}")
+
+    app = create_app(demo_settings, title="demo", while_running=service_work)
+    async with running(app):
+        assert seen == ["started, database answers 1"]
+    assert seen == ["started, database answers 1", "stopping, database answers 2"]

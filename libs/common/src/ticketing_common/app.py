@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -56,8 +56,11 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     listeners: Callable[[ServiceSettings], Sequence[Listener[Event]]] | None = None,
     configure: Callable[[FastAPI], None] | None = None,
+    while_running: Callable[[FastAPI], AbstractAsyncContextManager[object]] | None = None,
 ) -> FastAPI:
-    """Build a service app. ``listeners`` builds the service's event listeners from its settings."""
+    """Build a service app. ``listeners`` builds the service's event listeners from its settings;
+    ``while_running`` is entered once the database and the event runtime are started, and exited before they
+    stop (a service's own background work)."""
     configure_logging(settings.service_name, level=settings.log_level, json_lines=settings.log_json)
 
     @asynccontextmanager
@@ -77,7 +80,8 @@ def create_app(
         freeze_startup_heap()
         logger.info("service started", extra={"port": settings.port})
         try:
-            yield
+            async with while_running(app) if while_running is not None else nullcontext():
+                yield
         finally:
             await events.stop()
             await engine.dispose()

@@ -42,26 +42,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return listeners(settings, jetstream=jetstream, timers=app.state.expiry_timers)
 
-    app = create_service_app(settings, title="ticketing expiration", routers=[], listeners=build_listeners)
-    app.state.expiry_timers = None
-    shared_lifespan = app.router.lifespan_context
-
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
-        async with shared_lifespan(app) as state:
-            timers: ExpiryTimers | None = app.state.expiry_timers
-            if timers is not None:
-                try:
-                    armed = await rearm_timers(timers, sessionmaker=app.state.sessionmaker)
-                    logger.info("expiry timers re-armed", extra={"orders": armed})
-                except Exception as exc:  # the database is not there yet: the schedules fire instead
-                    logger.warning("expiry timers not re-armed", extra={"error": repr(exc)})
+    async def timers_running(app: FastAPI) -> AsyncIterator[None]:
+        timers: ExpiryTimers | None = app.state.expiry_timers
+        if timers is not None:
             try:
-                yield state
-            finally:
-                # Before the listeners, NATS and the database stop; the schedules fire in the timers' place.
-                if timers is not None:
-                    await timers.close()
+                armed = await rearm_timers(timers, sessionmaker=app.state.sessionmaker)
+                logger.info("expiry timers re-armed", extra={"orders": armed})
+            except Exception as exc:  # the database is not there yet: the schedules fire instead
+                logger.warning("expiry timers not re-armed", extra={"error": repr(exc)})
+        try:
+            yield
+        finally:
+            # Before the listeners, NATS and the database stop; the schedules fire in the timers' place.
+            if timers is not None:
+                await timers.close()
 
-    app.router.lifespan_context = lifespan
+    app = create_service_app(
+        settings,
+        title="ticketing expiration",
+        routers=[],
+        listeners=build_listeners,
+        while_running=timers_running,
+    )
+    app.state.expiry_timers = None
     return app

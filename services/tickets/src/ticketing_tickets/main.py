@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -27,28 +26,27 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    app = create_service_app(settings, title="ticketing tickets", routers=[router], listeners=listeners)
     cache = TicketCache(max_entries=settings.ticket_cache_size, ttl_seconds=settings.ticket_cache_ttl_seconds)
-    app.state.ticket_cache = cache
-    shared_lifespan = app.router.lifespan_context
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
-        async with shared_lifespan(app) as state:
-            if settings.ticket_cache_size == 0:
-                yield state
-                return
-            undo = on_events_committed(app.state.sessionmaker, cache.apply_events)
-            follower = asyncio.create_task(_follow(cache, app.state.events), name="ticket-cache")
-            try:
-                yield state
-            finally:
-                undo()
-                follower.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follower
+    async def cache_following(app: FastAPI) -> AsyncIterator[None]:
+        if settings.ticket_cache_size == 0:
+            yield
+            return
+        undo = on_events_committed(app.state.sessionmaker, cache.apply_events)
+        follower = asyncio.create_task(_follow(cache, app.state.events), name="ticket-cache")
+        try:
+            yield
+        finally:
+            undo()
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
 
-    app.router.lifespan_context = lifespan
+    app = create_service_app(
+        settings, title="ticketing tickets", routers=[router], listeners=listeners, while_running=cache_following
+    )
+    app.state.ticket_cache = cache
     return app
 
 
