@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,18 @@ from ticketing_expiration.models import OrderExpiry
 from ticketing_expiration.schedules import as_utc, expired_event, schedule_headers, schedule_subject
 
 logger = logging.getLogger("ticketing.expiration")
+
+# Built once: on the event path, building the statement would cost more CPU than running it.
+CLAIM_EXPIRY = (
+    pg_insert(OrderExpiry)
+    .values(
+        order_id=bindparam("order_id"),
+        expires_at=bindparam("expires_at"),
+        schedule_event_id=bindparam("schedule_event_id"),
+    )
+    .on_conflict_do_nothing(index_elements=[OrderExpiry.order_id])
+    .returning(OrderExpiry.order_id)
+)
 
 RemoveSchedule = Callable[[uuid.UUID], Awaitable[None]]
 """Deletes an order's schedule message from JetStream."""
@@ -42,23 +54,19 @@ async def schedule_expiry(
     Returns False, scheduling nothing, when the order is already known: scheduled before, or cancelled.
     """
     expires_at = as_utc(expires_at)
+    event_id = uuid.uuid4()  # the schedule message's, known before it is staged: one write claims and records it
     claimed = await session.scalar(
-        pg_insert(OrderExpiry)
-        .values(order_id=order_id, expires_at=expires_at)
-        .on_conflict_do_nothing(index_elements=[OrderExpiry.order_id])
-        .returning(OrderExpiry.order_id)
+        CLAIM_EXPIRY, {"order_id": order_id, "expires_at": expires_at, "schedule_event_id": event_id}
     )
     if claimed is None:
         logger.info("expiry already decided", extra={"order_id": str(order_id)})
         return False
-    event_id = publish(
+    publish(
         session,
         expired_event(order_id),
         subject=schedule_subject(order_id),
         headers=schedule_headers(order_id, expires_at, source=event_source(session), fire_at=fire_at),
-    )
-    await session.execute(
-        update(OrderExpiry).where(OrderExpiry.order_id == order_id).values(schedule_event_id=event_id)
+        event_id=event_id,
     )
     logger.debug("expiry scheduled", extra={"order_id": str(order_id), "expires_at": expires_at.isoformat()})
     return True

@@ -8,13 +8,14 @@ one chain (0, 1, 2, ...) however many requests and replicas race.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import exists, func, insert, select, tuple_, update
+from sqlalchemy import Update, bindparam, exists, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +33,21 @@ RESERVED_MESSAGE = "Cannot edit a reserved ticket"
 MODIFIED_MESSAGE = "Ticket was modified, reload and try again"
 # Each failed attempt means another writer committed a change, so this bounds the wait, not the progress.
 MAX_UPDATE_ATTEMPTS = 100
+
+
+# The event path's statements, built once: building one costs more CPU than running it.
+LOCK_TICKET = (
+    select(Ticket)
+    .where(Ticket.id == bindparam("ticket_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+WAS_CANCELLED = select(exists().where(CancelledOrder.order_id == bindparam("order_id")))
+REMEMBER_CANCELLED = (
+    pg_insert(CancelledOrder)
+    .values(order_id=bindparam("order_id"), ticket_id=bindparam("ticket_id"))
+    .on_conflict_do_nothing()
+)
 
 
 class UnknownTicketError(Exception):
@@ -133,7 +149,7 @@ async def reserve_for_order(*, session: AsyncSession, order_id: uuid.UUID, ticke
         raise UnknownTicketError(f"order {order_id} names unknown ticket {ticket_id}")
     if ticket.order_id == order_id:
         return None
-    if await session.scalar(select(exists().where(CancelledOrder.order_id == order_id))):
+    if await session.scalar(WAS_CANCELLED, {"order_id": order_id}):
         logger.info(
             "order was cancelled before its creation arrived; ticket stays free",
             extra={"order_id": str(order_id), "ticket_id": str(ticket_id)},
@@ -151,9 +167,7 @@ async def release_for_order(*, session: AsyncSession, order_id: uuid.UUID, ticke
     Returns the changed ticket, or None when this order did not hold it.
     """
     ticket = await _lock(session, ticket_id)
-    await session.execute(
-        pg_insert(CancelledOrder).values(order_id=order_id, ticket_id=ticket_id).on_conflict_do_nothing()
-    )
+    await session.execute(REMEMBER_CANCELLED, {"order_id": order_id, "ticket_id": ticket_id})
     if ticket is None:
         logger.warning("cancelled order names an unknown ticket", extra={"order_id": str(order_id)})
         return None
@@ -182,10 +196,25 @@ async def _load(session: AsyncSession, ticket_id: uuid.UUID) -> Ticket | None:
 async def _lock(session: AsyncSession, ticket_id: uuid.UUID) -> Ticket | None:
     # Both order listeners lock the ticket row first, so an order's creation and cancellation handled at
     # the same time by two replicas are applied one after the other and each sees the other's effect.
-    ticket: Ticket | None = await session.scalar(
-        select(Ticket).where(Ticket.id == ticket_id).with_for_update().execution_options(populate_existing=True)
-    )
+    ticket: Ticket | None = await session.scalar(LOCK_TICKET, {"ticket_id": ticket_id})
     return ticket
+
+
+@functools.cache
+def _update_statement(fields: tuple[str, ...], *, available_only: bool) -> Update:
+    """The conditional write of ``fields`` (bound as ``new_<field>``), built once per shape."""
+    statement = (
+        update(Ticket)
+        .where(Ticket.id == bindparam("ticket_id"), Ticket.version == bindparam("read_version"))
+        .values(
+            version=Ticket.version + 1, updated_at=func.now(), **{name: bindparam(f"new_{name}") for name in fields}
+        )
+        .returning(Ticket)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    if available_only:
+        statement = statement.where(Ticket.order_id.is_(None))
+    return statement
 
 
 async def _write(
@@ -193,16 +222,10 @@ async def _write(
 ) -> Ticket | None:
     """Change ``ticket`` only if it is still at the version read (and, if asked, still unheld), bump the
     version and publish ``ticket.updated``; None when the row moved on meanwhile."""
-    statement = (
-        update(Ticket)
-        .where(Ticket.id == ticket.id, Ticket.version == ticket.version)
-        .values(version=Ticket.version + 1, updated_at=func.now(), **values)
-        .returning(Ticket)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    )
-    if available_only:
-        statement = statement.where(Ticket.order_id.is_(None))
-    updated: Ticket | None = await session.scalar(statement)
+    statement = _update_statement(tuple(sorted(values)), available_only=available_only)
+    parameters = {"ticket_id": ticket.id, "read_version": ticket.version}
+    parameters.update({f"new_{name}": value for name, value in values.items()})
+    updated: Ticket | None = await session.scalar(statement, parameters)
     if updated is not None:
         publish(
             session,

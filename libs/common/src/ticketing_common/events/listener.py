@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -40,6 +40,16 @@ E = TypeVar("E", bound=Event)
 
 MAX_BACKOFF_SECONDS = 5.0
 NOT_YET_MAX_DELIVERIES = 60
+
+_inbox = ProcessedEvent.__table__
+# Built once: constructing a statement costs more CPU than executing it (~0.1 ms per statement, every event).
+# On the table, not the entity: the ORM's bulk-DML path adds ~65 µs more.
+CLAIM_EVENT = (
+    pg_insert(_inbox)
+    .values(consumer=bindparam("consumer"), event_id=bindparam("event_id"))
+    .on_conflict_do_nothing()
+    .returning(_inbox.c.event_id)
+)
 
 
 class NotYet(Exception):
@@ -231,14 +241,7 @@ class ListenerRunner:
     async def _apply(self, event: Event, context: EventContext) -> str:
         async with self._sessionmaker() as session, session.begin():
             session.info["service"] = self.service
-            # On the table, not the entity: the ORM's bulk-DML path adds ~65 µs of CPU to a ~410 µs transaction.
-            inbox = ProcessedEvent.__table__
-            claimed = await session.scalar(
-                pg_insert(inbox)
-                .values(consumer=self.consumer, event_id=context.event_id)
-                .on_conflict_do_nothing()
-                .returning(inbox.c.event_id)
-            )
+            claimed = await session.scalar(CLAIM_EVENT, {"consumer": self.consumer, "event_id": context.event_id})
             if claimed is None:
                 return "duplicate"
             await self.listener.handle(event, session, context)

@@ -1,4 +1,5 @@
-"""Publishing = adding the event to the outbox in the caller's transaction; the relay sends it later."""
+"""Publishing = adding the event to the outbox in the caller's transaction (written as it commits); the relay sends
+it later."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import event
+from sqlalchemy import bindparam, event, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from ticketing_common.events.catalogue import Event
 from ticketing_common.events.tables import OutboxRow
@@ -17,6 +18,13 @@ CE_SPECVERSION = "1.0"
 
 COMMIT_WATCHERS = "ticketing.commit_watchers"  # in the info of a sessionmaker's sessions
 STAGED_EVENTS = "ticketing.staged_events"  # in the info of a session, until its transaction ends
+STAGED_ROWS = "ticketing.staged_outbox_rows"  # in the info of a session, until its transaction commits
+
+# Built once, and written at commit: an ORM object per event cost ~0.15 ms of flush work, on every event path.
+_outbox = OutboxRow.__table__
+WRITE_OUTBOX = insert(_outbox).values(
+    {column: bindparam(column) for column in ("event_id", "subject", "payload", "headers")}
+)
 
 
 def on_events_committed(
@@ -32,6 +40,14 @@ def on_events_committed(
     return lambda: watchers.remove(watch)
 
 
+@event.listens_for(Session, "before_commit")
+def _write_outbox(session: Session) -> None:
+    # Inside the transaction, right before it commits (SQLAlchemy lets this hook run statements): the rows and
+    # the change they announce are written together or not at all. One statement for all of them, in order.
+    if rows := session.info.pop(STAGED_ROWS, None):
+        session.execute(WRITE_OUTBOX, rows)
+
+
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
     # In-process and after the commit: a NOTIFY inside the transaction would serialise every commit of the
@@ -44,6 +60,14 @@ def _after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forget_pending(session: Session) -> None:
     session.info.pop(STAGED_EVENTS, None)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_unwritten(session: Session, transaction: SessionTransaction) -> None:
+    # However the transaction ended without committing (a rollback, a close before any statement), its rows
+    # must not be written by the session's next one.
+    if transaction.parent is None:
+        session.info.pop(STAGED_ROWS, None)
 
 
 def cloudevent_headers(*, event_id: uuid.UUID, subject: str, source: str, time: datetime) -> dict[str, str]:
@@ -65,26 +89,28 @@ def publish(
     *,
     subject: str | None = None,
     headers: Mapping[str, str] | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Stage ``event`` in the outbox of ``session``'s transaction; it is sent only if that transaction commits.
 
     Never commits on its own, so the state change and its event are written together or not at all.
     ``subject`` and ``headers`` override where and how it is sent (e.g. a JetStream schedule message whose
-    target is the event's own subject).
+    target is the event's own subject); ``event_id`` when the caller must record the id first (a new one by
+    default). Returns the event id.
     """
-    event_id = uuid.uuid4()
+    event_id = event_id or uuid.uuid4()
     source = str(session.info.get("service", "unknown"))
     if session.info.get(COMMIT_WATCHERS):
         session.info.setdefault(STAGED_EVENTS, []).append(event)
-    session.add(
-        OutboxRow(
-            event_id=event_id,
-            subject=subject or str(event.subject),
-            payload=event.model_dump(mode="json", by_alias=True),
-            headers={
+    session.info.setdefault(STAGED_ROWS, []).append(
+        {
+            "event_id": event_id,
+            "subject": subject or str(event.subject),
+            "payload": event.model_dump(mode="json", by_alias=True),
+            "headers": {
                 **cloudevent_headers(event_id=event_id, subject=event.subject, source=source, time=datetime.now(UTC)),
                 **(headers or {}),
             },
-        )
+        }
     )
     return event_id
