@@ -45,7 +45,8 @@ def _write_outbox(session: Session) -> None:
     # Inside the transaction, right before it commits (SQLAlchemy lets this hook run statements): the rows and
     # the change they announce are written together or not at all. One statement for all of them, in order.
     if rows := session.info.pop(STAGED_ROWS, None):
-        session.execute(WRITE_OUTBOX, rows)
+        # One row (the usual case) as a plain execute: a list, even of one, goes through the driver's executemany.
+        session.execute(WRITE_OUTBOX, rows[0] if len(rows) == 1 else rows)
 
 
 @event.listens_for(Session, "after_commit")
