@@ -92,6 +92,42 @@ async def test_nothing_is_published_when_the_transaction_rolls_back(demo_app: Fa
     assert await stream_events(js, "ticket.created") == []
 
 
+async def test_a_transactions_events_are_written_as_it_commits_in_the_order_published(demo_app: FastAPI) -> None:
+    await demo_app.state.events.stop_relay()
+    titles = ["first", "second", "third"]
+    async with demo_app.state.sessionmaker() as session, session.begin():
+        session.info["service"] = "demo"
+        for title in titles:
+            publish(
+                session, TicketCreated(id=uuid.uuid4(), title=title, price=Decimal(1), user_id=uuid.uuid4(), version=0)
+            )
+        assert await session.scalar(select(func.count()).select_from(OutboxRow)) == 0  # staged, not yet written
+
+    async with demo_app.state.sessionmaker() as session:
+        rows = (await session.scalars(select(OutboxRow).order_by(OutboxRow.id))).all()
+    assert [row.payload["title"] for row in rows] == titles
+    assert all(row.sent_at is None and row.headers["ce-id"] == str(row.event_id) for row in rows)
+
+
+async def test_events_of_a_transaction_that_never_committed_are_not_written_by_the_next_one(demo_app: FastAPI) -> None:
+    await demo_app.state.events.stop_relay()
+    session = demo_app.state.sessionmaker()
+    session.info["service"] = "demo"
+    await session.begin()
+    publish(session, TicketCreated(id=uuid.uuid4(), title="dropped", price=Decimal(1), user_id=uuid.uuid4(), version=0))
+    await session.close()  # ends the transaction without a statement, a commit or a rollback
+
+    async with session.begin():
+        publish(
+            session, TicketCreated(id=uuid.uuid4(), title="kept", price=Decimal(1), user_id=uuid.uuid4(), version=0)
+        )
+    await session.close()
+
+    async with demo_app.state.sessionmaker() as reader:
+        titles = (await reader.scalars(select(OutboxRow.payload["title"].astext))).all()
+    assert titles == ["kept"]
+
+
 async def test_the_same_event_delivered_twice_is_applied_once(demo_app: FastAPI, js: JetStreamContext) -> None:
     ticket_id = uuid.uuid4()
     event = TicketCreated(id=ticket_id, title="Once", price=Decimal(5), user_id=uuid.uuid4(), version=0)
