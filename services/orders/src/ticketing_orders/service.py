@@ -51,7 +51,7 @@ REFUND_ORDER_ALREADY_PAID = "order already paid"
 MAX_TRANSITION_ATTEMPTS = 10
 
 # The hot paths' statements, built once: building one costs more CPU than running it. A new order is one
-# statement, not a unit-of-work flush, which costs several times more for a single row.
+# prebuilt insert, not a unit-of-work flush: the use case went from 1.35 to 0.86 ms of CPU (bench/README.md).
 INSERT_ORDER = insert(Order.__table__).values(
     {column: bindparam(column) for column in ("id", "user_id", "status", "expires_at", "version", "ticket_id")}
 )
