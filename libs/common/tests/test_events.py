@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from ticketing_common.embedded import EmbeddedNats, EmbeddedPostgres
 from ticketing_common.events import Event, TicketCreated
 from ticketing_common.events.catalogue import encode
-from ticketing_common.events.publisher import cloudevent_headers, publish
+from ticketing_common.events.publisher import cloudevent_headers, on_events_committed, publish
 from ticketing_common.events.relay import OutboxRelay, PendingEvent
 from ticketing_common.events.tables import OutboxRow, ParkedMessage, ProcessedEvent
 from ticketing_common.testing import (
@@ -111,6 +111,11 @@ async def test_a_transactions_events_are_written_as_it_commits_in_the_order_publ
 
 async def test_events_of_a_transaction_that_never_committed_are_not_written_by_the_next_one(demo_app: FastAPI) -> None:
     await demo_app.state.events.stop_relay()
+    reported: list[str] = []
+    undo = on_events_committed(
+        demo_app.state.sessionmaker,
+        lambda events: reported.extend(e.title for e in events if isinstance(e, TicketCreated)),
+    )
     session = demo_app.state.sessionmaker()
     session.info["service"] = "demo"
     await session.begin()
@@ -122,10 +127,12 @@ async def test_events_of_a_transaction_that_never_committed_are_not_written_by_t
             session, TicketCreated(id=uuid.uuid4(), title="kept", price=Decimal(1), user_id=uuid.uuid4(), version=0)
         )
     await session.close()
+    undo()
 
     async with demo_app.state.sessionmaker() as reader:
         titles = (await reader.scalars(select(OutboxRow.payload["title"].astext))).all()
     assert titles == ["kept"]
+    assert reported == ["kept"]  # nor reported to the commit watchers
 
 
 async def test_the_same_event_delivered_twice_is_applied_once(demo_app: FastAPI, js: JetStreamContext) -> None:

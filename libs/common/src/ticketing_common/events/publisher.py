@@ -18,7 +18,7 @@ CE_SPECVERSION = "1.0"
 
 COMMIT_WATCHERS = "ticketing.commit_watchers"  # in the info of a sessionmaker's sessions
 STAGED_EVENTS = "ticketing.staged_events"  # in the info of a session, until its transaction ends
-STAGED_ROWS = "ticketing.staged_outbox_rows"  # in the info of a session, until its transaction commits
+STAGED_ROWS = "ticketing.staged_outbox_rows"  # in the info of a session, until its transaction ends
 
 # Built once, and written at commit: an ORM object per event cost ~0.15 ms of flush work, on every event path.
 _outbox = OutboxRow.__table__
@@ -58,17 +58,13 @@ def _after_commit(session: Session) -> None:
             watch(committed)
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_pending(session: Session) -> None:
-    session.info.pop(STAGED_EVENTS, None)
-
-
 @event.listens_for(Session, "after_transaction_end")
-def _forget_unwritten(session: Session, transaction: SessionTransaction) -> None:
-    # However the transaction ended without committing (a rollback, a close before any statement), its rows
-    # must not be written by the session's next one.
+def _forget_uncommitted(session: Session, transaction: SessionTransaction) -> None:
+    # After a commit both are gone already. However else the transaction ended (a rollback, a close before any
+    # statement), its rows must not be written, nor its events reported, by the session's next transaction.
     if transaction.parent is None:
         session.info.pop(STAGED_ROWS, None)
+        session.info.pop(STAGED_EVENTS, None)
 
 
 def cloudevent_headers(*, event_id: uuid.UUID, subject: str, source: str, time: datetime) -> dict[str, str]:
