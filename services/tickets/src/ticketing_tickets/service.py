@@ -43,8 +43,8 @@ LOCK_TICKET = (
     .execution_options(populate_existing=True)
 )
 WAS_CANCELLED = select(exists().where(CancelledOrder.order_id == bindparam("order_id")))
-REMEMBER_CANCELLED = (
-    pg_insert(CancelledOrder)
+REMEMBER_CANCELLED = (  # on the table, not the entity: it skips the ORM's bulk-DML path
+    pg_insert(CancelledOrder.__table__)
     .values(order_id=bindparam("order_id"), ticket_id=bindparam("ticket_id"))
     .on_conflict_do_nothing()
 )
