@@ -167,6 +167,25 @@ def test_sign_in_returns_to_the_page_that_asked_for_it_and_never_off_site(visito
     assert elsewhere.headers["location"] == "/"
 
 
+def test_a_cross_site_post_is_refused_even_when_it_names_its_own_site_as_the_forwarded_host(
+    visitors: Visitors,
+) -> None:
+    visitor = visitors()
+    visitor.sign_up()
+    forged = {"Origin": "http://evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"}
+    response = visitor.http.post("/signout", headers=forged)
+    assert response.status_code == 403
+    assert visitor.get("/orders").status_code == 200  # still signed in
+
+
+def test_a_post_without_origin_is_accepted_with_a_referer_from_this_site(visitors: Visitors) -> None:
+    visitor = visitors()
+    visitor.sign_up()
+    response = visitor.http.post("/signout", headers={"Referer": str(visitor.http.base_url).rstrip("/") + "/signout"})
+    assert response.status_code == 303
+    assert visitor.get("/orders").headers["location"] == "/signin?next=/orders"
+
+
 def test_signing_out_clears_the_cookie(visitors: Visitors) -> None:
     visitor = visitors()
     visitor.sign_up()

@@ -13,6 +13,7 @@ from ticketing_client.presenters import (
     format_remaining,
     order_view,
     price_for_api,
+    retry_after_text,
     safe_next,
     split_errors,
 )
@@ -145,3 +146,24 @@ def test_field_errors_go_next_to_their_fields_and_the_rest_on_top() -> None:
     by_field, general = split_errors(errors, ("email", "password"))  # type: ignore[arg-type]
     assert by_field == {"email": "Email must be valid"}
     assert general == ["Invalid credentials", "Version is stale"]
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        ("1", "Please try again in 1 second."),
+        ("30", "Please try again in 30 seconds."),
+        ("60", "Please try again in 1 minute."),
+        ("61", "Please try again in 2 minutes."),
+        ("0", "Please try again in 1 second."),
+        ("Sun, 29 Nov 2026 12:05:00 GMT", "Please try again in 5 minutes."),
+        ("Sun, 29 Nov 2026 11:00:00 GMT", "Please try again in 1 second."),
+    ],
+)
+def test_retry_after_reads_as_words(header: str, words: str) -> None:
+    assert retry_after_text(header, now=datetime(2026, 11, 29, 12, 0, tzinfo=UTC)) == words
+
+
+@pytest.mark.parametrize("header", [None, "", "soon", "-5", "Sun, 29 Nov 2026 12:05:00"])
+def test_retry_after_without_a_usable_value_says_nothing(header: str | None) -> None:
+    assert retry_after_text(header) is None

@@ -1,21 +1,23 @@
 """The APIs as the client sees them: HTTP calls through the gateway, made with the visitor's session cookie.
 
-One pooled ``httpx.AsyncClient`` serves every visitor, so it must never remember cookies: its jar refuses
+One pooled ``aiohttp.ClientSession`` serves every visitor, so it must never remember cookies: its jar refuses
 them all, the visitor's ``session`` is sent per call, and ``Set-Cookie`` answers are handed back to be relayed
-to the browser.
+to the browser. aiohttp rather than httpx: httpcore's pool spends most of the process's CPU on bookkeeping and
+reconnects past 20 idle connections once a few hundred calls are in flight (see ``bench/README.md``).
 """
 
 from __future__ import annotations
 
-import http.cookiejar
+import json as jsonlib
 import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from ticketing_client.config import Settings
+from ticketing_client.presenters import retry_after_text
 from ticketing_common.auth import COOKIE_NAME
 from ticketing_common.errors import CustomError, ErrorItem, ServiceUnavailableError
 from ticketing_common.schemas import parse_path_id
@@ -44,6 +46,7 @@ class ApiResponse:
     status: int
     body: Any
     set_cookies: list[str] = field(default_factory=list)
+    retry_after: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -62,36 +65,33 @@ class ApiResponse:
                 items.append(item)
         if not items and not self.ok:
             items.append({"message": UNAVAILABLE_MESSAGE if self.status >= 500 else "Something went wrong"})
+        when = retry_after_text(self.retry_after) if not self.ok else None
+        if when:
+            items.append({"message": when})
         return items
 
     def json_or_raise(self) -> Any:
         """The body of a successful call; otherwise an :class:`ApiError` carrying the API's answer."""
         if not self.ok:
-            raise ApiError(self.status, self.errors)
+            error = ApiError(self.status, self.errors)
+            if self.retry_after:
+                error.headers = {"Retry-After": self.retry_after}
+            raise error
         return self.body
 
 
-class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    """Refuse every cookie: the shared client must never carry one visitor's session to another."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-
-def create_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The pooled HTTP client of the process (no cookie jar, the API host header, the configured timeout)."""
+def create_http_client(settings: Settings) -> aiohttp.ClientSession:
+    """The pooled HTTP client of the process: no cookie jar, the API host header, the configured timeout (which
+    includes waiting for a free connection), and connections kept open so busy pages do not reconnect."""
     headers = {"Accept": "application/json", "User-Agent": "ticketing-client"}
     if settings.api_host:
         headers["Host"] = settings.api_host
-    return httpx.AsyncClient(
-        base_url=settings.api_url,
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=settings.api_max_connections, limit_per_host=0, keepalive_timeout=30),
         headers=headers,
-        timeout=settings.api_timeout_seconds,
-        cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
-        follow_redirects=False,
+        timeout=aiohttp.ClientTimeout(total=settings.api_timeout_seconds),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        raise_for_status=False,
     )
 
 
@@ -103,30 +103,46 @@ def as_uuid(value: str) -> str:
 class Api:
     """Calls on behalf of one visitor (``session`` is their cookie value, or None when signed out)."""
 
-    def __init__(self, http: httpx.AsyncClient, session: str | None, request_id: str | None = None) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, api_url: str, session: str | None, request_id: str | None = None
+    ) -> None:
         self.http = http
+        self.api_url = api_url
         self.session = session
         self.request_id = request_id
 
     async def call(
         self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
     ) -> ApiResponse:
-        """One API call; ServiceUnavailableError when the gateway cannot be reached at all."""
+        """One API call; ServiceUnavailableError when the gateway cannot be reached or does not answer in time.
+
+        Any 5xx answer is a 503 to the visitor ("try again in a moment"); only a deliberate 503 keeps its message
+        (e.g. the payment provider is unavailable), a crash's or a proxy's page never reaches the visitor."""
         headers: dict[str, str] = {}
         if self.session:
             headers["Cookie"] = f"{COOKIE_NAME}={self.session}"
         if self.request_id:
             headers["X-Request-Id"] = self.request_id
         try:
-            response = await self.http.request(method, path, json=json, params=params, headers=headers)
-        except httpx.HTTPError as exc:
+            async with self.http.request(
+                method, self.api_url + path, json=json, params=params, headers=headers, allow_redirects=False
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                set_cookies = response.headers.getall("Set-Cookie", [])
+                retry_after = response.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError) as exc:
             logger.warning("api unreachable", extra={"method": method, "path": path, "error": repr(exc)})
             raise ServiceUnavailableError(UNAVAILABLE_MESSAGE) from None
         try:
-            body: Any = response.json() if response.content else None
+            body: Any = jsonlib.loads(raw) if raw else None
         except ValueError:
             body = None
-        return ApiResponse(response.status_code, body, response.headers.get_list("set-cookie"))
+        if status >= 500:
+            logger.warning("api failed", extra={"method": method, "path": path, "status": status})
+            body = body if status == 503 else None
+            status = 503
+        return ApiResponse(status, body, set_cookies, retry_after)
 
     # -- auth ------------------------------------------------------------------------------------------------
 

@@ -23,7 +23,12 @@ class Settings(BaseSettings):
 
     api_url: str = Field(default="http://127.0.0.1:8080", description="The gateway (or ingress) in front of the APIs.")
     api_host: str = Field(default="", description="Host header sent to API_URL (e.g. ticketing.dev behind ingress).")
-    api_timeout_seconds: float = Field(default=10.0, gt=0)
+    api_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Per API call, waiting for a connection included."
+    )
+    api_max_connections: int = Field(
+        default=256, ge=1, description="Open connections to API_URL at most (kept alive and reused between calls)."
+    )
 
     tickets_per_page: int = Field(default=20, ge=1, le=100)
     currency: str = "usd"

@@ -14,6 +14,7 @@ from ticketing_common.auth import COOKIE_NAME
 async def _api(request: Request) -> Api:
     return Api(
         request.app.state.http,
+        request.app.state.settings.api_url,
         session=request.cookies.get(COOKIE_NAME),
         request_id=request.headers.get("x-request-id"),
     )

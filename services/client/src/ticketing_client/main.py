@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -78,10 +78,12 @@ async def healthz() -> dict[str, str]:
 
 async def readyz(request: Request) -> JSONResponse:
     """Ready when the gateway answers. Not its ``/healthz``, which asks this very endpoint: a cheap API call."""
-    http: httpx.AsyncClient = request.app.state.http
+    http: aiohttp.ClientSession = request.app.state.http
+    settings: Settings = request.app.state.settings
     try:
-        await http.get("/api/users/currentuser", timeout=2.0)
-    except httpx.HTTPError:
+        async with http.get(settings.api_url + "/api/users/currentuser", timeout=aiohttp.ClientTimeout(total=2)):
+            pass
+    except (aiohttp.ClientError, TimeoutError):
         return JSONResponse(error_body([{"message": "gateway unreachable"}]), status_code=503)
     return JSONResponse({"status": "ready"})
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
+from math import ceil
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -84,6 +86,26 @@ def format_remaining(seconds: float) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def retry_after_text(value: str | None, *, now: datetime | None = None) -> str | None:
+    """A ``Retry-After`` header (seconds, or an HTTP date) in words for the visitor; None without a usable one."""
+    value = (value or "").strip()
+    if value.isdigit():
+        seconds = int(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = ceil((when - (now or datetime.now(UTC))).total_seconds())
+    seconds = max(1, seconds)
+    if seconds < 60:
+        return f"Please try again in {seconds} second{'s' if seconds != 1 else ''}."
+    minutes = ceil(seconds / 60)
+    return f"Please try again in {minutes} minute{'s' if minutes != 1 else ''}."
 
 
 @dataclass(frozen=True)

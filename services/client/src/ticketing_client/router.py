@@ -46,6 +46,14 @@ def redirect(url: str, set_cookies: list[str] | None = None) -> RedirectResponse
     return response
 
 
+def relay_retry_after(page: Response, result: ApiResponse | None) -> Response:
+    """A form shown again after a refused call tells the browser, too, when to retry (the words are among the
+    result's errors)."""
+    if result is not None and not result.ok and result.retry_after:
+        page.headers["Retry-After"] = result.retry_after
+    return page
+
+
 def to_sign_in(request: Request, back: str | None = None) -> RedirectResponse:
     """Send a signed-out visitor to sign in, then back to ``back`` (a form's page; default: this page)."""
     here = back or request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -77,7 +85,7 @@ def _auth_page(
     request: Request, mode: str, *, next_url: str, email: str = "", result: ApiResponse | None = None
 ) -> Response:
     field_errors, errors = split_errors(result.errors, AUTH_FIELDS) if result else ({}, [])
-    return render(
+    page = render(
         request,
         "auth.html",
         status_code=result.status if result else 200,
@@ -87,6 +95,7 @@ def _auth_page(
         errors=errors,
         field_errors=field_errors,
     )
+    return relay_retry_after(page, result)
 
 
 @router.get("/signup", response_class=HTMLResponse)
@@ -157,7 +166,7 @@ def _ticket_form(
     result: ApiResponse | None = None,
 ) -> Response:
     field_errors, errors = split_errors(result.errors, TICKET_FIELDS) if result else ({}, [])
-    return render(
+    page = render(
         request,
         "ticket_form.html",
         status_code=result.status if result else 200,
@@ -167,6 +176,7 @@ def _ticket_form(
         errors=errors,
         field_errors=field_errors,
     )
+    return relay_retry_after(page, result)
 
 
 @router.get("/tickets/new", response_class=HTMLResponse)
@@ -234,7 +244,8 @@ async def purchase(
     if result.ok:
         return redirect(f"/orders/{as_uuid(str(result.body['id']))}")
     ticket = (await api.get_ticket(ticket_id)).json_or_raise()
-    return _ticket_page(request, ticket, user, errors=result.errors, status_code=result.status)
+    page = _ticket_page(request, ticket, user, errors=result.errors, status_code=result.status)
+    return relay_retry_after(page, result)
 
 
 async def _own_ticket(api: Api, ticket_id: uuid.UUID, user: dict[str, Any]) -> dict[str, Any]:
@@ -320,7 +331,8 @@ async def _order_page(
     order = (await api.get_order(order_id)).json_or_raise()
     context = _order_context(order, settings, payment=payment)
     errors = [e["message"] for e in result.errors] if result else []
-    return render(request, "order.html", status_code=result.status if result else 200, errors=errors, **context)
+    page = render(request, "order.html", status_code=result.status if result else 200, errors=errors, **context)
+    return relay_retry_after(page, result)
 
 
 @router.get("/orders/{order_id:uuid}", response_class=HTMLResponse)
