@@ -93,6 +93,26 @@ async def test_forms_must_be_url_encoded(client: httpx.AsyncClient) -> None:
 async def test_oversized_form_posts_are_refused(client: httpx.AsyncClient) -> None:
     response = await client.post("/signin", data={"email": "x" * 70_000, "password": "y"})
     assert response.status_code == 413
+    assert response.json() == {"errors": [{"message": "Request body too large"}]}
+
+
+async def test_an_oversized_form_post_from_a_browser_gets_a_413_page(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b"email=" + b"x" * 1000
+
+    for kind, extra in (("declared", {"data": {"email": "x" * 70_000}}), ("chunked", {"content": chunks()})):
+        response = await client.post(
+            "/signin",
+            headers={**HTML, "Origin": "http://testserver", "Content-Type": "application/x-www-form-urlencoded"},
+            **extra,  # type: ignore[arg-type]
+        )
+        assert response.status_code == 413, kind
+        assert response.headers["content-type"].startswith("text/html"), kind
+        assert response.headers["content-security-policy"].startswith("default-src 'self'"), kind
+        doc = parse(response.text)
+        assert doc.find("h1").text == "Too much data", kind  # type: ignore[union-attr]
+        assert "Request body too large" in doc.find(role="alert").text  # type: ignore[union-attr]
 
 
 async def test_pages_carry_a_strict_content_security_policy_and_are_never_cached(client: httpx.AsyncClient) -> None:

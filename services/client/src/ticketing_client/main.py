@@ -67,8 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)
     app.add_middleware(UnexpectedErrorMiddleware, handler=cast(Handler, app.exception_handlers[Exception]))
-    app.add_middleware(SecurityHeadersMiddleware, policy=content_security_policy(settings))
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(ErrorPagesOutsideMiddleware)
+    # Outermost, so that every answer carries them, the pages made from the request middleware's errors too.
+    app.add_middleware(SecurityHeadersMiddleware, policy=content_security_policy(settings))
     return app
 
 
@@ -114,26 +116,34 @@ def _as_page(json_handler: Handler) -> Handler:
         response = await json_handler(request, exc)
         if not wants_html(request):
             return response
-        if response.status_code == 401:
-            # Back to this page after signing in; a form post cannot be replayed, so home then.
-            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            here = here if request.method == "GET" else "/"
-            return RedirectResponse(f"/signin?next={quote(here, safe='/')}", status_code=303)
-        body: Any = json.loads(bytes(response.body)) if response.body else {}
-        messages = [e.get("message", "") for e in body.get("errors", []) if isinstance(e, dict)]
-        page = render(
-            request,
-            "error.html",
-            status_code=response.status_code,
-            heading=ERROR_HEADINGS.get(response.status_code, "Something went wrong"),
-            messages=messages or ["Something went wrong"],
-        )
-        for name in ("retry-after",):
-            if name in response.headers:
-                page.headers[name] = response.headers[name]
-        return page
+        return error_page(request, response.status_code, bytes(response.body), response.headers.get("retry-after"))
 
     return handler
+
+
+def error_page(request: Request, status: int, json_body: bytes, retry_after: str | None) -> Response:
+    """The shared JSON error answer shown as a page (or, for a 401, a redirect to sign in and back)."""
+    if status == 401:
+        # Back to this page after signing in; a form post cannot be replayed, so home then.
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        here = here if request.method == "GET" else "/"
+        return RedirectResponse(f"/signin?next={quote(here, safe='/')}", status_code=303)
+    try:
+        body: Any = json.loads(json_body) if json_body else {}
+    except ValueError:
+        body = {}
+    errors = body.get("errors", []) if isinstance(body, dict) else []
+    messages = [e.get("message", "") for e in errors if isinstance(e, dict)]
+    page = render(
+        request,
+        "error.html",
+        status_code=status,
+        heading=ERROR_HEADINGS.get(status, "Something went wrong"),
+        messages=messages or ["Something went wrong"],
+    )
+    if retry_after:
+        page.headers["retry-after"] = retry_after
+    return page
 
 
 # -- headers -----------------------------------------------------------------------------------------------------
@@ -166,6 +176,44 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class ErrorPagesOutsideMiddleware:
+    """Errors the shared request middleware answers itself, before any handler runs (a form post over the body
+    limit: 413), are pages for browsers too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not wants_html(Request(scope)):
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+        body = b""
+
+        async def to_page(message: Message) -> None:
+            nonlocal held, body
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                headers = dict(message.get("headers", []))
+                if headers.get(b"content-type", b"").startswith(b"application/json"):
+                    held = message
+                    return
+            if held is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            body += message.get("body", b"")
+            if message.get("more_body", False):
+                return
+            headers = dict(held.get("headers", []))
+            retry_after = headers.get(b"retry-after", b"").decode("latin-1") or None
+            page = error_page(Request(scope), held["status"], body, retry_after)
+            for name in (b"x-request-id", b"connection"):
+                if name in headers:
+                    page.raw_headers.append((name, headers[name]))
+            await page(scope, receive, send)
+
+        await self.app(scope, receive, to_page)
 
 
 class UnexpectedErrorMiddleware:
