@@ -68,7 +68,9 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                connector = aiohttp.TCPConnector(limit=self.settings.max_connections, keepalive_timeout=30)
+                # Idle connections are not reused after 4 s, before the services' uvicorn closes them (5 s): a post
+                # sent on a connection being closed fails (503), and aiohttp retries only idempotent calls.
+                connector = aiohttp.TCPConnector(limit=self.settings.max_connections, keepalive_timeout=4)
                 self._session = aiohttp.ClientSession(
                     connector=connector,
                     timeout=aiohttp.ClientTimeout(total=self.settings.upstream_timeout_seconds),
