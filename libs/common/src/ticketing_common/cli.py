@@ -54,7 +54,7 @@ def service_main(
         port=getattr(settings, "port", 3000),
         log_config=None,
         access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips="*",
+        # The peer stays the TCP peer: ticketing_common.client_address decides whose X-Forwarded-For to believe.
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )

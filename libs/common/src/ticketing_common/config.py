@@ -10,6 +10,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from ticketing_common.client_address import DEFAULT_TRUSTED_PROXIES, parse_trusted_proxies
+
 MIN_JWT_KEY_LENGTH = 32
 
 
@@ -38,6 +40,10 @@ class ServiceSettings(BaseSettings):
     cookie_secure: bool = True
 
     max_body_bytes: int = 64 * 1024
+    trusted_proxies: str = Field(
+        default=DEFAULT_TRUSTED_PROXIES,
+        description="Comma-separated IPs/CIDRs of the proxies whose X-Forwarded-For is believed (client_address).",
+    )
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -57,6 +63,12 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"JWT_KEY must be at least {MIN_JWT_KEY_LENGTH} characters long")
         if value.lower() in {"changethis", "secret", "asdf"}:
             raise ValueError("JWT_KEY must not be a well-known placeholder")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies_parse(cls, value: str) -> str:
+        parse_trusted_proxies(value)
         return value
 
     @model_validator(mode="after")
