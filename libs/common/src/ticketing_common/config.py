@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 MIN_JWT_KEY_LENGTH = 32
+HEADER_TIMEOUT_SECONDS = 10.0
 
 
 class ServiceSettings(BaseSettings):
@@ -38,6 +39,7 @@ class ServiceSettings(BaseSettings):
     cookie_secure: bool = True
 
     max_body_bytes: int = 64 * 1024
+    header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS  # a connection's request headers arrive within this
     log_level: str = "INFO"
     log_json: bool = True
 
