@@ -92,7 +92,9 @@ class Gateway:
         try:
             body = await self._read_body(scope, receive)
         except _BodyTooLarge:
-            await _send_json(send, 413, error_body([{"message": "Request body too large"}]), close=True)
+            # Not "Connection: close": closing with the body still arriving resets the connection, and the client
+            # may lose the answer; uvicorn reads and drops the rest of the body instead.
+            await _send_json(send, 413, error_body([{"message": "Request body too large"}]))
             return
         except _ClientGone:
             return
@@ -226,11 +228,9 @@ def _host_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any], *, close: bool = False) -> None:
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     raw = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
-    if close:
-        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": raw})
 

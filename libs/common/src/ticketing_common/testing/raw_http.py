@@ -38,7 +38,13 @@ async def read_response(reader: asyncio.StreamReader) -> RawResponse:
         if status >= 200:
             break
     length = next((int(v) for k, v in headers if k == "content-length"), None)
-    body = await reader.readexactly(length) if length is not None else await reader.read()
+    if any(k == "transfer-encoding" and v.lower() == "chunked" for k, v in headers):
+        body = b""
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            body += (await reader.readexactly(size + 2))[:-2]
+        await reader.readuntil(b"\r\n")
+    else:
+        body = await reader.readexactly(length) if length is not None else await reader.read()
     return RawResponse(status, headers, body)
 
 
