@@ -32,6 +32,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         ARGON2_MEMORY_COST="1024",
         ARGON2_PARALLELISM="1",
         LOG_LEVEL="DEBUG",
+        HEADER_TIMEOUT_SECONDS="2",  # the slow-client tests wait for it
     )
     log_file = tmp_path_factory.mktemp("hostile") / "system.log"
     with log_file.open("w") as sink:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from ticketing_common.client_address import DEFAULT_TRUSTED_PROXIES, parse_trusted_proxies
 
 MIN_JWT_KEY_LENGTH = 32
+HEADER_TIMEOUT_SECONDS = 10.0
 
 
 class ServiceSettings(BaseSettings):
@@ -44,6 +45,7 @@ class ServiceSettings(BaseSettings):
         default=DEFAULT_TRUSTED_PROXIES,
         description="Comma-separated IPs/CIDRs of the proxies whose X-Forwarded-For is believed (client_address).",
     )
+    header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS  # a connection's request headers arrive within this
     log_level: str = "INFO"
     log_json: bool = True
 
