@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from deploy_support import OVERLAYS, Manifests
 
-from ticketing_gateway.routes import ROUTES, route_for
+from ticketing_common.http_server import came_through_proxy, is_operational_path
+from ticketing_gateway.routes import INTERNAL_PATHS, ROUTES, route_for
 
 SAMPLE_PATHS = (
     "/",
@@ -97,3 +98,36 @@ def test_ingress_and_gateway_send_a_path_to_the_same_service(
 def test_the_expiration_service_has_no_public_route(rendered: dict[str, Manifests]) -> None:
     services = {r["backend"]["service"]["name"] for r in _rules(rendered["gke"])}
     assert "expiration-srv" not in services
+
+
+@pytest.mark.parametrize("path", INTERNAL_PATHS)
+def test_the_ingress_sends_operational_paths_only_to_services_that_refuse_proxied_requests(
+    rendered: dict[str, Manifests], path: str
+) -> None:
+    """ingress-nginx cannot leave a path out of a Prefix rule, so ``/metrics`` and the rest reach the web client;
+    every service (the client too, through RequestMiddleware) answers 404 there to a request carrying
+    X-Forwarded-For, which ingress-nginx always sets and a kubelet probe or a Prometheus scrape never does."""
+    assert is_operational_path(path)
+    assert came_through_proxy([(b"x-forwarded-for", b"203.0.113.7")])
+    for overlay in OVERLAYS:
+        assert _ingress_service_for(_rules(rendered[overlay]), path) in {f"{r.service}-srv" for r in ROUTES}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_and_scrapes_ask_operational_paths_directly(rendered: dict[str, Manifests], overlay: str) -> None:
+    checked = 0
+    for deployment in rendered[overlay].of_kind("Deployment"):
+        template = deployment["spec"]["template"]
+        scrape_path = template["metadata"].get("annotations", {}).get("prometheus.io/path")
+        if scrape_path is not None:
+            assert is_operational_path(scrape_path)
+        for container in template["spec"]["containers"]:
+            for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+                probe = container.get(kind, {}).get("httpGet")
+                if probe is None:
+                    continue
+                checked += 1
+                assert is_operational_path(probe["path"])
+                sent = [(h["name"].lower().encode(), h["value"].encode()) for h in probe.get("httpHeaders", [])]
+                assert not came_through_proxy(sent), f"{deployment['metadata']['name']} {kind} would be refused"
+    assert checked > 0

@@ -112,3 +112,17 @@ async def test_the_service_work_runs_between_the_shared_start_up_and_shut_down(d
     async with running(app):
         assert seen == ["started, database answers 1"]
     assert seen == ["started, database answers 1", "stopping, database answers 2"]
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc"])
+@pytest.mark.parametrize("proxy_header", ["X-Forwarded-For", "Forwarded"])
+async def test_returns_404_for_an_operational_endpoint_asked_through_a_proxy(
+    demo_settings: DemoSettings, path: str, proxy_header: str
+) -> None:
+    app = create_app(demo_settings, title="demo")
+    async with running(app), http_client(app) as client:
+        direct = await client.get(path)
+        proxied = await client.get(path, headers={proxy_header: "for=203.0.113.7"})
+    assert direct.status_code == 200  # kubelet probes, Prometheus and the launcher come directly
+    assert proxied.status_code == 404
+    assert proxied.json() == {"errors": [{"message": "Not Found"}]}

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from fastapi import FastAPI
 
+from ticketing_common.schemas import has_control_characters, is_storable_text
 from ticketing_common.testing import http_client
 
 
@@ -122,3 +123,30 @@ async def test_every_response_carries_a_request_id(demo_app: FastAPI) -> None:
         generated = await client.get("/healthz")
     assert response.headers["x-request-id"] == "abc123"
     assert len(generated.headers["x-request-id"]) == 32
+
+
+@pytest.mark.parametrize(
+    ("text", "storable"),
+    [("plain", True), ("emoji \U0001f3ab", True), ("\ud800", False), ("x\udfffy", False), ("nul\x00", False)],
+)
+def test_storable_text_has_no_nul_and_no_unpaired_surrogate(text: str, storable: bool) -> None:
+    assert is_storable_text(text) is storable
+
+
+@pytest.mark.parametrize(
+    ("text", "has_controls"),
+    [
+        ("Концерт \u05e2\u05d1\u05e8\u05d9\u05ea\u200f", False),
+        ("family \U0001f468\u200d\U0001f469", False),
+        ("tab\there", True),
+        ("esc\x1b[31m", True),
+        ("c1\x85", True),
+        ("line\u2028break", True),
+        ("gpj.\u202eexe", True),
+        ("\u2066isolate\u2069", True),
+    ],
+)
+def test_control_characters_include_bidirectional_overrides_but_not_direction_marks(
+    text: str, has_controls: bool
+) -> None:
+    assert has_control_characters(text) is has_controls

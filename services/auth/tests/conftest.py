@@ -35,14 +35,29 @@ AnotherApp = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncCli
 
 @pytest.fixture
 def another_app(settings: Settings) -> AnotherApp:
-    """A second replica of the service on the same database and bus, with some settings changed."""
+    """A second replica of the service on the same database and bus, with some settings changed; its client
+    connects from ``peer``."""
 
     @contextlib.asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        async with running(create_app(settings.model_copy(update=overrides))) as app, http_client(app) as client:
+    async def start(*, peer: str = "127.0.0.1", **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(settings.model_copy(update=overrides))
+        async with running(app), http_client(app, peer=peer) as client:
             yield client
 
     return start
+
+
+ClientFrom = Callable[[str], contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def client_from(app: FastAPI) -> ClientFrom:
+    """A client of the app whose requests come from this TCP peer address."""
+
+    def connect(peer: str) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
+        return http_client(app, peer=peer)
+
+    return connect
 
 
 SignUp = Callable[..., Awaitable[dict[str, Any]]]

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from ticketing_chaos.hostile import JWT_KEY, PASSWORD, SIGNIN_MAX_FAILURES, STRIPE_KEY, System
+from ticketing_chaos.hostile import (
+    JWT_KEY,
+    PASSWORD,
+    SIGNIN_MAX_FAILURES,
+    SIGNIN_MAX_FAILURES_PER_ADDRESS,
+    STRIPE_KEY,
+    System,
+)
 from ticketing_common.embedded import free_port
 from ticketing_launcher.stack import Stack, isolated_environ
 
@@ -19,11 +26,13 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     environ = isolated_environ(
         JWT_KEY=JWT_KEY,
         SIGNIN_MAX_FAILURES=str(SIGNIN_MAX_FAILURES),
+        SIGNIN_MAX_FAILURES_PER_ADDRESS=str(SIGNIN_MAX_FAILURES_PER_ADDRESS),
         # Cheap hashing: the suite signs many users up; the cost of Argon2 is the auth service's own test.
         ARGON2_TIME_COST="1",
         ARGON2_MEMORY_COST="1024",
         ARGON2_PARALLELISM="1",
         LOG_LEVEL="DEBUG",
+        HEADER_TIMEOUT_SECONDS="2",  # the slow-client tests wait for it
     )
     log_file = tmp_path_factory.mktemp("hostile") / "system.log"
     with log_file.open("w") as sink:

@@ -15,7 +15,14 @@ import httpx
 import jwt
 import pytest
 
-from ticketing_chaos.hostile import JWT_KEY, PASSWORD, SIGNIN_MAX_FAILURES, STRIPE_KEY, System
+from ticketing_chaos.hostile import (
+    JWT_KEY,
+    PASSWORD,
+    SIGNIN_MAX_FAILURES,
+    SIGNIN_MAX_FAILURES_PER_ADDRESS,
+    STRIPE_KEY,
+    System,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -143,24 +150,48 @@ def test_signout_clears_the_cookie(system: System) -> None:
     assert client.get("/api/orders").status_code == 401
 
 
-def test_the_sign_in_rate_limit_holds_under_concurrent_attempts(system: System) -> None:
-    _, user = system.user()
+def _signin(client: httpx.Client, email: str, password: str, **headers: str) -> httpx.Response:
+    return client.post("/api/users/signin", json={"email": email, "password": password}, headers=headers)
+
+
+def test_the_sign_in_rate_limit_holds_under_concurrent_attempts_without_locking_the_owner_out(system: System) -> None:
+    # The stranger connects from 127.0.0.2, the owner from 127.0.0.1: two client addresses through the gateway.
+    owner, user = system.user()
     attempts = 4 * SIGNIN_MAX_FAILURES
 
-    def wrong() -> int:
-        with system.client() as client:
-            return client.post(
-                "/api/users/signin", json={"email": user["email"], "password": "wrong password"}
+    def wrong(turn: int) -> int:
+        with system.client("127.0.0.2") as stranger:
+            # A made-up X-Forwarded-For from a client is replaced by the gateway: it cannot spread the attempts.
+            return _signin(
+                stranger, user["email"], "wrong password", **{"X-Forwarded-For": f"192.0.2.{turn}"}
             ).status_code
 
     with ThreadPoolExecutor(max_workers=attempts) as pool:
-        answers = list(pool.map(lambda _: wrong(), range(attempts)))
+        answers = list(pool.map(wrong, range(attempts)))
 
     assert set(answers) <= {400, 429}, answers
     assert answers.count(400) <= SIGNIN_MAX_FAILURES, answers
     assert answers.count(429) >= attempts - SIGNIN_MAX_FAILURES
-    with system.client() as client:
-        locked = client.post("/api/users/signin", json={"email": user["email"], "password": PASSWORD})
-        assert locked.status_code == 429  # even the right password waits until the window has passed
+    with system.client("127.0.0.2") as stranger:
+        locked = _signin(stranger, user["email"], PASSWORD)
+        assert locked.status_code == 429  # even the right password waits, from that address, until the window passes
         assert int(locked.headers["retry-after"]) >= 1
         assert _errors(locked)[0]["message"]
+    owner.cookies.clear()
+    assert system.remember(_signin(owner, user["email"], PASSWORD)).status_code == 200
+    assert owner.get("/api/users/currentuser").json()["currentUser"]["email"] == user["email"]
+
+
+def test_a_spray_across_many_emails_from_one_client_gets_429_for_that_client_only(system: System) -> None:
+    owner, user = system.user()
+    with system.client("127.0.0.3") as sprayer:
+        for n in range(SIGNIN_MAX_FAILURES_PER_ADDRESS):
+            email = f"spray-{n}-{uuid.uuid4().hex[:6]}@example.com"
+            assert _signin(sprayer, email, "wrong password").status_code == 400
+
+        throttled = _signin(sprayer, f"spray-{uuid.uuid4().hex[:6]}@example.com", "wrong password")
+        assert throttled.status_code == 429
+        assert int(throttled.headers["retry-after"]) >= 1
+        assert _signin(sprayer, user["email"], PASSWORD).status_code == 429
+    owner.cookies.clear()
+    assert system.remember(_signin(owner, user["email"], PASSWORD)).status_code == 200

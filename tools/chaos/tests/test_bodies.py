@@ -4,6 +4,7 @@ web client renders stored text escaped."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -124,6 +125,21 @@ def test_control_characters_are_refused_or_stored_verbatim_never_a_500(signed_in
         assert response.json()["title"] == text.strip()
     else:
         _assert_clean_refusal(response, 400)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), BODY_ROUTES, ids=[f"{m} {p}" for m, p, _ in BODY_ROUTES])
+@pytest.mark.parametrize("text", ["\ud800", "x\udfff", "a\x00b"], ids=["high-surrogate", "low-surrogate", "nul"])
+def test_every_string_field_refuses_text_that_cannot_be_stored_with_a_400_naming_it(
+    signed_in: httpx.Client, method: str, path: str, body: dict[str, Any], text: str
+) -> None:
+    for field, value in body.items():
+        # json.dumps escapes an unpaired surrogate as \ud800: valid JSON that no UTF-8 text can hold.
+        raw = json.dumps({**body, field: f"{value}{text}"})
+
+        response = signed_in.request(method, path, content=raw, headers={"content-type": "application/json"})
+
+        _assert_clean_refusal(response, 400)
+        assert [e.get("field") for e in response.json()["errors"]] == [field], response.text
 
 
 @pytest.mark.parametrize("value", [*SQL, "../../etc/passwd", "%00", "1 OR 1=1"], ids=lambda t: repr(t)[:24])

@@ -31,6 +31,7 @@ from ticketing_common.errors import (
     CustomError,
     DatabaseConnectionError,
     ErrorBody,
+    NotFoundError,
     PayloadTooLargeError,
     ServiceUnavailableError,
     error_body,
@@ -39,6 +40,7 @@ from ticketing_common.errors import (
 from ticketing_common.events.catalogue import Event
 from ticketing_common.events.listener import Listener
 from ticketing_common.events.runtime import EventRuntime
+from ticketing_common.http_server import came_through_proxy, is_operational_path
 from ticketing_common.logging import configure_logging
 from ticketing_common.metrics import Metrics
 from ticketing_common.process import freeze_startup_heap
@@ -282,6 +284,8 @@ class RequestMiddleware:
         except ValueError:
             declared = 0
         try:
+            if is_operational_path(scope["path"]) and came_through_proxy(scope["headers"]):
+                raise NotFoundError()  # for probes, scrapes and the launcher, which come directly
             if declared > self.max_body_bytes:
                 raise PayloadTooLargeError()
             await self.app(scope, limited_receive, send_wrapper)

@@ -46,15 +46,14 @@ def service_main(
         migrate(getattr(settings, "sqlalchemy_url"), migrations_dir)  # noqa: B009 - only database services
         return
 
-    import uvicorn
+    from ticketing_common.config import HEADER_TIMEOUT_SECONDS
+    from ticketing_common.http_server import serve
 
-    uvicorn.run(
+    serve(
         create_app(settings),
         host=getattr(settings, "host", "0.0.0.0"),
         port=getattr(settings, "port", 3000),
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips="*",
-        timeout_graceful_shutdown=10,
+        header_timeout_seconds=getattr(settings, "header_timeout_seconds", HEADER_TIMEOUT_SECONDS),
+        # The peer stays the TCP peer: ticketing_common.client_address decides whose X-Forwarded-For to believe.
+        proxy_headers=False,
     )

@@ -2,7 +2,7 @@
 
 import os
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ticketing_common.config import ServiceSettings
 
@@ -20,5 +20,17 @@ class Settings(ServiceSettings):
         description="Hashes computed at once per process; bounds CPU and memory under a flood of sign-ins.",
     )
 
+    # Failed password checks within the window, per (email, client address) and per client address across emails
+    # (see the README's "Sign-in rate limits").
     signin_max_failures: int = Field(default=10, ge=1)
-    signin_window_seconds: int = Field(default=900, ge=1)
+    signin_max_failures_per_address: int = Field(default=50, ge=1)
+    signin_window_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _address_limit_covers_one_account(self) -> "Settings":
+        if self.signin_max_failures_per_address < self.signin_max_failures:
+            raise ValueError(
+                "SIGNIN_MAX_FAILURES_PER_ADDRESS must be at least SIGNIN_MAX_FAILURES "
+                f"({self.signin_max_failures}): an address's limit across emails includes its limit per email"
+            )
+        return self

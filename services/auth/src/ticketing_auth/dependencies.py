@@ -1,4 +1,5 @@
-"""Request dependencies of the auth routes: the service's own settings and its password hasher."""
+"""Request dependencies of the auth routes: the service's own settings, its password hasher, the sign-in limits
+and the client's address they count."""
 
 from typing import Annotated
 
@@ -7,6 +8,7 @@ from fastapi import Depends, Request
 from ticketing_auth.config import Settings
 from ticketing_auth.passwords import Passwords
 from ticketing_auth.service import SigninLimit
+from ticketing_common.client_address import client_address
 
 
 async def _settings(request: Request) -> Settings:
@@ -24,6 +26,11 @@ async def _signin_limit(settings: Annotated[Settings, Depends(_settings)]) -> Si
     return SigninLimit.from_settings(settings)
 
 
+async def _client_address(request: Request) -> str:
+    return client_address(request)
+
+
 AuthSettingsDep = Annotated[Settings, Depends(_settings)]
 PasswordsDep = Annotated[Passwords, Depends(_passwords)]
 SigninLimitDep = Annotated[SigninLimit, Depends(_signin_limit)]
+ClientAddressDep = Annotated[str, Depends(_client_address)]

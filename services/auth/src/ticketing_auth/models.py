@@ -9,6 +9,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ticketing_common.db import TYPE_ANNOTATION_MAP, new_id, service_metadata
 
 EMAIL_MAX_LENGTH = 320
+CLIENT_ADDRESS_MAX_LENGTH = 64
 
 
 class Base(DeclarativeBase):
@@ -30,13 +31,16 @@ class User(Base):
 
 
 class SigninFailure(Base):
-    """One failed (or in-flight) sign-in attempt for a normalised email; rows older than the window are dead."""
+    """One failed (or in-flight) password check for a normalised email from a client address (its rate-limit key,
+    see ``service.address_key``); rows older than the window are dead."""
 
     __tablename__ = "signin_failures"
-    __table_args__ = (Index("ix_signin_failures_email_failed_at", "email", "failed_at"),)
+    # Every count is of one address's rows, and an address has at most its limit's worth in the window.
+    __table_args__ = (Index("ix_signin_failures_client_address_failed_at", "client_address", "failed_at"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH))
+    client_address: Mapped[str] = mapped_column(String(CLIENT_ADDRESS_MAX_LENGTH))
     failed_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
 
 

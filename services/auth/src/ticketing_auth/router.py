@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from ticketing_auth import service
-from ticketing_auth.dependencies import AuthSettingsDep, PasswordsDep, SigninLimitDep
+from ticketing_auth.dependencies import AuthSettingsDep, ClientAddressDep, PasswordsDep, SigninLimitDep
 from ticketing_auth.schemas import CurrentUserOut, SessionUserOut, SignInIn, SignUpIn, UpdateUserIn, UserOut
 from ticketing_common.app import SessionDep
 from ticketing_common.auth import CurrentUser, RequiredUser, clear_session_cookie, sign_in
@@ -34,12 +34,14 @@ async def signin(
     settings: AuthSettingsDep,
     passwords: PasswordsDep,
     limit: SigninLimitDep,
+    client_address: ClientAddressDep,
 ) -> UserOut:
     """Sign in with email and password."""
     account = await service.sign_in(
         session=session,
         passwords=passwords,
         limit=limit,
+        client_address=client_address,
         email=body.email,
         password=body.password.get_secret_value(),
     )
@@ -71,12 +73,14 @@ async def update_current_user(
     settings: AuthSettingsDep,
     passwords: PasswordsDep,
     limit: SigninLimitDep,
+    client_address: ClientAddressDep,
 ) -> UserOut:
     """Change the signed-in user's email and/or password; a fresh cookie carries the new email."""
     account = await service.update_user(
         session=session,
         passwords=passwords,
         limit=limit,
+        client_address=client_address,
         user_id=user.id,
         current_password=body.current_password.get_secret_value(),
         email=body.email,

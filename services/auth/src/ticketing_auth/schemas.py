@@ -6,13 +6,14 @@ repr, log line or error of these models can show them.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import SecretStr, field_validator, model_validator
 
-from ticketing_common.schemas import CamelModel
+from ticketing_common.schemas import CamelModel, RequestBody
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
@@ -22,11 +23,13 @@ PASSWORD_MESSAGE = f"Password must be between {PASSWORD_MIN_LENGTH} and {PASSWOR
 
 
 def normalize_email(value: Any) -> str:
-    """The address trimmed, checked (syntax only, no DNS) and lower-cased; ValueError if it is not one."""
+    """The address NFKC-normalised, trimmed, checked (syntax only, no DNS) and lower-cased; ValueError if it is
+    not one. NFKC first, so look-alike spellings of one address (full-width letters, ligatures, composed or
+    decomposed accents) are one account, not several."""
     if not isinstance(value, str):
         raise ValueError(EMAIL_MESSAGE)
     try:
-        checked = validate_email(value.strip(), check_deliverability=False)
+        checked = validate_email(unicodedata.normalize("NFKC", value).strip(), check_deliverability=False)
     except EmailNotValidError:
         raise ValueError(EMAIL_MESSAGE) from None
     return checked.normalized.lower()
@@ -44,7 +47,7 @@ def _given_password(value: Any, message: str) -> Any:
     return value
 
 
-class SignUpIn(CamelModel):
+class SignUpIn(RequestBody):
     email: str
     password: SecretStr
 
@@ -59,7 +62,7 @@ class SignUpIn(CamelModel):
         return _new_password(value)
 
 
-class SignInIn(CamelModel):
+class SignInIn(RequestBody):
     email: str
     password: SecretStr
 
@@ -74,7 +77,7 @@ class SignInIn(CamelModel):
         return _given_password(value, "Password is required")
 
 
-class UpdateUserIn(CamelModel):
+class UpdateUserIn(RequestBody):
     """``currentPassword`` always; a new ``email`` and/or a new ``password``."""
 
     current_password: SecretStr

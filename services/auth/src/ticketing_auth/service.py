@@ -7,19 +7,20 @@ transaction (``publish`` adds the event to the outbox).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Row, delete, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Row, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import Interval
 
 from ticketing_auth.config import Settings
-from ticketing_auth.models import USERS_EMAIL_UNIQUE, SigninFailure, User
+from ticketing_auth.models import CLIENT_ADDRESS_MAX_LENGTH, USERS_EMAIL_UNIQUE, SigninFailure, User
 from ticketing_auth.passwords import Passwords
 from ticketing_common.db import new_id
 from ticketing_common.errors import (
@@ -40,6 +41,8 @@ TOO_MANY_ATTEMPTS = "Too many failed sign-in attempts, try again later"
 # pg_advisory_xact_lock(namespace, key): the two-key form keeps these locks apart from Alembic's one-key lock.
 SIGNIN_LOCK_NAMESPACE = 0x5167
 PURGE_BATCH = 100
+# One holder of an IPv6 /64 can use any of its 2^64 addresses: the limits count the network as one client.
+IPV6_CLIENT_PREFIX = 64
 # Each lost race means another update committed, so n concurrent updates of one user need at most n attempts.
 MAX_UPDATE_ATTEMPTS = 10
 
@@ -54,14 +57,34 @@ class Account:
 
 @dataclass(frozen=True)
 class SigninLimit:
-    """At most ``max_failures`` failed attempts per email within a sliding ``window``."""
+    """Within a sliding ``window``: at most ``max_failures`` failed password checks per (email, client address),
+    and at most ``max_failures_per_address`` per client address across all emails.
+
+    There is no limit per email alone: it would let anyone lock the owner out. See the README for the trade-off.
+    """
 
     max_failures: int
+    max_failures_per_address: int
     window: timedelta
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SigninLimit:
-        return cls(settings.signin_max_failures, timedelta(seconds=settings.signin_window_seconds))
+        return cls(
+            settings.signin_max_failures,
+            settings.signin_max_failures_per_address,
+            timedelta(seconds=settings.signin_window_seconds),
+        )
+
+
+def address_key(client_address: str) -> str:
+    """What the limits count a client address as: an IPv4 address itself, an IPv6 address its /64 network."""
+    try:
+        address = ipaddress.ip_address(client_address)
+    except ValueError:
+        return client_address[:CLIENT_ADDRESS_MAX_LENGTH]
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return str(address)
 
 
 async def sign_up(*, session: AsyncSession, passwords: Passwords, email: str, password: str) -> Account:
@@ -83,14 +106,21 @@ async def sign_up(*, session: AsyncSession, passwords: Passwords, email: str, pa
 
 
 async def sign_in(
-    *, session: AsyncSession, passwords: Passwords, limit: SigninLimit, email: str, password: str
+    *,
+    session: AsyncSession,
+    passwords: Passwords,
+    limit: SigninLimit,
+    client_address: str,
+    email: str,
+    password: str,
 ) -> Account:
-    """The user with these credentials; 400 "Invalid credentials" otherwise, 429 once the email is throttled.
+    """The user with these credentials; 400 "Invalid credentials" otherwise, 429 once this client is throttled
+    for this email or for all emails.
 
     An unknown email and a wrong password take the same path: one attempt recorded, one Argon2 verification.
     """
     async with session.begin():
-        attempt = await _reserve_attempt(session, email, limit)
+        attempt = await _reserve_attempt(session, email, client_address, limit)
         user = (
             await session.execute(select(User.id, User.email, User.password_hash).where(User.email == email))
         ).one_or_none()
@@ -118,6 +148,7 @@ async def update_user(
     session: AsyncSession,
     passwords: Passwords,
     limit: SigninLimit,
+    client_address: str,
     user_id: uuid.UUID,
     current_password: str,
     email: str | None,
@@ -128,7 +159,7 @@ async def update_user(
     The version is bumped by a conditional UPDATE (``WHERE version = :seen``); a concurrent change makes it
     match nothing, and the update is tried again on top of the new state, so no change is ever lost.
     """
-    user = await _check_password(session, passwords, limit, user_id, current_password)
+    user = await _check_password(session, passwords, limit, client_address, user_id, current_password)
     new_hash = await passwords.hash(password) if password is not None else None
     for _ in range(MAX_UPDATE_ATTEMPTS):
         changes: dict[str, str] = {}
@@ -162,17 +193,23 @@ async def update_user(
         async with session.begin():
             user = await _load_user(session, user_id)
         if user.password_hash != seen_hash:
-            user = await _check_password(session, passwords, limit, user_id, current_password)
+            user = await _check_password(session, passwords, limit, client_address, user_id, current_password)
     raise ConflictError("The account changed while it was being updated, try again")
 
 
 async def _check_password(
-    session: AsyncSession, passwords: Passwords, limit: SigninLimit, user_id: uuid.UUID, password: str
+    session: AsyncSession,
+    passwords: Passwords,
+    limit: SigninLimit,
+    client_address: str,
+    user_id: uuid.UUID,
+    password: str,
 ) -> Row[tuple[uuid.UUID, str, str, int]]:
-    """The user, once ``password`` is verified as theirs; a failure counts towards the sign-in limit."""
+    """The user, once ``password`` is verified as theirs; a failure counts like a failed sign-in for the
+    (email, client address), so a stolen session cookie is no unlimited password oracle."""
     async with session.begin():
         user = await _load_user(session, user_id)
-        attempt = await _reserve_attempt(session, user.email, limit)
+        attempt = await _reserve_attempt(session, user.email, client_address, limit)
     if not await passwords.verify(user.password_hash, password):
         logger.info("current password check failed", extra={"user_id": str(user_id)})
         raise FieldError("currentPassword", INVALID_CREDENTIALS)
@@ -191,14 +228,16 @@ async def _load_user(session: AsyncSession, user_id: uuid.UUID) -> Row[tuple[uui
     return user
 
 
-async def _reserve_attempt(session: AsyncSession, email: str, limit: SigninLimit) -> int:
-    """Count this attempt as a failure before the password is checked (429 if the email is throttled).
+async def _reserve_attempt(session: AsyncSession, email: str, client_address: str, limit: SigninLimit) -> int:
+    """Count this attempt as a failure before the password is checked (429 if the client is throttled).
 
-    Reserving first, under a per-email lock, means concurrent attempts cannot all pass the check before any
-    of them is recorded; a success releases its reservation afterwards. The count lives in PostgreSQL, so
-    every replica enforces the same limit. Must run inside the caller's transaction.
+    Reserving first, under a lock per client address (both limits count one address's rows), means concurrent
+    attempts cannot all pass the check before any of them is recorded; a success releases its reservation
+    afterwards. The counts live in PostgreSQL, so every replica enforces the same limits. Must run inside the
+    caller's transaction.
     """
-    await session.execute(select(func.pg_advisory_xact_lock(SIGNIN_LOCK_NAMESPACE, func.hashtext(email))))
+    address = address_key(client_address)
+    await session.execute(select(func.pg_advisory_xact_lock(SIGNIN_LOCK_NAMESPACE, func.hashtext(address))))
     window = literal(limit.window, Interval())
     window_start = func.now() - window
     expired = (
@@ -208,18 +247,32 @@ async def _reserve_attempt(session: AsyncSession, email: str, limit: SigninLimit
         .with_for_update(skip_locked=True)
     )
     await session.execute(delete(SigninFailure).where(SigninFailure.id.in_(expired)))
-    # The max_failures-th newest failure in the window: while it is in the window, the email is throttled.
-    seconds_left = await session.scalar(
-        select(func.extract("epoch", SigninFailure.failed_at + window - func.now()))
-        .where(SigninFailure.email == email, SigninFailure.failed_at > window_start)
-        .order_by(SigninFailure.failed_at.desc())
-        .offset(limit.max_failures - 1)
-        .limit(1)
+    from_address = (SigninFailure.client_address == address, SigninFailure.failed_at > window_start)
+
+    async def seconds_left(max_failures: int, *conditions: ColumnElement[bool]) -> float | None:
+        # The n-th newest failure in the window for a limit of n: while it is in the window, the limit is reached.
+        wait: float | None = await session.scalar(
+            select(func.extract("epoch", SigninFailure.failed_at + window - func.now()))
+            .where(*from_address, *conditions)
+            .order_by(SigninFailure.failed_at.desc())
+            .offset(max_failures - 1)
+            .limit(1)
+        )
+        return wait
+
+    pair_wait = await seconds_left(limit.max_failures, SigninFailure.email == email)
+    address_wait = await seconds_left(limit.max_failures_per_address)
+    waits = [wait for wait in (pair_wait, address_wait) if wait is not None]
+    if waits:
+        retry_after = math.ceil(max(waits))
+        throttled = "address" if address_wait is not None else "email and address"
+        logger.warning(
+            "sign-in throttled", extra={"client_address": address, "limit": throttled, "retry_after": retry_after}
+        )
+        raise TooManyRequestsError(TOO_MANY_ATTEMPTS, retry_after=retry_after)
+    attempt_id: int = await session.scalar(
+        insert(SigninFailure).values(email=email, client_address=address).returning(SigninFailure.id)
     )
-    if seconds_left is not None:
-        logger.warning("sign-in throttled", extra={"retry_after": math.ceil(seconds_left)})
-        raise TooManyRequestsError(TOO_MANY_ATTEMPTS, retry_after=math.ceil(seconds_left))
-    attempt_id: int = await session.scalar(insert(SigninFailure).values(email=email).returning(SigninFailure.id))
     return attempt_id
 
 

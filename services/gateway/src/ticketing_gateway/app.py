@@ -1,8 +1,10 @@
 """The gateway: a small reverse proxy that routes like the cluster's ingress-nginx.
 
-A plain ASGI app (no framework in the hot path) forwarding over a pooled aiohttp client. Request bodies
-stream through; responses (small JSON and HTML) are buffered; every ``Set-Cookie`` survives; errors answer in the shared format. ``/healthz``
-is 200 only when every configured service reports ready on its ``/readyz``.
+A plain ASGI app (no framework in the hot path) forwarding over a pooled aiohttp client. It forwards only to a
+route's own base URL, with a path it has checked (``routes.target_problem``) and never an internal one; request
+bodies are read whole, up to the services' body limit, before anything is forwarded; responses (small JSON and
+HTML) are buffered; every ``Set-Cookie`` survives; errors answer in the shared format. ``/healthz`` is 200 only
+when every configured service reports ready on its ``/readyz`` (checked at most once a second, however many ask).
 """
 
 from __future__ import annotations
@@ -10,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
+from yarl import URL
 
 from ticketing_common.errors import error_body
 from ticketing_common.process import freeze_startup_heap
 from ticketing_gateway.config import GatewaySettings
-from ticketing_gateway.routes import route_for
+from ticketing_gateway.routes import is_internal, route_for, target_problem
 
 logger = logging.getLogger("ticketing.gateway")
 
@@ -36,8 +39,24 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
         b"host",
         b"content-length",
+        b"expect",
+        # The client's own claims about where it came from: the gateway states them itself.
+        b"forwarded",
+        b"x-real-ip",
     }
 )
+HEALTH_CACHE_SECONDS = 1.0
+_HOST = re.compile(rb"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _ClientGone(Exception):
+    pass
+
+
 RESPONSE_SKIP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"})
 
 
@@ -46,6 +65,8 @@ class Gateway:
         self.settings = settings
         self.upstreams = settings.upstreams()
         self._session: aiohttp.ClientSession | None = None
+        self._health_lock = asyncio.Lock()
+        self._health: tuple[float, int, dict[str, Any]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -54,15 +75,50 @@ class Gateway:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
+        problem = target_problem(scope.get("raw_path") or path.encode(), scope.get("query_string", b""))
+        if problem is None:
+            problem = _host_problem(scope["headers"])
+        if problem is not None:
+            await _send_json(send, 400, error_body([{"message": problem}]))
+            return
         if path == "/healthz":
-            await self._health(send)
+            await self._health_check(send)
             return
         route = route_for(path)
         base = self.upstreams.get(route.service) if route else None
-        if base is None:
+        if base is None or route is None or is_internal(path):
             await _send_json(send, 404, error_body([{"message": "Not Found"}]))
             return
-        await self._proxy(scope, receive, send, base, route.service if route else "")
+        try:
+            body = await self._read_body(scope, receive)
+        except _BodyTooLarge:
+            # Not "Connection: close": closing with the body still arriving resets the connection, and the client
+            # may lose the answer; uvicorn reads and drops the rest of the body instead.
+            await _send_json(send, 413, error_body([{"message": "Request body too large"}]))
+            return
+        except _ClientGone:
+            return
+        await self._proxy(scope, send, base, route.service, body)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        """The whole request body, refused before it is read when its declared length is over the limit."""
+        limit = self.settings.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                raise _BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _ClientGone
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -78,7 +134,7 @@ class Gateway:
                     cookie_jar=aiohttp.DummyCookieJar(),
                 )
                 freeze_startup_heap()
-                logger.info("gateway started", extra={"upstreams": self.upstreams})
+                logger.info("gateway started", extra={"upstreams": {k: str(v) for k, v in self.upstreams.items()}})
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._session is not None:
@@ -86,13 +142,18 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send, base: str, service: str) -> None:
+    async def _proxy(self, scope: Scope, send: Send, base: URL, service: str, body: bytes) -> None:
         assert self._session is not None
         started = time.perf_counter()
-        query = scope.get("query_string", b"")
-        url = base + scope["raw_path"].decode("latin-1") if scope.get("raw_path") else base + scope["path"]
-        if query:
-            url += "?" + query.decode("latin-1")
+        # Only the route's own scheme, host and port, and the path and query target_problem accepted.
+        url = URL.build(
+            scheme=base.scheme,
+            host=base.raw_host or "",
+            port=base.explicit_port,
+            path=(scope.get("raw_path") or scope["path"].encode()).decode("ascii"),
+            query_string=scope.get("query_string", b"").decode("ascii"),
+            encoded=True,
+        )
         client = scope.get("client")
         headers: list[tuple[str, str]] = [
             (name.decode("latin-1"), value.decode("latin-1"))
@@ -106,16 +167,13 @@ class Gateway:
             ("X-Forwarded-Host", host),
         ]
         method: str = scope["method"]
-        has_body = any(k == b"content-length" and v != b"0" for k, v in scope["headers"]) or any(
-            k == b"transfer-encoding" for k, _ in scope["headers"]
-        )
         status = 502
         try:
             async with self._session.request(
                 method,
                 url,
                 headers=headers,
-                data=_body(receive) if has_body else None,
+                data=body or None,
                 allow_redirects=False,
             ) as upstream:
                 status = upstream.status
@@ -142,46 +200,40 @@ class Gateway:
                 },
             )
 
-    async def _health(self, send: Send) -> None:
-        assert self._session is not None
-        results = await asyncio.gather(*(self._ready(name, url) for name, url in self.upstreams.items()))
-        services = dict(zip(self.upstreams, results, strict=True))
-        status = 200 if all(results) else 503
-        body: dict[str, Any] = {"status": "ready" if status == 200 else "unavailable", "services": services}
-        if status != 200:
-            body["errors"] = [{"message": f"{name} is not ready"} for name, ok in services.items() if not ok]
+    async def _health_check(self, send: Send) -> None:
+        async with self._health_lock:  # one round of checks at a time, its answer shared for a moment
+            if self._health is None or time.monotonic() - self._health[0] > HEALTH_CACHE_SECONDS:
+                results = await asyncio.gather(*(self._ready(url) for url in self.upstreams.values()))
+                services = dict(zip(self.upstreams, results, strict=True))
+                status = 200 if all(results) else 503
+                body: dict[str, Any] = {"status": "ready" if status == 200 else "unavailable", "services": services}
+                if status != 200:
+                    body["errors"] = [{"message": f"{name} is not ready"} for name, ok in services.items() if not ok]
+                self._health = (time.monotonic(), status, body)
+            _, status, body = self._health
         await _send_json(send, status, body)
 
-    async def _ready(self, name: str, base: str) -> bool:
+    async def _ready(self, base: URL) -> bool:
         assert self._session is not None
         try:
-            async with self._session.get(base + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as response:
+            async with self._session.get(base.with_path("/readyz"), timeout=aiohttp.ClientTimeout(total=2)) as response:
                 return response.status == 200
         except (TimeoutError, aiohttp.ClientError):
             return False
 
 
-async def _body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message: Message = await receive()
-        if message["type"] != "http.request":
-            return
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
+def _host_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The Host header is passed on (as X-Forwarded-Host, which the client's form checks trust): one, and a name."""
+    hosts = [value for name, value in headers if name == b"host"]
+    if len(hosts) > 1 or (hosts and not _HOST.fullmatch(hosts[0])):
+        return "The Host header must be a single host name or address"
+    return None
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     raw = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": raw})
 
 

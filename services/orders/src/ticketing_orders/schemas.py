@@ -9,12 +9,12 @@ from typing import Any
 from pydantic import field_serializer, field_validator, model_validator
 
 from ticketing_common.events import OrderStatus
-from ticketing_common.schemas import CamelModel, Money
+from ticketing_common.schemas import CamelModel, Money, RequestBody
 
 TICKET_ID_MESSAGE = "TicketId must be provided"
 
 
-class NewOrder(CamelModel):
+class NewOrder(RequestBody):
     """``POST /api/orders``: the ticket to reserve."""
 
     ticket_id: uuid.UUID

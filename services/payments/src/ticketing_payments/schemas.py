@@ -7,12 +7,12 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
-from ticketing_common.schemas import CamelModel
+from ticketing_common.schemas import CamelModel, RequestBody
 
 MAX_TOKEN_LENGTH = 255
 
 
-class PaymentIn(CamelModel):
+class PaymentIn(RequestBody):
     """Body of ``POST /api/payments``: the order to pay and the card token Stripe.js gave the client."""
 
     order_id: uuid.UUID

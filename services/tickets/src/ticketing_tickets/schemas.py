@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from ticketing_common.schemas import CamelModel, Money
+from ticketing_common.schemas import CamelModel, Money, RequestBody, has_control_characters
 from ticketing_tickets.models import MAX_PRICE, MAX_TITLE_LENGTH
 
 CENT = Decimal("0.01")
@@ -24,8 +23,7 @@ def clean_title(value: Any) -> str:
     title = value.strip()
     if len(title) > MAX_TITLE_LENGTH:
         raise ValueError(f"Title must be at most {MAX_TITLE_LENGTH} characters")
-    # NUL cannot be stored in PostgreSQL text and lone surrogates cannot be encoded: refuse them up front.
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in title):
+    if has_control_characters(title):
         raise ValueError("Title must not contain control characters")
     return title
 
@@ -51,7 +49,7 @@ def clean_price(value: Any) -> Decimal:
     return price.quantize(CENT)
 
 
-class TicketIn(CamelModel):
+class TicketIn(RequestBody):
     """Body of ``POST /api/tickets``."""
 
     # Defaults of None so a missing field gets the same message as an empty one (not pydantic's "missing").

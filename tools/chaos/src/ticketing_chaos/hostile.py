@@ -15,6 +15,7 @@ PASSWORD = "hostile suite password 1"  # noqa: S105 - a throwaway user's passwor
 JWT_KEY = "hostile-suite-jwt-key-" + uuid.uuid4().hex
 STRIPE_KEY = "sk_test_local_fake_stripe"  # what the launcher gives payments and its fake Stripe
 SIGNIN_MAX_FAILURES = 5
+SIGNIN_MAX_FAILURES_PER_ADDRESS = 20
 
 
 @dataclass
@@ -31,8 +32,15 @@ class System:
     def url(self, service: str) -> str:
         return self.stack.urls[service]
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.gateway, timeout=15, event_hooks={"response": [self.keep_error_body]})
+    def client(self, source_address: str | None = None) -> httpx.Client:
+        """A client of the gateway; ``source_address`` (a loopback address, e.g. 127.0.0.2) makes it another
+        client address for the sign-in limits than the suite's 127.0.0.1."""
+        return httpx.Client(
+            base_url=self.gateway,
+            timeout=15,
+            event_hooks={"response": [self.keep_error_body]},
+            transport=httpx.HTTPTransport(local_address=source_address) if source_address else None,
+        )
 
     def keep_error_body(self, response: httpx.Response) -> None:
         if response.status_code >= 400:

@@ -107,8 +107,9 @@ async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
 
 
 @contextlib.asynccontextmanager
-async def http_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
+async def http_client(app: FastAPI, *, peer: str = "127.0.0.1") -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app in-process; ``peer`` is the TCP peer address the app sees."""
+    transport = httpx.ASGITransport(app=app, client=(peer, 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
 
