@@ -1,4 +1,4 @@
-"""The Ingress routes exactly like the local gateway: both follow ``ticketing_gateway.routes.ROUTES``."""
+"""The Ingress routes exactly like the local gateway: both follow ``ticketing_common.routes.ROUTES``."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ APIs on demand)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,8 +52,8 @@ class StandInGateway:
         return await respond(request)
 
 
-@pytest.fixture
-async def gateway() -> AsyncIterator[StandInGateway]:
+@contextlib.asynccontextmanager
+async def _stand_in() -> AsyncIterator[StandInGateway]:
     stand_in = StandInGateway()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", stand_in.handle)
@@ -63,6 +64,19 @@ async def gateway() -> AsyncIterator[StandInGateway]:
     stand_in.url = f"http://127.0.0.1:{port}"
     yield stand_in
     await runner.cleanup()
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[StandInGateway]:
+    async with _stand_in() as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+async def auth() -> AsyncIterator[StandInGateway]:
+    """A stand-in for the auth service itself, called directly when ``AUTH_URL`` is set."""
+    async with _stand_in() as stand_in:
+        yield stand_in
 
 
 @pytest.fixture
@@ -239,3 +253,36 @@ async def test_behind_the_gateway_a_post_must_come_from_the_origin_the_visitor_s
     assert internal.status_code == 403
     plain_http = await client.post("/signout", headers={**HTML, **forwarded, "Origin": "http://ticketing.dev"})
     assert plain_http.status_code == 403
+
+
+# -- the visitor's address -----------------------------------------------------------------------------------------
+
+
+async def _sign_in_from(app_settings: Settings, peer: str, **headers: str) -> None:
+    app = create_app(app_settings)
+    async with LifespanManager(app), http_client(app, peer=peer) as http:
+        await http.post(
+            "/signin", data={"email": "a@example.com", "password": "wrong"}, headers={**HTML, "Origin": SITE, **headers}
+        )
+
+
+async def test_calls_auth_at_its_own_url_with_the_visitors_address_from_a_trusted_proxy(
+    gateway: StandInGateway, auth: StandInGateway
+) -> None:
+    settings = Settings(api_url=gateway.url, auth_url=auth.url, trusted_proxies="127.0.0.1")
+
+    await _sign_in_from(settings, "127.0.0.1", **{"X-Forwarded-For": "203.0.113.7"})
+
+    assert [(r.method, r.path) for r in auth.received] == [("POST", "/api/users/signin")]
+    assert auth.received[0].headers.getall("X-Forwarded-For") == ["203.0.113.7"]
+    assert gateway.received == []
+
+
+async def test_a_visitor_cannot_choose_the_address_it_is_counted_under(
+    gateway: StandInGateway, auth: StandInGateway
+) -> None:
+    settings = Settings(api_url=gateway.url, auth_url=auth.url, trusted_proxies="127.0.0.1")
+
+    await _sign_in_from(settings, "198.51.100.9", **{"X-Forwarded-For": "203.0.113.7"})
+
+    assert auth.received[0].headers.getall("X-Forwarded-For") == ["198.51.100.9"]

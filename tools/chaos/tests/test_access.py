@@ -195,3 +195,24 @@ def test_a_spray_across_many_emails_from_one_client_gets_429_for_that_client_onl
         assert _signin(sprayer, user["email"], PASSWORD).status_code == 429
     owner.cookies.clear()
     assert system.remember(_signin(owner, user["email"], PASSWORD)).status_code == 200
+
+
+def test_a_stranger_failing_sign_ins_on_the_web_pages_does_not_lock_the_owner_out_of_them(system: System) -> None:
+    # The pages call auth with the visitor's address: the stranger's failures count for 127.0.0.4 alone, not for
+    # the web client that every visitor signs in through.
+    _, user = system.user()
+    form = {"email": user["email"], "password": "wrong password"}
+
+    def page_sign_in(source: str, password: str) -> httpx.Response:
+        with system.client(source) as browser:
+            origin = str(browser.base_url).rstrip("/")
+            return browser.post("/signin", data={**form, "password": password}, headers={"Origin": origin})
+
+    answers = [page_sign_in("127.0.0.4", "wrong password").status_code for _ in range(SIGNIN_MAX_FAILURES + 1)]
+
+    assert answers[:SIGNIN_MAX_FAILURES] == [400] * SIGNIN_MAX_FAILURES, answers
+    assert answers[-1] == 429
+    assert page_sign_in("127.0.0.4", PASSWORD).status_code == 429
+    owner = page_sign_in("127.0.0.5", PASSWORD)
+    assert owner.status_code == 303, owner.text
+    assert "session=" in owner.headers["set-cookie"]

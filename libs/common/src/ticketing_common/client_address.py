@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from typing import Annotated
 
+from pydantic import AfterValidator
 from starlette.requests import HTTPConnection
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -37,6 +39,15 @@ def parse_trusted_proxies(value: str) -> tuple[IPNetwork, ...]:
             raise ValueError(f"{entry!r} trusts every address; list the proxies' addresses or their network")
         networks.append(network)
     return tuple(networks)
+
+
+def _valid_trusted_proxies(value: str) -> str:
+    parse_trusted_proxies(value)
+    return value
+
+
+TrustedProxies = Annotated[str, AfterValidator(_valid_trusted_proxies)]
+"""A setting: comma-separated IPs/CIDRs of the proxies whose ``X-Forwarded-For`` is believed."""
 
 
 def _parse_address(value: str) -> IPAddress | None:

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from ticketing_common.client_address import DEFAULT_TRUSTED_PROXIES, parse_trusted_proxies
+from ticketing_common.client_address import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 
 MIN_JWT_KEY_LENGTH = 32
 HEADER_TIMEOUT_SECONDS = 10.0
@@ -41,7 +41,7 @@ class ServiceSettings(BaseSettings):
     cookie_secure: bool = True
 
     max_body_bytes: int = 64 * 1024
-    trusted_proxies: str = Field(
+    trusted_proxies: TrustedProxies = Field(
         default=DEFAULT_TRUSTED_PROXIES,
         description="Comma-separated IPs/CIDRs of the proxies whose X-Forwarded-For is believed (client_address).",
     )
@@ -65,12 +65,6 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"JWT_KEY must be at least {MIN_JWT_KEY_LENGTH} characters long")
         if value.lower() in {"changethis", "secret", "asdf"}:
             raise ValueError("JWT_KEY must not be a well-known placeholder")
-        return value
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _trusted_proxies_parse(cls, value: str) -> str:
-        parse_trusted_proxies(value)
         return value
 
     @model_validator(mode="after")

@@ -20,6 +20,7 @@ from ticketing_client.config import Settings
 from ticketing_client.presenters import retry_after_text
 from ticketing_common.auth import COOKIE_NAME
 from ticketing_common.errors import CustomError, ErrorItem, ServiceUnavailableError
+from ticketing_common.routes import route_for
 from ticketing_common.schemas import parse_path_id
 
 logger = logging.getLogger("ticketing.client.api")
@@ -107,12 +108,25 @@ class Api:
     """Calls on behalf of one visitor (``session`` is their cookie value, or None when signed out)."""
 
     def __init__(
-        self, http: aiohttp.ClientSession, api_url: str, session: str | None, request_id: str | None = None
+        self,
+        http: aiohttp.ClientSession,
+        settings: Settings,
+        *,
+        session: str | None,
+        visitor_address: str,
+        request_id: str | None = None,
     ) -> None:
         self.http = http
-        self.api_url = api_url
+        self.api_url = settings.api_url
+        self.api_urls = settings.api_urls()
         self.session = session
+        self.visitor_address = visitor_address
         self.request_id = request_id
+
+    def url(self, path: str) -> str:
+        """Where ``path`` is served: its service's own URL when configured, else the gateway's."""
+        route = route_for(path)
+        return self.api_urls.get(route.service, self.api_url) + path if route else self.api_url + path
 
     async def call(
         self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
@@ -121,14 +135,15 @@ class Api:
 
         Any 5xx answer is a 503 to the visitor ("try again in a moment"); only a deliberate 503 keeps its message
         (e.g. the payment provider is unavailable), a crash's or a proxy's page never reaches the visitor."""
-        headers: dict[str, str] = {}
+        # Believed by a service only from a trusted proxy; the gateway replaces it with its own peer.
+        headers: dict[str, str] = {"X-Forwarded-For": self.visitor_address}
         if self.session:
             headers["Cookie"] = f"{COOKIE_NAME}={self.session}"
         if self.request_id:
             headers["X-Request-Id"] = self.request_id
         try:
             async with self.http.request(
-                method, self.api_url + path, json=json, params=params, headers=headers, allow_redirects=False
+                method, self.url(path), json=json, params=params, headers=headers, allow_redirects=False
             ) as response:
                 raw = await response.read()
                 status = response.status

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ticketing_common.client_address import DEFAULT_TRUSTED_PROXIES, TrustedProxies
+
 STRIPE_API = "https://api.stripe.com"
 
 
@@ -22,6 +24,16 @@ class Settings(BaseSettings):
     port: int = 3000
 
     api_url: str = Field(default="http://127.0.0.1:8080", description="The gateway (or ingress) in front of the APIs.")
+    # Each API called where it lives, not through the gateway, which replaces X-Forwarded-For with its peer: only
+    # so does a service see the visitor's address (auth's sign-in limits count per address). Empty: API_URL.
+    auth_url: str = ""
+    tickets_url: str = ""
+    orders_url: str = ""
+    payments_url: str = ""
+    trusted_proxies: TrustedProxies = Field(
+        default=DEFAULT_TRUSTED_PROXIES,
+        description="IPs/CIDRs of the proxies (the gateway, the Ingress) whose X-Forwarded-For names the visitor.",
+    )
     api_host: str = Field(default="", description="Host header sent to API_URL (e.g. ticketing.dev behind ingress).")
     api_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Per API call, waiting for a connection included."
@@ -49,10 +61,20 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("api_url")
+    @field_validator("api_url", "auth_url", "tickets_url", "orders_url", "payments_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    def api_urls(self) -> dict[str, str]:
+        """Where each service of the route table is called (API_URL for those without a URL of their own)."""
+        own = {
+            "auth": self.auth_url,
+            "tickets": self.tickets_url,
+            "orders": self.orders_url,
+            "payments": self.payments_url,
+        }
+        return {name: url or self.api_url for name, url in own.items()}
 
     @field_validator("stripe_publishable_key")
     @classmethod

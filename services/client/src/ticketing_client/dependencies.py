@@ -9,13 +9,15 @@ from fastapi import Depends, Request
 from ticketing_client.api import Api
 from ticketing_client.config import Settings
 from ticketing_common.auth import COOKIE_NAME
+from ticketing_common.client_address import client_address
 
 
 async def _api(request: Request) -> Api:
     return Api(
         request.app.state.http,
-        request.app.state.settings.api_url,
+        request.app.state.settings,
         session=request.cookies.get(COOKIE_NAME),
+        visitor_address=client_address(request),
         request_id=request.headers.get("x-request-id"),
     )
 

@@ -1,44 +1,23 @@
-"""The route table: which path prefix goes to which service, and which paths no route forwards.
+"""What the gateway forwards: the route table (``ticketing_common.routes``), and which paths no route forwards.
 
-The local gateway routes with it, and the Kubernetes Ingress is checked against it, so the two cannot drift.
-The first matching prefix wins; ``/`` (the web client) matches everything else. The services' operational
-endpoints (``INTERNAL_PATHS``: health, metrics, API documents) are internal on every route: the gateway answers
-404 for them, and behind the Ingress the services refuse them to proxied requests.
+The services' operational endpoints (``INTERNAL_PATHS``: health, metrics, API documents) are internal on every
+route: the gateway answers 404 for them, and behind the Ingress the services refuse them to proxied requests.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from ticketing_common.http_server import OPERATIONAL_PATHS, is_operational_path, origin_form_problem
+from ticketing_common.routes import ROUTES, Route, route_for
 
+__all__ = ["INTERNAL_PATHS", "ROUTES", "Route", "is_internal", "route_for", "target_problem"]
 
-@dataclass(frozen=True)
-class Route:
-    prefix: str
-    service: str
-
-    def matches(self, path: str) -> bool:
-        return self.prefix == "/" or path == self.prefix or path.startswith(self.prefix + "/")
-
-
-ROUTES: tuple[Route, ...] = (
-    Route("/api/users", "auth"),
-    Route("/api/tickets", "tickets"),
-    Route("/api/orders", "orders"),
-    Route("/api/payments", "payments"),
-    Route("/", "client"),
-)
 
 INTERNAL_PATHS = OPERATIONAL_PATHS
 
 _PERCENT = re.compile(rb"%(.{0,2})")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-
-
-def route_for(path: str) -> Route | None:
-    return next((route for route in ROUTES if route.matches(path)), None)
 
 
 def is_internal(path: str) -> bool:

@@ -247,7 +247,11 @@ class Stack:
             self.urls[spec.name] = f"http://127.0.0.1:{port}"
             env = {**base, "PORT": str(port)}
             if spec.name == "client":
-                env["API_URL"] = gateway_url  # the web client calls the APIs through the gateway, like a browser
+                # Pages call each API where it lives (the services start first), with the visitor's address.
+                env["API_URL"] = gateway_url
+                env.update(
+                    {f"{s.name.upper()}_URL": self.urls[s.name] for s in self.services if s.public and s != spec}
+                )
             self._add(spec.name, self._python(spec.module, "serve"), env, port).start()
         gateway_env = {
             **self.environ,
