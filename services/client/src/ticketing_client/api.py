@@ -1,4 +1,4 @@
-"""The APIs as the client sees them: HTTP calls through the gateway, made with the visitor's session cookie.
+"""The APIs as the client sees them: HTTP calls made with the visitor's session cookie and address.
 
 One pooled ``aiohttp.ClientSession`` serves every visitor, so it must never remember cookies: its jar refuses
 them all, the visitor's ``session`` is sent per call, and ``Set-Cookie`` answers are handed back to be relayed
