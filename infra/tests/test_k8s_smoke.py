@@ -166,6 +166,19 @@ def _stand_ins(manifests: Manifests, *, database: str, nats: str) -> dict[tuple[
     return stand_ins
 
 
+def _deployment_stand_ins(manifests: Manifests, ports: dict[str, int]) -> dict[tuple[str, int], str]:
+    """A Service in front of a Deployment (the client calls the APIs at theirs) -> that Deployment's process."""
+    stand_ins = {}
+    for service in manifests.of_kind("Service"):
+        selector = service["spec"].get("selector", {})
+        for name, port in ports.items():
+            labels = manifests.get("Deployment", name)["spec"]["template"]["metadata"]["labels"]
+            if selector and selector.items() <= labels.items():
+                for service_port in service["spec"]["ports"]:
+                    stand_ins[(service["metadata"]["name"], service_port["port"])] = f"127.0.0.1:{port}"
+    return stand_ins
+
+
 def _container_process(
     manifests: Manifests,
     container: dict[str, Any],
@@ -240,6 +253,7 @@ def smoke(
 
         deployments = [d for d in deployables.values() if d.present]
         outcomes = {d.name: Outcome(port=free_port()) for d in deployments}
+        stand_ins |= _deployment_stand_ins(manifests, {name: o.port for name, o in outcomes.items()})
         plans: dict[str, tuple[list[Process], Process]] = {}
         for deployable in deployments:
             pod = manifests.get("Deployment", deployable.name)["spec"]["template"]["spec"]
