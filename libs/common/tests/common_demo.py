@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import APIRouter, FastAPI
 from pydantic import Field
@@ -91,8 +91,17 @@ class InFlight:
     most = 0
 
 
+class Committed:
+    """The ticket ids whose ``ticket.created`` transaction the listener was told had committed, in order."""
+
+    ids: ClassVar[list[uuid.UUID]] = []
+
+
 class TicketCreatedListener(Listener[TicketCreated]):
     event = TicketCreated
+
+    async def committed(self, event: TicketCreated, context: EventContext) -> None:
+        Committed.ids.append(event.id)
 
     async def handle(self, event: TicketCreated, session: AsyncSession, context: EventContext) -> None:
         if event.title == "poison":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from asgi_lifespan import LifespanManager
-from common_demo import MIGRATIONS, DemoSettings, InFlight, TicketCopy, build_demo_app, sample_updated
+from common_demo import MIGRATIONS, Committed, DemoSettings, InFlight, TicketCopy, build_demo_app, sample_updated
 from fastapi import FastAPI
 from nats.js import JetStreamContext
 from sqlalchemy import func, select
@@ -446,3 +446,20 @@ async def test_the_backlog_gauge_counts_the_rows_a_full_batch_left_behind(
         assert app.state.metrics.outbox_backlog._value.get() == 1
         assert await relay.publish_pending() == 1
         assert app.state.metrics.outbox_backlog._value.get() == 0
+
+
+async def test_the_listener_hears_once_that_an_event_committed_and_not_for_a_redelivery(
+    demo_app: FastAPI, js: JetStreamContext
+) -> None:
+    event = TicketCreated(id=uuid.uuid4(), title="Told", price=Decimal(5), user_id=uuid.uuid4(), version=0)
+    event_id = await _publish_direct(js, event)
+    headers = cloudevent_headers(event_id=event_id, subject=event.subject, source="test", time=datetime.now(UTC))
+    headers["Nats-Msg-Id"] = str(uuid.uuid4())  # the same event again, past JetStream's duplicate window
+
+    await wait_until(lambda: _async(event.id in Committed.ids))
+    await js.publish(event.subject, encode(event), headers=headers)
+    metrics = demo_app.state.metrics
+    await wait_until(lambda: _async(metrics.events_handled.labels("ticket.created", "duplicate")._value.get() == 1))
+
+    assert Committed.ids.count(event.id) == 1
+    assert await _copy(demo_app, event.id) is not None

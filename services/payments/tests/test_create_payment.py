@@ -91,31 +91,6 @@ async def test_returns_400_for_missing_or_invalid_fields(
     assert await stripe_fake.requests() == []
 
 
-async def test_returns_404_when_the_order_is_unknown_to_this_service(
-    client: httpx.AsyncClient, stripe_fake: Any
-) -> None:
-    signin(client)
-
-    response = await pay(client, uuid.uuid4())
-
-    assert response.status_code == 404
-    assert response.json() == {"errors": [{"message": "Order not found"}]}
-    assert await stripe_fake.requests() == []
-
-
-async def test_returns_404_when_the_order_belongs_to_someone_else(
-    client: httpx.AsyncClient, bus: Any, stripe_fake: Any
-) -> None:
-    order = await bus.order(user_id=uuid.uuid4())
-    signin(client)
-
-    response = await pay(client, order.id)
-
-    assert response.status_code == 404
-    assert response.json() == {"errors": [{"message": "Order not found"}]}
-    assert await stripe_fake.requests() == []
-
-
 async def test_returns_400_when_the_order_is_cancelled(client: httpx.AsyncClient, bus: Any, stripe_fake: Any) -> None:
     user = signin(client)
     order = await bus.order(user_id=user.id)

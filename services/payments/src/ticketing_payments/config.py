@@ -23,6 +23,10 @@ class Settings(ServiceSettings):
     """No new charge starts in the last seconds of an order's window: the charge and its ``charge.created`` need
     that long to reach the orders service ahead of the expiry (which would otherwise win, and the charge be
     refunded)."""
+    payment_order_wait_seconds: float = Field(default=3.0, ge=0, le=30)
+    """How long a payment waits for its order's copy (``order.created`` still on its way) before its 404."""
+    payment_order_waiters: int = Field(default=1000, ge=1)
+    """Payments waiting for their order's copy at once, per process; beyond, a 503 with ``Retry-After``."""
 
     @field_validator("stripe_key")
     @classmethod

@@ -18,6 +18,7 @@ from ticketing_common.events import (
     UserUpdated,
 )
 from ticketing_payments.config import Settings
+from ticketing_payments.order_waits import OrderCopyWaits
 from ticketing_payments.service import (
     copy_cancelled_order,
     copy_created_order,
@@ -31,8 +32,14 @@ from ticketing_payments.stripe_gateway import StripeGateway
 class OrderCreatedListener(Listener[OrderCreated]):
     event = OrderCreated
 
+    def __init__(self, waits: OrderCopyWaits) -> None:
+        self.waits = waits
+
     async def handle(self, event: OrderCreated, session: AsyncSession, context: EventContext) -> None:
         await copy_created_order(session=session, event=event)
+
+    async def committed(self, event: OrderCreated, context: EventContext) -> None:
+        await self.waits.copied(event.id)  # the payments waiting for this copy, on every replica
 
 
 class OrderCancelledListener(Listener[OrderCancelled]):
@@ -72,6 +79,11 @@ class UserUpdatedListener(Listener[UserUpdated]):
         await copy_updated_user(session=session, event=event)
 
 
-def listeners(settings: ServiceSettings) -> Sequence[Listener[Any]]:
+def listeners(settings: ServiceSettings, waits: OrderCopyWaits) -> Sequence[Listener[Any]]:
     assert isinstance(settings, Settings)
-    return [OrderCreatedListener(), OrderCancelledListener(settings), UserCreatedListener(), UserUpdatedListener()]
+    return [
+        OrderCreatedListener(waits),
+        OrderCancelledListener(settings),
+        UserCreatedListener(),
+        UserUpdatedListener(),
+    ]

@@ -3,9 +3,12 @@ keep the copies of orders and users' emails."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -35,6 +38,7 @@ from ticketing_common.events import (
 )
 from ticketing_common.schemas import to_cents
 from ticketing_payments.models import PAYMENTS_ORDER_UNIQUE, Order, Payment, User
+from ticketing_payments.order_waits import OrderCopyWaits
 from ticketing_payments.stripe_gateway import (
     AttemptInDoubt,
     CardDeclined,
@@ -46,6 +50,8 @@ from ticketing_payments.stripe_gateway import (
 logger = logging.getLogger("ticketing.payments")
 
 PROVIDER_UNAVAILABLE = "Payment provider unavailable"
+ORDER_NOT_FOUND = "Order not found"
+RECHECK_SECONDS = 1.0
 ATTEMPT_IN_DOUBT = (
     "An earlier payment attempt of this order, with another card or email, has an unknown outcome: "
     "retry with the same card"
@@ -57,7 +63,61 @@ def idempotency_key(order_id: uuid.UUID, attempt: int) -> str:
     return f"charge-{order_id}-{attempt}"
 
 
+class OrderNotCopiedYet(NotFoundError):
+    """This service has no copy of the order (yet): its ``order.created`` may still be on its way."""
+
+    default_message = ORDER_NOT_FOUND
+
+
 async def create_payment(
+    *,
+    session: AsyncSession,
+    stripe: StripeGateway,
+    currency: str,
+    buyer: UserPayload,
+    order_id: uuid.UUID,
+    token: str,
+    cutoff: timedelta = timedelta(0),
+    waits: OrderCopyWaits | None = None,
+    wait_seconds: float = 0.0,
+) -> Payment:
+    """Pay for the order as :func:`charge_order` does, waiting up to ``wait_seconds`` for its copy to arrive.
+
+    No database connection is held while waiting: each check is a transaction of its own. The waiter is
+    registered before the re-check that precedes every wait, so a copy committed in between still wakes it; the
+    periodic re-check covers a wake-up lost on its way from another replica.
+    """
+    charge = partial(
+        charge_order,
+        session=session,
+        stripe=stripe,
+        currency=currency,
+        buyer=buyer,
+        order_id=order_id,
+        token=token,
+        cutoff=cutoff,
+    )
+    try:
+        return await charge()
+    except OrderNotCopiedYet:
+        if waits is None or wait_seconds <= 0:
+            raise
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    with waits.watch(order_id) as copied:
+        while True:
+            copied.clear()
+            try:
+                return await charge()
+            except OrderNotCopiedYet:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(copied.wait(), min(remaining, RECHECK_SECONDS))
+
+
+async def charge_order(
     *,
     session: AsyncSession,
     stripe: StripeGateway,
@@ -79,8 +139,10 @@ async def create_payment(
     try:
         async with session.begin():
             order = await session.get(Order, order_id, with_for_update=True)
-            if order is None or order.user_id != buyer.id:
-                raise NotFoundError("Order not found")
+            if order is None:
+                raise OrderNotCopiedYet()
+            if order.user_id != buyer.id:
+                raise NotFoundError(ORDER_NOT_FOUND)  # at once: never wait on, or reveal, another buyer's order
             if order.status == OrderStatus.CANCELLED:
                 raise BadRequestError("Cannot pay for a cancelled order")
             if order.status == OrderStatus.COMPLETE or await _payment_of(session, order.id) is not None:

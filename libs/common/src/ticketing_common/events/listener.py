@@ -84,6 +84,9 @@ class Listener(ABC, Generic[E]):
     async def handle(self, event: E, session: AsyncSession, context: EventContext) -> None:
         """Apply the event inside ``session``'s transaction; never commit here."""
 
+    async def committed(self, event: E, context: EventContext) -> None:
+        """Called once ``handle``'s transaction has committed (not for a duplicate); must not raise."""
+
     @property
     def subject(self) -> str:
         return str(self.event.subject)
@@ -202,6 +205,8 @@ class ListenerRunner:
             try:
                 outcome = await self._apply(event, context)
                 await msg.ack()
+                if outcome == "ok":
+                    await self.listener.committed(event, context)
                 if outcome == "ok" and published_at is not None and self._metrics is not None:
                     lag = time.time() - published_at.timestamp()
                     self._metrics.event_lag.labels(msg.subject).observe(max(0.0, lag))
