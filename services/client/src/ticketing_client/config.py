@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     copy_wait_seconds: float = Field(
         default=3.0,
         ge=0,
-        description="How long a purchase or payment retries while the orders/payments copy of a new ticket/order lags.",
+        description="How long a purchase retries while the orders service's copy of a new ticket lags.",
     )
     order_poll_seconds: float = Field(default=2.0, gt=0, description="How often the order page asks for its status.")
 

@@ -380,11 +380,7 @@ async def pay(request: Request, order_id: uuid.UUID, api: ApiDep, user: Visitor,
     if user is None:
         return to_sign_in(request, back=f"/orders/{order_id}")
     form = await read_form(request)
-    result = await _while_copy_lags(
-        lambda: api.pay(order_id, form.get("token", "")),
-        exists=lambda: api.get_order(order_id),
-        within=settings.copy_wait_seconds,
-    )
+    result = await api.pay(order_id, form.get("token", ""))  # payments waits for its order copy itself
     if result.status == 401:
         return to_sign_in(request, back=f"/orders/{order_id}")
     if not result.ok:
@@ -400,9 +396,8 @@ async def _while_copy_lags(
 ) -> ApiResponse:
     """``call``, retried while it answers 404 for something that does exist at its owner.
 
-    The orders service knows a ticket, and the payments service an order, through events: right after a ticket
-    is put on sale (or an order placed) their copy may not have arrived yet. A 404 created or charged nothing, so
-    retrying is safe; a thing its owner does not know either stays a 404.
+    The orders service knows a ticket through events: right after a ticket is put on sale its copy may not have
+    arrived yet. A 404 created nothing, so retrying is safe; a thing its owner does not know either stays a 404.
     """
     result = await call()
     if result.status != 404 or not (await exists()).ok:

@@ -53,7 +53,7 @@ class SaleRecord:
     tickets: list[str]
     wins: list[Win] = field(default_factory=list)
     order_latencies: list[float] = field(default_factory=list)  # seconds, every POST /api/orders
-    payment_latencies: list[float] = field(default_factory=list)  # seconds, every POST /api/payments but 404s
+    payment_latencies: list[float] = field(default_factory=list)  # seconds, every POST /api/payments
     order_statuses: list[str] = field(default_factory=list)  # "201", "400 Ticket is already reserved", ...
     payment_statuses: list[str] = field(default_factory=list)
     started: float = 0.0
@@ -144,7 +144,7 @@ async def race(
             position[last] = index
 
     async def pay(http: aiohttp.ClientSession, win: Win, token: str) -> int:
-        failures = not_yet = 0
+        failures = 0
         while True:
             try:
                 reply = await client.call(
@@ -157,16 +157,11 @@ async def race(
                     continue  # the same card again: the payments service makes the retry idempotent
                 win.uncertain = True
                 return 0
-            if reply.status != 404:  # a 404 is "not yet": its quick answer would flatter the payment latency
-                record.payment_latencies.append(reply.seconds)
+            # Final, a 404 too: the payments service waits for its copy of the order before answering one.
+            record.payment_latencies.append(reply.seconds)
             record.payment_statuses.append(_label(reply))
             win.payment_statuses.append(reply.status)
-            if reply.status != 404:
-                return reply.status
-            # The payments service has no copy of the order yet: try again soon, backing off like a client
-            # would (retrying every few ms only adds load to the very listeners that are behind).
-            not_yet += 1
-            await asyncio.sleep(min(0.05 * 2**not_yet, 0.5))
+            return reply.status
 
     async def buyer_loop(http: aiohttp.ClientSession) -> None:
         nonlocal winners
