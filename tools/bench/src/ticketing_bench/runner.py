@@ -178,7 +178,7 @@ def run(
 
 def run_floor(folder: Path, seconds: float, notes: list[str]) -> dict[str, Any] | None:
     """The batched floor in its own processes, before the system starts, so both are measured in the same run."""
-    out = folder / "floor.json"
+    out = (folder / "floor.json").resolve()  # the floor runs in bench/floors
     command = [sys.executable, str(FLOORS / "batched_floor.py"), "--json", str(out), "--seconds", str(seconds)]
     with (folder / "floor.log").open("w") as log:
         finished = subprocess.run(command, cwd=FLOORS, stdout=log, stderr=subprocess.STDOUT, timeout=600, check=False)
