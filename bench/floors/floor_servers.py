@@ -16,6 +16,7 @@ class Servers:
     root: Path
     database_url: str
     nats_url: str
+    pids: tuple[int, ...] = ()  # nats-server's and the postmaster's (its backends are the postmaster's children)
 
 
 @contextmanager
@@ -28,7 +29,8 @@ def floor_servers(prefix: str, *, with_nats: bool = False) -> Iterator[Servers]:
     try:
         database_url = postgres.start()
         nats_url = nats_server.start() if nats_server is not None else ""
-        yield Servers(root, database_url, nats_url)
+        pids = tuple(p for p in (postgres.pid, nats_server.pid if nats_server else None) if p is not None)
+        yield Servers(root, database_url, nats_url, pids)
     finally:
         if nats_server is not None:
             nats_server.stop()

@@ -21,8 +21,6 @@ from ticketing_bench.stats import count_by, summary
 from ticketing_bench.system import System
 from ticketing_launcher.check import check, database_dsn
 
-RESERVED = "Ticket is already reserved"
-
 
 @dataclass
 class SaleSize:
@@ -31,6 +29,7 @@ class SaleSize:
     buyers: int
     connections: int
     declined_every: int = 10  # every n-th paying winner first tries a declined card
+    pay_after: float = 1.0  # seconds a winner takes to type in a card (less than the window minus the cutoff)
 
 
 @dataclass
@@ -57,7 +56,9 @@ class SaleRecord:
     order_statuses: list[str] = field(default_factory=list)  # "201", "400 Ticket is already reserved", ...
     payment_statuses: list[str] = field(default_factory=list)
     started: float = 0.0
-    ended: float = 0.0
+    ended: float = 0.0  # the last buyer gave up or won
+    payments_ended: float = 0.0
+    listing_reads: int = 0
     last_order_at: float = 0.0
 
 
@@ -122,26 +123,18 @@ async def prepare(
 async def race(
     system: System, size: SaleSize, buyers: list[User], tickets: list[str], *, tick: Callable[[], None]
 ) -> SaleRecord:
-    """Buyers, ``size.connections`` at a time, each trying random tickets until one is theirs or none is left.
-
-    What is left is what no buyer has yet seen taken (a 201 or a 400 "already reserved"): the crowd's shared view,
-    like a listing refreshed live. A 404 (the orders service has no copy yet) leaves the ticket in play."""
+    """Buyers, ``size.connections`` at a time, as a sale really happens: no shared view of what is taken. Each buyer
+    reads the listing (``GET /api/tickets``, its first page of available tickets), tries random tickets of it until
+    one is theirs, reading it again when every one they saw failed, and gives up when the listing is empty. A
+    winner's payment runs in its own task, ``pay_after`` seconds later, so it holds no buyer's place. A 404 from the payments service is final
+    (the payment did not happen; the order expires)."""
     base = system.gateway
     record = SaleRecord(tickets=list(tickets))
-    available = list(tickets)
-    position = {ticket: i for i, ticket in enumerate(available)}
+    ours = set(tickets)
     rng = random.Random(9)  # noqa: S311 (load generation, not security)
     queue = list(buyers)
     winners = 0
-
-    def taken(ticket: str) -> None:
-        index = position.pop(ticket, None)
-        if index is None:
-            return
-        last = available.pop()
-        if last != ticket:
-            available[index] = last
-            position[last] = index
+    payments: list[asyncio.Task[None]] = []
 
     async def pay(http: aiohttp.ClientSession, win: Win, token: str) -> int:
         failures = 0
@@ -163,12 +156,31 @@ async def race(
             win.payment_statuses.append(reply.status)
             return reply.status
 
-    async def buyer_loop(http: aiohttp.ClientSession) -> None:
+    async def pays(http: aiohttp.ClientSession, win: Win, declined_first: bool) -> None:
+        await asyncio.sleep(size.pay_after)
+        if declined_first:
+            await pay(http, win, "tok_chargeDeclined")
+        win.paid = await pay(http, win, "tok_visa") == 201
+        if win.paid:
+            win.paid_at = datetime.now(UTC)
+
+    async def listing(http: aiohttp.ClientSession) -> list[str]:
+        try:
+            reply = await client.call(http, "GET", base + "/api/tickets?limit=100")
+        except (aiohttp.ClientError, TimeoutError):
+            return []
+        record.listing_reads += 1
+        if reply.status != 200:
+            return []
+        return [t["id"] for t in reply.body["tickets"] if t["id"] in ours and t.get("orderId") is None]
+
+    async def buyer_loop(http: aiohttp.ClientSession, paying: aiohttp.ClientSession) -> None:
         nonlocal winners
         while queue:
             buyer = queue.pop()
-            while available:
-                ticket = available[rng.randrange(len(available))]
+            seen = await listing(http)
+            while seen:
+                ticket = seen.pop(rng.randrange(len(seen)))
                 try:
                     reply = await client.call(http, "POST", base + "/api/orders", user=buyer, json={"ticketId": ticket})
                 except (aiohttp.ClientError, TimeoutError) as exc:
@@ -177,7 +189,6 @@ async def race(
                 record.order_latencies.append(reply.seconds)
                 record.order_statuses.append(_label(reply))
                 if reply.status == 201:
-                    taken(ticket)
                     record.last_order_at = time.monotonic()
                     win = Win(
                         reply.body["id"],
@@ -189,22 +200,19 @@ async def race(
                     winners += 1
                     record.wins.append(win)
                     if win.pays:
-                        if (winners // 2) % size.declined_every == 0:
-                            await pay(http, win, "tok_chargeDeclined")
-                        win.paid = await pay(http, win, "tok_visa") == 201
-                        if win.paid:
-                            win.paid_at = datetime.now(UTC)
+                        declined = (winners // 2) % size.declined_every == 0
+                        payments.append(asyncio.create_task(pays(paying, win, declined)))
                     break
-                if reply.status == 400 and _message(reply) == RESERVED:
-                    taken(ticket)
-                elif reply.status == 404:
-                    await asyncio.sleep(0.01)
+                if not seen:
+                    seen = await listing(http)
             tick()
 
-    async with client.session(size.connections) as http:
+    async with client.session(size.connections) as http, client.session(size.connections) as paying:
         record.started = time.monotonic()
-        await asyncio.gather(*(buyer_loop(http) for _ in range(size.connections)))
+        await asyncio.gather(*(buyer_loop(http, paying) for _ in range(size.connections)))
         record.ended = time.monotonic()
+        await asyncio.gather(*payments)
+        record.payments_ended = time.monotonic()
     return record
 
 
@@ -411,6 +419,8 @@ def summarise(record: SaleRecord, size: SaleSize) -> dict[str, Any]:
         "orders_per_s": orders / duration if duration else 0.0,
         "order_attempts": len(record.order_statuses),
         "order_attempts_per_s": len(record.order_statuses) / duration if duration else 0.0,
+        "listing_reads": record.listing_reads,
+        "payments_done_s": record.payments_ended - record.started,
         "order_latency_ms": {k: v * 1000 if k != "count" else v for k, v in summary(record.order_latencies).items()},
         "payment_latency_ms": {
             k: v * 1000 if k != "count" else v for k, v in summary(record.payment_latencies).items()

@@ -4,7 +4,9 @@ the invariants, write the report. Timings are reported, never asserted; only bro
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,12 +22,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ticketing_bench import client, flash_sale, report, scenarios, wrk
 from ticketing_bench.flash_sale import SaleSize
-from ticketing_bench.scenarios import ExpirySize, LagSize, PathsSize
+from ticketing_bench.scenarios import ExpirySize, LagSize, PathsSize, SaturationSize
 from ticketing_bench.system import System
 from ticketing_launcher.check import check_until_settled
 
-ALL_SCENARIOS = ("flash_sale", "expiry", "event_lag", "paths")
+ALL_SCENARIOS = ("floor", "flash_sale", "expiry", "saturation", "event_lag", "paths")
 LONG_WINDOW = "3600"  # for the scenarios whose orders must not expire while they run
+FLOORS = Path(__file__).resolve().parents[4] / "bench" / "floors"
 
 
 @dataclass(frozen=True)
@@ -37,37 +40,43 @@ class Profile:
     lag: LagSize
     expiry: ExpirySize
     write_tickets: int  # fresh tickets for each of POST direct and POST gateway
+    saturation: SaturationSize
     scenarios: tuple[str, ...] = ALL_SCENARIOS
+    floor_seconds: float = 8  # the batched floor's saturated run
 
 
 PROFILES = {
     "full": Profile(
         "full",
         order_window=15,
-        sale=SaleSize(sellers=100, tickets=1000, buyers=2000, connections=64),
-        paths=PathsSize(seconds=8, connections=64),
+        sale=SaleSize(sellers=100, tickets=1000, buyers=5000, connections=64),
+        paths=PathsSize(seconds=5, connections=64),
         lag=LagSize(events_per_second=500, seconds=10),
-        expiry=ExpirySize(orders=1000, spread_seconds=10),
-        write_tickets=2500,
+        expiry=ExpirySize(orders=10_000, spread_seconds=40, window_seconds=60),
+        write_tickets=1200,
+        saturation=SaturationSize(seconds=8, connections=64, tickets=5000, open_loop_seconds=8, open_loop_tickets=2500),
     ),
     "quick": Profile(
         "quick",
         order_window=4,
-        sale=SaleSize(sellers=10, tickets=100, buyers=200, connections=16, declined_every=5),
+        sale=SaleSize(sellers=10, tickets=100, buyers=200, connections=16, declined_every=5, pay_after=0.5),
         paths=PathsSize(seconds=2, connections=16),
         lag=LagSize(events_per_second=100, seconds=3),
         expiry=ExpirySize(orders=100, spread_seconds=2),
         write_tickets=400,
+        saturation=SaturationSize(seconds=2, connections=16, tickets=800, open_loop_seconds=2, open_loop_tickets=400),
+        scenarios=tuple(s for s in ALL_SCENARIOS if s != "floor"),
     ),
     # The invariant part of the quick run, smaller still: what `make test` runs (tools/bench/tests).
     "smoke": Profile(
         "smoke",
         order_window=3,
-        sale=SaleSize(sellers=4, tickets=30, buyers=60, connections=8, declined_every=3),
+        sale=SaleSize(sellers=4, tickets=30, buyers=60, connections=8, declined_every=3, pay_after=0.3),
         paths=PathsSize(seconds=1, connections=8),
         lag=LagSize(events_per_second=40, seconds=1),
         expiry=ExpirySize(orders=10, spread_seconds=1),
         write_tickets=50,
+        saturation=SaturationSize(seconds=1, connections=8, tickets=100, open_loop_seconds=1, open_loop_tickets=50),
         scenarios=("flash_sale",),
     ),
 }
@@ -143,6 +152,9 @@ def run(
     }
     clock = time.monotonic()
     with display.progress:
+        if "floor" in wanted and base_url is None:
+            with display.step("the batched floor (bench/floors/batched_floor.py)"):
+                results["floor"] = run_floor(folder, profile.floor_seconds, results["notes"])
         with display.step("start the system" if base_url is None else f"reach {base_url}"):
             system = (
                 System.remote(base_url)
@@ -159,8 +171,22 @@ def run(
     sale_ok = not results.get("flash_sale", {}).get("violations")
     final = results.get("final_check")
     results["invariants_ok"] = sale_ok and (final is None or final["ok"])
+    results["targets"] = report.targets(results)  # reported, never failing the run
     files = report.write(folder, results)
     return Outcome(folder, results, files)
+
+
+def run_floor(folder: Path, seconds: float, notes: list[str]) -> dict[str, Any] | None:
+    """The batched floor in its own processes, before the system starts, so both are measured in the same run."""
+    out = (folder / "floor.json").resolve()  # the floor runs in bench/floors
+    command = [sys.executable, str(FLOORS / "batched_floor.py"), "--json", str(out), "--seconds", str(seconds)]
+    with (folder / "floor.log").open("w") as log:
+        finished = subprocess.run(command, cwd=FLOORS, stdout=log, stderr=subprocess.STDOUT, timeout=600, check=False)
+    if finished.returncode != 0 or not out.exists():
+        notes.append(f"the batched floor failed (exit {finished.returncode}); see floor.log")
+        return None
+    floor: dict[str, Any] = json.loads(out.read_text())
+    return floor
 
 
 async def _scenarios(
@@ -187,6 +213,7 @@ async def _scenarios(
             record = await flash_sale.race(
                 system, size, buyers, tickets, tick=display.counter("flash sale: buyers", size.buyers)
             )
+            sale_sample, bench_sale = system.sample(), psutil.Process().cpu_times()
             with display.step("flash sale: wait until consistent and final"):
                 settle = await flash_sale.settle(system, record, timeout=profile.order_window + 120)
         bench_after = psutil.Process().cpu_times()
@@ -215,6 +242,8 @@ async def _scenarios(
         }
         if system.local:
             used = sampler.cpu_used()
+            first = sampler.samples[0][1]
+            sale_used = {n: v["cpu_s"] - first.get(n, {"cpu_s": 0.0})["cpu_s"] for n, v in sale_sample.items()}
             orders_created = len(record.wins)
             results["footprint"].update(
                 {
@@ -222,6 +251,10 @@ async def _scenarios(
                     "sale_cpu_s": used,
                     "cpu_s_per_1000_orders": sum(used.values()) / orders_created * 1000 if orders_created else None,
                     "bench_cpu_s": (bench_after.user + bench_after.system) - (bench_cpu.user + bench_cpu.system),
+                    # the buying and paying apart from the settle/check phase that follows it
+                    "sale_only_cpu_s": sale_used,
+                    "settle_cpu_s": {n: used.get(n, 0.0) - sale_used.get(n, 0.0) for n in used},
+                    "bench_sale_cpu_s": (bench_sale.user + bench_sale.system) - (bench_cpu.user + bench_cpu.system),
                     "samples": len(sampler.samples),
                 }
             )
@@ -230,14 +263,14 @@ async def _scenarios(
             + ("" if not violations else f" — first: {violations[0]}")
         )
 
-    others = [s for s in wanted if s != "flash_sale"]
+    others = [s for s in wanted if s not in ("flash_sale", "floor")]
     if not others:
         return await _final_check(system, results, display)
     if not system.local:
         for name in ("event_lag", "expiry"):
             if name in others:
                 notes.append(f"{name} skipped: it needs the system's processes and logs (run without BASE_URL).")
-        others = [s for s in others if s == "paths"]
+        others = [s for s in others if s in ("paths", "saturation")]
     async with client.session(16) as http:
         if not sellers:
             sellers = await client.sign_up_many(http, system.gateway, "seller", 2)
@@ -251,6 +284,7 @@ async def _scenarios(
             else 0
         )
         + (2 * profile.write_tickets if "paths" in others else 0)
+        + (profile.saturation.tickets + profile.saturation.open_loop_tickets if "saturation" in others else 0)
     )
     seed_base = system.urls.get("tickets", system.gateway)
     async with client.session(32) as http:
@@ -266,6 +300,13 @@ async def _scenarios(
 
     if "expiry" in others:
         ids, seeded = seeded[: profile.expiry.orders], seeded[profile.expiry.orders :]
+        if system.local and profile.expiry.window_seconds:
+            with display.step("restart orders with the expiry scenario's order window"):
+                system.restart_service("orders", ORDER_EXPIRATION_SECONDS=str(int(profile.expiry.window_seconds)))
+            notes.append(
+                f"Before the expiry scenario the orders service was restarted with ORDER_EXPIRATION_SECONDS="
+                f"{int(profile.expiry.window_seconds)}, so all its orders are pending at once."
+            )
         results["expiry"] = await scenarios.expiry(
             system,
             profile.expiry,
@@ -273,13 +314,26 @@ async def _scenarios(
             ticket_ids=ids,
             tick=display.counter("expiry: orders", len(ids)),
         )
-    if system.local and ("event_lag" in others or "paths" in others):
+    if system.local and ("event_lag" in others or "paths" in others or "saturation" in others):
         with display.step("restart orders with a long order window"):
             system.restart_service("orders", ORDER_EXPIRATION_SECONDS=LONG_WINDOW)
         notes.append(
             f"Before scenarios 2 and 3 the orders service was restarted with ORDER_EXPIRATION_SECONDS={LONG_WINDOW}, "
             "so no expiry of theirs falls inside a measurement."
         )
+    if "saturation" in others and wrk.available():
+        size_ = profile.saturation
+        ids, open_ids, seeded = (
+            seeded[: size_.tickets],
+            seeded[size_.tickets : size_.tickets + size_.open_loop_tickets],
+            seeded[size_.tickets + size_.open_loop_tickets :],
+        )
+        with display.step("saturation: wrk, drain, then open loop at half the rate"):
+            results["saturation"] = await scenarios.saturation(
+                system, size_, buyer=buyers[0], ticket_ids=ids, open_ids=open_ids
+            )
+    elif "saturation" in others:
+        notes.append("saturation skipped: wrk is not installed (apt-get install wrk).")
     if "event_lag" in others:
         count = profile.lag.orders
         ids, seeded = seeded[:count], seeded[count:]

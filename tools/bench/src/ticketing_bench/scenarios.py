@@ -1,5 +1,5 @@
-"""Scenarios 2 to 4: read and write paths against their ceiling (wrk), event lag at a steady rate, and expiry
-punctuality."""
+"""Scenarios 2 to 5: read and write paths against their ceiling (wrk), event lag at a steady rate, expiry
+punctuality, and saturation (successful orders/s with every consumer drained, CPU per order, open-loop latency)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import aiohttp
+import psutil
 
 from ticketing_bench import bus, client, wrk
 from ticketing_bench.client import User
@@ -132,10 +135,12 @@ class LagSize:
 EVENTS_PER_ORDER = 4  # order.created to tickets, expiration and payments; the hold's ticket.updated to orders
 
 
-async def paced(count: int, rate: float, make: Callable[[int], Any], *, concurrency: int = 64) -> list[Any]:
+async def paced(
+    count: int, rate: float, make: Callable[[int], Any], *, concurrency: int = 64, started: float | None = None
+) -> list[Any]:
     """Start ``make(i)`` at t0 + i / rate (an open loop), with at most ``concurrency`` in flight."""
     gate = asyncio.Semaphore(concurrency)
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
 
     async def one(i: int) -> Any:
         delay = started + i / rate - time.monotonic()
@@ -188,10 +193,14 @@ async def event_lag(
     before = await _scrape(system)
     sequence = await bus.last_sequence(system.urls["nats"])
     log_offset = log_path.stat().st_size if log_path else 0  # noqa: ASYNC240 (one stat)
+    cpu_before = system.sample()
+    psutil.cpu_percent()
     started = time.monotonic()
     created = await create_orders_paced(system, buyers, ticket_ids[:count], rate, tick=tick)
     driven = time.monotonic() - started
+    utilisation = psutil.cpu_percent()  # the whole machine over the drive, load generator included
     quiet = await system.wait_quiet(120)
+    cpu = cpu_used(cpu_before, system.sample())
     after = await _scrape(system)
 
     listeners: dict[str, Any] = {}
@@ -234,6 +243,8 @@ async def event_lag(
         "handled_events": int(handled_total),
         "handled_events_per_s": handled_total / driven if driven else 0.0,
         "drain_after_drive_s": quiet,
+        "machine_utilisation_pct": utilisation,
+        "cpu_ms_per_order": 1000 * cpu / len(created) if created and cpu is not None else None,
         "listeners": dict(sorted(listeners.items())),
     }
 
@@ -245,6 +256,7 @@ async def event_lag(
 class ExpirySize:
     orders: int
     spread_seconds: float
+    window_seconds: float | None = None  # the orders service restarted with this order window first (None: as is)
 
 
 async def expiry(
@@ -265,13 +277,18 @@ async def expiry(
     fired: dict[str, float] = {}
     cancelled_commit: dict[str, float] = {}
     cancelled_stored: dict[str, float] = {}
+    expired_count: dict[str, int] = {}
+    cancelled_count: dict[str, int] = {}
     for event in stored:
         if event.subject == "order.expired":
             order_id = event.data.get("orderId")
             if order_id in expires:
+                expired_count[order_id] = expired_count.get(order_id, 0) + 1
                 fired[order_id] = (event.stored_at - expires[order_id]).total_seconds() * 1000
         elif event.subject == "order.cancelled":
             order_id = event.data.get("id")
+            if order_id in expires:
+                cancelled_count[order_id] = cancelled_count.get(order_id, 0) + 1
             if order_id in expires and event.ce_time is not None:
                 cancelled_commit[order_id] = (event.ce_time - expires[order_id]).total_seconds() * 1000
                 cancelled_stored[order_id] = (event.stored_at - expires[order_id]).total_seconds() * 1000
@@ -282,6 +299,10 @@ async def expiry(
         "cancelled": len(cancelled_commit),
         "missing_cancellations": len(expires) - len(cancelled_commit),
         "early": sum(v < 0 for v in cancelled_commit.values()),
+        # exactly once, as the stream holds them (a redelivered handling is fine; a second cancellation is not)
+        "cancelled_more_than_once": sum(n > 1 for n in cancelled_count.values()),
+        "expired_events_more_than_once": sum(n > 1 for n in expired_count.values()),
+        "peak_pending": peak_pending(created, size.window_seconds or system.order_window),
         "lateness_ms": {
             "order.expired stored": summary(list(fired.values())),
             "cancellation (order.cancelled ce-time)": summary(list(cancelled_commit.values())),
@@ -289,3 +310,108 @@ async def expiry(
         },
         "samples_ms": sorted(cancelled_commit.values()),
     }
+
+
+def peak_pending(created: list[dict[str, Any]], window_seconds: float | None) -> int | None:
+    """The most orders pending at once: each from expiresAt - the order window until its expiresAt."""
+    if not created or window_seconds is None:
+        return None
+    ends = sorted(datetime.fromisoformat(o["expiresAt"]) for o in created)
+    starts = sorted(e - timedelta(seconds=window_seconds) for e in ends)
+    peak = open_ = 0
+    j = 0
+    for start in starts:
+        while j < len(ends) and ends[j] <= start:
+            j += 1
+            open_ -= 1
+        open_ += 1
+        peak = max(peak, open_)
+    return peak
+
+
+def cpu_used(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> float | None:
+    """CPU seconds between two samples over every process of the system (None when they are not ours to see)."""
+    if not after:
+        return None
+    return sum(values["cpu_s"] - before.get(name, {"cpu_s": 0.0})["cpu_s"] for name, values in after.items())
+
+
+# -- scenario 5 ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SaturationSize:
+    seconds: float
+    connections: int
+    tickets: int  # fresh, for the saturated run: more than it can order, so nothing wraps round
+    open_loop_seconds: float
+    open_loop_tickets: int
+
+
+async def saturation(
+    system: System, size: SaturationSize, *, buyer: User, ticket_ids: list[str], open_ids: list[str]
+) -> dict[str, Any]:
+    """Saturated successful orders/s through the gateway (wrk), each with its whole event chain: the clock stops
+    when every consumer has drained and every outbox row is sent. CPU per successful order over every process of
+    the system (PostgreSQL and nats-server included, wrk excluded). Then ``POST /api/orders`` open-loop at half
+    that rate, latency taken from each request's planned start (so a stall counts against it)."""
+    await system.wait_quiet(90)
+    before = system.sample()
+    started = time.monotonic()
+    run = await asyncio.to_thread(
+        wrk.run,
+        "saturated POST /api/orders gateway",
+        system.gateway,
+        "/api/orders",
+        method="POST",
+        body='{"ticketId": "{id}"}',
+        cookie=buyer.cookie,
+        ids=ticket_ids,
+        pick="next",
+        connections=size.connections,
+        threads=2,
+        seconds=size.seconds,
+    )
+    load_ended = time.monotonic()
+    drained = await system.wait_quiet(180)
+    ended = time.monotonic()
+    cpu = cpu_used(before, system.sample())
+    ok = run.statuses.get("201", 0)
+    rate = ok / (ended - started) if ok else 0.0
+    result: dict[str, Any] = {
+        "wrk": run.to_dict(),
+        "successful_orders": ok,
+        "seconds_to_drained": ended - started,
+        "drain_after_load_s": ended - load_ended if drained is not None else None,
+        "drained": drained is not None,
+        "orders_per_s": rate,
+        "cpu_ms_per_order": 1000 * cpu / ok if ok and cpu is not None else None,
+    }
+    half = rate / 2
+    count = min(len(open_ids), math.ceil(half * size.open_loop_seconds))
+    if half <= 0 or count == 0:
+        return result
+    await system.wait_quiet(90)
+    latencies: list[float] = []
+    statuses: list[int] = []
+    async with client.session(256) as http:
+        planned = time.monotonic() + 0.1
+
+        async def make(i: int) -> None:
+            try:
+                reply = await client.call(
+                    http, "POST", system.gateway + "/api/orders", user=buyer, json={"ticketId": open_ids[i]}
+                )
+                statuses.append(reply.status)
+            except (aiohttp.ClientError, TimeoutError):
+                statuses.append(0)
+            latencies.append((time.monotonic() - (planned + i / half)) * 1000)
+
+        await paced(count, half, make, concurrency=256, started=planned)
+    result["open_loop"] = {
+        "rate": half,
+        "requests": count,
+        "statuses": {str(k): statuses.count(k) for k in sorted(set(statuses))},
+        "latency_ms": summary(latencies),
+    }
+    return result
