@@ -18,7 +18,7 @@ TARGETS = {
     "get_vs_trivial": 0.50,
     "gateway_vs_direct": 0.70,
     "event_lag_p99_ms": 10.0,
-    "expiry_p99_ms": 100.0,
+    "expiry_p99_ms": 500.0,
 }
 
 
@@ -76,7 +76,14 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     if expiry:
         p99 = expiry["lateness_ms"]["cancellation (order.cancelled ce-time)"].get("p99")
         if p99 is not None:
-            rows.append(("expiry lateness p99", "≤ 100 ms", f"{p99:.1f} ms", p99 <= TARGETS["expiry_p99_ms"]))
+            rows.append(
+                (
+                    "expiry lateness p99",
+                    f"≤ {TARGETS['expiry_p99_ms']:.0f} ms",
+                    f"{p99:.1f} ms",
+                    p99 <= TARGETS["expiry_p99_ms"],
+                )
+            )
     return rows
 
 
@@ -216,8 +223,8 @@ def _markdown(results: dict[str, Any], plots: list[Path]) -> str:
             )
         out += [
             "",
-            "`order.expired` is published by the expiration service's in-process timer at expiresAt (the JetStream "
-            "schedule, whose timer runs at most every 250 ms, is the backstop; services/expiration/README.md); "
+            "`order.expired` is published by nats-server from the order's JetStream message schedule, due at expiresAt "
+            "(its scheduler runs at most every 250 ms when many are pending; services/expiration/README.md); "
             "the orders service's handling adds the rest.",
             "",
         ]
