@@ -1,9 +1,6 @@
-"""A thousand pending expiries, written by two replicas: all fire, each once, never early, p99 within 100 ms of
-``expiresAt``.
-
-Each replica's in-process timers publish the orders it scheduled; the JetStream schedules (whose scheduler
-fires up to 250 ms late when many are pending: p50 ~128 ms, p99 ~250 ms before the timers) are purged unfired.
-Run with ``-s`` for the distribution.
+"""A thousand pending expiries, written by two replicas: all fire by their JetStream schedules, each once, never
+early, p99 within 500 ms of ``expiresAt`` (nats-server's scheduler runs at most every 250 ms when many are
+pending). Run with ``-s`` for the distribution; ``services/expiration/bench/punctuality.py`` measures 10,000.
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ LEAD_SECONDS = 20.0  # time to take in 1,000 order.created before the first expi
 SPREAD_SECONDS = 3.0  # the expiries are due one after another over this window
 
 
-async def test_a_thousand_pending_expiries_all_fire_exactly_once_and_on_time(
+async def test_a_thousand_pending_expiries_fire_by_their_schedules_each_once_never_early_p99_within_500_ms(
     service: ServiceUnderTest, bus: Any, js: JetStreamContext, settings: ServiceSettings
 ) -> None:
     async with running(service.create_app(settings)), running(service.create_app(settings)):
@@ -64,10 +61,10 @@ async def _thousand_expiries(bus: Any, js: JetStreamContext, settings: ServiceSe
         ingest_seconds = time.monotonic() - started
         assert pending == ORDERS, (
             f"only {pending} of {ORDERS} order.created handled in {LEAD_SECONDS}s: the machine is too busy for this "
-            "test to measure the timers rather than the backlog"
+            "test to measure the schedules rather than the backlog"
         )
         assert received == []  # every schedule is pending in JetStream; none fired early
-        assert datetime.now(UTC) < first_due  # so what follows measures the timers, not a backlog
+        assert datetime.now(UTC) < first_due  # so what follows measures the schedules, not a backlog
 
         await wait_until(lambda: _at_least(received, ORDERS), timeout=LEAD_SECONDS + SPREAD_SECONDS + 10)
         await asyncio.sleep(1.0)  # room for any duplicate to show up
@@ -79,14 +76,13 @@ async def _thousand_expiries(bus: Any, js: JetStreamContext, settings: ServiceSe
     stored = sorted((stored_at - due[order_id]).total_seconds() for order_id, stored_at, _, _ in received)
     delivered = sorted(at - due[order_id].timestamp() for order_id, _, at, _ in received)
     assert stored[0] >= 0, "an expiry fired before its time"
-    timers = sum("Nats-Scheduler" not in headers for _, _, _, headers in received)
+    assert all("Nats-Scheduler" in headers for _, _, _, headers in received)  # each fired by its schedule
     print(
         f"\n{ORDERS} expiries: order.created -> all scheduled in {ingest_seconds:.2f}s"
         f"\nlateness of order.expired in the stream (JetStream timestamp - expiresAt): {_summary(stored)}"
         f"\nlateness at a subscriber (receipt time - expiresAt): {_summary(delivered)}"
-        f"\npublished by a timer: {timers}, by a schedule: {ORDERS - timers}"
     )
-    assert _p99(stored) < 0.1
+    assert _p99(stored) <= 0.5
     assert stored[-1] < 1.0
     assert delivered[-1] < 1.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Index, func, text
+from sqlalchemy import func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ticketing_common.db import TYPE_ANNOTATION_MAP, service_metadata
@@ -21,20 +21,11 @@ class OrderExpiry(Base):
 
     Written by ``order.created`` (``expires_at`` and the outbox id of its schedule message) or, when
     ``order.cancelled`` arrives first, as a tombstone (``cancelled_at`` only) that keeps a late
-    ``order.created`` from scheduling anything. The timers live in JetStream (durable) and in the memory of the
-    replica that scheduled the order (punctual), not here; a timer that fires reads its row, locked, to skip an
-    order cancelled meanwhile. Only a starting replica scans it, for the pending expiries it re-arms timers for,
-    through a partial index that holds just those.
+    ``order.created`` from scheduling anything. The timers themselves live in JetStream, not here: the service
+    reads this table only by primary key.
     """
 
     __tablename__ = "order_expiries"
-    __table_args__ = (
-        Index(
-            "ix_order_expiries_pending",
-            "expires_at",
-            postgresql_where=text("cancelled_at IS NULL AND schedule_event_id IS NOT NULL"),
-        ),
-    )
 
     order_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     expires_at: Mapped[datetime | None]

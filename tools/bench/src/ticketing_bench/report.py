@@ -273,8 +273,8 @@ def _markdown(results: dict[str, Any], plots: list[Path]) -> str:
             )
         out += [
             "",
-            "`order.expired` is published by the expiration service's in-process timer at expiresAt (the JetStream "
-            "schedule, whose timer runs at most every 250 ms, is the backstop; services/expiration/README.md); "
+            "`order.expired` is published by nats-server from the order's JetStream message schedule, due at expiresAt "
+            "(its scheduler runs at most every 250 ms when many are pending; services/expiration/README.md); "
             "the orders service's handling adds the rest.",
             "",
         ]
