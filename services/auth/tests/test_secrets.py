@@ -30,8 +30,8 @@ async def test_sign_up_in_update_and_out_leave_no_secret_in_logs_bodies_or_event
     caplog: pytest.LogCaptureFixture,
     published: Callable[[str], Awaitable[list[ReceivedEvent]]],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.INFO, logger="sqlalchemy.engine")  # as if an operator turned SQL logging on
+    caplog.set_level(logging.DEBUG)  # last: each call sets the capture's own level too
     responses = [
         await client.post("/api/users/signup", json={"email": "ada@example.com", "password": TOO_SHORT}),
         await client.post("/api/users/signup", json={"email": "ada@example.com", "password": PASSWORD}),

@@ -2,7 +2,7 @@
 
 It wires the database, the event runtime (outbox relay and listeners), the shared error handlers, health
 (``/healthz`` alive, ``/readyz`` database and NATS reachable), Prometheus ``/metrics``, a body size limit and
-one structured log line per request.
+a structured log line for each failed, slow or sampled request.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from ticketing_common.events.catalogue import Event
 from ticketing_common.events.listener import Listener
 from ticketing_common.events.runtime import EventRuntime
 from ticketing_common.http_server import came_through_proxy, is_operational_path
-from ticketing_common.logging import configure_logging
+from ticketing_common.logging import DEFAULT_SLOW_SECONDS, RoutineLog, configure_logging
 from ticketing_common.metrics import Metrics
 from ticketing_common.process import freeze_startup_heap
 
@@ -101,7 +101,13 @@ def create_app(
         configure(app)
     if blocking := thread_pool_callables(app):
         raise TypeError(f"declare these with async def, not def: {', '.join(blocking)}")
-    app.add_middleware(RequestMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestMiddleware,
+        metrics=app.state.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        slow_seconds=settings.log_slow_seconds,
+        sample_every=settings.log_sample_every,
+    )
     app.openapi = _openapi_with_shared_errors(app)  # type: ignore[method-assign]
     return app
 
@@ -220,12 +226,22 @@ SettingsDep = Annotated[ServiceSettings, Depends(_settings)]
 
 
 class RequestMiddleware:
-    """Request id, body size limit, metrics, one log line per request, and the last-resort error answer."""
+    """Request id, body size limit, metrics, a log line for each failed (5xx), slow or sampled request (every one at
+    DEBUG), and the last-resort error answer."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        max_body_bytes: int,
+        slow_seconds: float = DEFAULT_SLOW_SECONDS,
+        sample_every: int = 0,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.routine = RoutineLog(logger, slow_seconds=slow_seconds, sample_every=sample_every)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -319,8 +335,10 @@ class RequestMiddleware:
             method = scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.request_latency.labels(method, route).observe(duration)
-            if route not in ("/healthz", "/readyz", "/metrics"):
-                logger.info(
+            level = logging.WARNING if status >= 500 else self.routine.level(duration)
+            if level is not None and route not in ("/healthz", "/readyz", "/metrics"):
+                logger.log(
+                    level,
                     "request",
                     extra={
                         "request_id": request_id,

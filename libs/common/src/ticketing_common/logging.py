@@ -9,6 +9,8 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
+DEFAULT_SLOW_SECONDS = 1.0
+
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
     "asctime",
@@ -64,3 +66,26 @@ def configure_logging(service: str, *, level: str = "INFO", json_lines: bool = T
     # Requests are logged once, by our middleware, with their outcome and duration.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("nats").setLevel(logging.WARNING)
+
+
+class RoutineLog:
+    """Which routine outcomes (a served request, a handled event) get a log line of their own: the slow ones
+    (``slow_seconds`` or more), one in ``sample_every`` (0: none), and every one while ``logger`` is at DEBUG.
+    Failures are the caller's to log, always."""
+
+    def __init__(self, logger: logging.Logger, *, slow_seconds: float, sample_every: int) -> None:
+        self.logger = logger
+        self.slow_seconds = slow_seconds
+        self.sample_every = sample_every
+        self._unlogged = 0
+
+    def level(self, seconds: float) -> int | None:
+        """The level to log an outcome that took ``seconds`` at, or None to skip it."""
+        if seconds >= self.slow_seconds:
+            return logging.INFO
+        if self.sample_every:
+            self._unlogged += 1
+            if self._unlogged >= self.sample_every:
+                self._unlogged = 0
+                return logging.INFO
+        return logging.DEBUG if self.logger.isEnabledFor(logging.DEBUG) else None

@@ -130,5 +130,10 @@ CATALOGUE: dict[Subject, type[Event]] = {
 }
 
 
+def encode_text(event: BaseModel) -> str:
+    """The event's message body as text (camelCase JSON)."""
+    return event.model_dump_json(by_alias=True)
+
+
 def encode(event: BaseModel) -> bytes:
-    return event.model_dump_json(by_alias=True).encode()
+    return encode_text(event).encode()

@@ -8,7 +8,9 @@ A service's listener is a few lines: name the event type and write ``handle``. T
 - the ack is sent only after that transaction commits;
 - ``raise NotYet()`` (an event ahead of the local copy's version) redelivers the message later, with backoff;
 - a message that keeps failing is parked in ``parked_messages`` after a bounded number of deliveries, logged,
-  and acknowledged so the rest keep flowing. An unreachable database is never a reason to park.
+  and acknowledged so the rest keep flowing. An unreachable database is never a reason to park;
+- a retry or a parking is logged; any other outcome only when slow or sampled (``RoutineLog``), and counted in
+  ``events_handled_total``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ticketing_common.db import is_connection_error
 from ticketing_common.events.catalogue import Event
 from ticketing_common.events.tables import ParkedMessage, ProcessedEvent
+from ticketing_common.logging import DEFAULT_SLOW_SECONDS, RoutineLog
 from ticketing_common.metrics import Metrics
 
 logger = logging.getLogger("ticketing.events")
@@ -115,6 +118,8 @@ class ListenerRunner:
         max_deliveries: int = 10,
         ack_wait: float = 30.0,
         concurrency: int = 1,
+        slow_seconds: float = DEFAULT_SLOW_SECONDS,
+        sample_every: int = 0,
     ) -> None:
         self.listener = listener
         self.service = service
@@ -126,6 +131,7 @@ class ListenerRunner:
         self._max_deliveries = max_deliveries
         self._ack_wait = ack_wait
         self._concurrency = max(1, concurrency)
+        self._routine = RoutineLog(logger, slow_seconds=slow_seconds, sample_every=sample_every)
         self._stopped = False
 
     def stop(self) -> None:
@@ -228,19 +234,22 @@ class ListenerRunner:
                     outcome = await self._park(msg, context, exc)
         if self._metrics is not None:
             self._metrics.events_handled.labels(msg.subject, outcome).inc()
-        log = logger.warning if outcome in ("retry", "parked") else logger.info
-        log(
-            "event",
-            extra={
-                "consumer": self.consumer,
-                "subject": msg.subject,
-                "event_id": event_id,
-                "outcome": outcome,
-                "deliveries": deliveries,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                **({"error": repr(error)} if error is not None and outcome != "not_yet" else {}),
-            },
-        )
+        duration = time.perf_counter() - started
+        level = logging.WARNING if outcome in ("retry", "parked") else self._routine.level(duration)
+        if level is not None:
+            logger.log(
+                level,
+                "event",
+                extra={
+                    "consumer": self.consumer,
+                    "subject": msg.subject,
+                    "event_id": event_id,
+                    "outcome": outcome,
+                    "deliveries": deliveries,
+                    "duration_ms": round(duration * 1000, 2),
+                    **({"error": repr(error)} if error is not None and outcome != "not_yet" else {}),
+                },
+            )
         return outcome
 
     async def _apply(self, event: Event, context: EventContext) -> str:

@@ -7,11 +7,12 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, event, insert
+from sqlalchemy import Text, bindparam, cast, event, insert
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
 
-from ticketing_common.events.catalogue import Event
+from ticketing_common.events.catalogue import Event, encode_text
 from ticketing_common.events.tables import OutboxRow
 
 CE_SPECVERSION = "1.0"
@@ -21,9 +22,13 @@ STAGED_EVENTS = "ticketing.staged_events"  # in the info of a session, until its
 STAGED_ROWS = "ticketing.staged_outbox_rows"  # in the info of a session, until its transaction ends
 
 # Built once, and written at commit: an ORM object per event cost ~0.15 ms of flush work, on every event path.
+# The payload goes in as the JSON text pydantic wrote (in Rust), not as a dict for json.dumps to encode.
 _outbox = OutboxRow.__table__
 WRITE_OUTBOX = insert(_outbox).values(
-    {column: bindparam(column) for column in ("event_id", "subject", "payload", "headers")}
+    event_id=bindparam("event_id"),
+    subject=bindparam("subject"),
+    payload=cast(bindparam("payload", type_=Text), JSONB),
+    headers=bindparam("headers"),
 )
 
 
@@ -103,7 +108,7 @@ def publish(
         {
             "event_id": event_id,
             "subject": subject or str(event.subject),
-            "payload": event.model_dump(mode="json", by_alias=True),
+            "payload": encode_text(event),
             "headers": {
                 **cloudevent_headers(event_id=event_id, subject=event.subject, source=source, time=datetime.now(UTC)),
                 **(headers or {}),

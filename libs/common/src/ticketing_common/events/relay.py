@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from nats.js import JetStreamContext
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Text, bindparam, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ticketing_common.events.tables import OutboxRow
@@ -46,7 +45,14 @@ CLAIM_AND_MARK = (
         )
     )
     .values(sent_at=func.now())
-    .returning(_outbox.c.id, _outbox.c.event_id, _outbox.c.subject, _outbox.c.payload, _outbox.c.headers)
+    # The payload as PostgreSQL's text of it: sent as is, where a dict would be decoded and encoded again.
+    .returning(
+        _outbox.c.id,
+        _outbox.c.event_id,
+        _outbox.c.subject,
+        cast(_outbox.c.payload, Text).label("payload"),
+        _outbox.c.headers,
+    )
 )
 COUNT_PENDING = select(func.count()).select_from(_outbox).where(_outbox.c.sent_at.is_(None))
 
@@ -57,7 +63,7 @@ class PendingEvent(Protocol):
     id: int
     event_id: uuid.UUID
     subject: str
-    payload: dict[str, Any]
+    payload: str  # JSON text
     headers: dict[str, str]
 
 
@@ -129,7 +135,7 @@ class OutboxRelay:
     async def _publish(self, rows: Sequence[PendingEvent]) -> None:
         outcomes = await publish_batch(
             self._js,
-            [(row.subject, json.dumps(row.payload, separators=(",", ":")).encode(), row.headers) for row in rows],
+            [(row.subject, row.payload.encode(), row.headers) for row in rows],
             stream=self._stream,
             timeout=PUBLISH_TIMEOUT_SECONDS,
         )

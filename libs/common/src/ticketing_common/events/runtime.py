@@ -91,6 +91,8 @@ class EventRuntime:
                 max_deliveries=settings.event_max_deliveries,
                 ack_wait=settings.event_ack_wait_seconds,
                 concurrency=settings.event_concurrency,
+                slow_seconds=settings.log_slow_seconds,
+                sample_every=settings.log_sample_every,
             )
             self.runners.append(runner)
             self._tasks.append(asyncio.create_task(runner.run(), name=f"listener-{runner.consumer}"))
