@@ -49,8 +49,8 @@ class ServiceSettings(BaseSettings):
     header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS  # a connection's request headers arrive within this
     log_level: str = "INFO"
     log_json: bool = True
-    # A successful request or handled event gets no log line of its own (/metrics counts them; a JSON line each cost
-    # ~5-12% of a service's CPU): only failures, the slow ones, one in LOG_SAMPLE_EVERY (0: none), or all at DEBUG.
+    # A successful request or handled event gets no log line of its own (/metrics counts them; the cost is in
+    # bench/README.md): only failures, the slow ones, one in LOG_SAMPLE_EVERY (0: none), or all at DEBUG.
     log_slow_seconds: float = Field(default=DEFAULT_SLOW_SECONDS, gt=0)
     log_sample_every: int = Field(default=0, ge=0)
 
