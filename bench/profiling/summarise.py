@@ -49,10 +49,13 @@ def main() -> None:
         self_lib: Counter[str] = Counter()
         on_stack: Counter[str] = Counter()
         self_frame: Counter[str] = Counter()
-        total = 0
+        total = no_frame = 0
         for line in path.read_text().splitlines():
             stack, _, count_text = line.rpartition(" ")
-            if not stack or not count_text.isdigit():
+            if not count_text.isdigit():
+                continue
+            if not stack:  # a sample without any Python frame (py-spy could not read the stack)
+                no_frame += int(count_text)
                 continue
             count = int(count_text)
             frames = stack.split(";")
@@ -61,7 +64,7 @@ def main() -> None:
             self_frame[frames[-1]] += count
             for name in {library(f) for f in frames}:
                 on_stack[name] += count
-        print(f"## {path.stem}: {total} samples")
+        print(f"## {path.stem}: {total} samples ({no_frame} more without a Python frame, left out)")
         print("library | self % | on stack %")
         for name, count in self_lib.most_common(args.top):
             print(f"{name} | {100 * count / total:.1f} | {100 * on_stack[name] / total:.1f}")
