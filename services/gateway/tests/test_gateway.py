@@ -132,6 +132,19 @@ async def test_an_unreachable_service_is_503_in_the_shared_format() -> None:
     assert response.json() == {"errors": [{"message": "Service unavailable"}]}
 
 
+async def test_a_browser_gets_an_html_503_page_when_the_web_client_is_unreachable() -> None:
+    async with gateway(client_url=f"http://127.0.0.1:{free_port()}") as client:
+        page = await client.get("/tickets/abc", headers={"Accept": "text/html,application/xhtml+xml"})
+        api_style = await client.get("/tickets/abc", headers={"Accept": "application/json"})
+
+    assert page.status_code == 503
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["retry-after"] == "5"
+    assert "<h1>Ticketing is unavailable right now</h1>" in page.text
+    assert api_style.status_code == 503
+    assert api_style.json() == {"errors": [{"message": "Service unavailable"}]}
+
+
 async def test_healthz_is_200_only_when_every_service_is_ready() -> None:
     async with serve(echo_service("auth")) as auth, serve(echo_service("orders", ready=False)) as orders:
         async with gateway(auth_url=auth) as client:

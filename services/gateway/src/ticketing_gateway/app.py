@@ -60,6 +60,13 @@ class _ClientGone(Exception):
 RESPONSE_SKIP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"})
 
 
+UNAVAILABLE_PAGE = (
+    b"<!doctype html><html lang=en><head><meta charset=utf-8><title>Unavailable \xc2\xb7 Ticketing</title></head>"
+    b"<body><h1>Ticketing is unavailable right now</h1>"
+    b'<p role="alert">Please try again in a few seconds.</p></body></html>'
+)
+
+
 class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
@@ -187,7 +194,11 @@ class Gateway:
         except (TimeoutError, aiohttp.ClientError) as exc:
             status = 503
             logger.warning("upstream unavailable", extra={"service": service, "error": repr(exc)})
-            await _send_json(send, 503, error_body([{"message": "Service unavailable"}]))
+            if service == "client" and _accepts_html(scope["headers"]):
+                # The web client cannot render its own 503 page while it is down: a browser still gets a page.
+                await _send(send, 503, UNAVAILABLE_PAGE, b"text/html; charset=utf-8", (b"retry-after", b"5"))
+            else:
+                await _send_json(send, 503, error_body([{"message": "Service unavailable"}]))
         finally:
             logger.debug(
                 "proxied",
@@ -230,9 +241,16 @@ def _host_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+def _accepts_html(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"accept" and b"text/html" in value for name, value in headers)
+
+
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    raw = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    await _send(send, status, json.dumps(body).encode(), b"application/json")
+
+
+async def _send(send: Send, status: int, raw: bytes, content_type: bytes, *extra: tuple[bytes, bytes]) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(raw)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": raw})
 
