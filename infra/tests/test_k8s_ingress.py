@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from deploy_support import OVERLAYS, Manifests
 
-from ticketing_common.http_server import came_through_proxy, is_operational_path
-from ticketing_gateway.routes import INTERNAL_PATHS, ROUTES, route_for
+from ticketing_common.http_server import OPERATIONAL_PATHS, came_through_proxy, is_operational_path
+from ticketing_common.routes import ROUTES, route_for
 
 SAMPLE_PATHS = (
     "/",
@@ -100,7 +100,7 @@ def test_the_expiration_service_has_no_public_route(rendered: dict[str, Manifest
     assert "expiration-srv" not in services
 
 
-@pytest.mark.parametrize("path", INTERNAL_PATHS)
+@pytest.mark.parametrize("path", OPERATIONAL_PATHS)
 def test_the_ingress_sends_operational_paths_only_to_services_that_refuse_proxied_requests(
     rendered: dict[str, Manifests], path: str
 ) -> None:

@@ -45,7 +45,7 @@ from deploy_support import (
 
 from ticketing_common import testing
 from ticketing_common.embedded import free_port, nats_server_binary
-from ticketing_gateway.routes import ROUTES
+from ticketing_common.routes import ROUTES
 
 READY_TIMEOUT = 90.0  # generous for a loaded CI machine; the measured time is printed
 MIGRATE_TIMEOUT = 90.0

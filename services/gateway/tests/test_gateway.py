@@ -13,9 +13,9 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI, Request, Response
 
 from ticketing_common.embedded import free_port
+from ticketing_common.routes import ROUTES, route_for
 from ticketing_gateway.app import create_app
 from ticketing_gateway.config import GatewaySettings
-from ticketing_gateway.routes import ROUTES, route_for
 
 
 def echo_service(name: str, *, ready: bool = True) -> FastAPI:

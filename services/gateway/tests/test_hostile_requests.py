@@ -15,6 +15,7 @@ import uvicorn
 
 from ticketing_common.embedded import free_port
 from ticketing_common.http_server import OPERATIONAL_PATHS, server_config
+from ticketing_common.routes import ROUTES
 from ticketing_common.testing.raw_http import (
     Listener,
     RawResponse,
@@ -25,7 +26,6 @@ from ticketing_common.testing.raw_http import (
 )
 from ticketing_gateway.app import create_app
 from ticketing_gateway.config import GatewaySettings
-from ticketing_gateway.routes import ROUTES
 
 HEADER_TIMEOUT = 1.0
 MAX_BODY = 64 * 1024

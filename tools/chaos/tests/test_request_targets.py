@@ -12,8 +12,8 @@ from yarl import URL
 
 from ticketing_chaos.hostile import System
 from ticketing_common.http_server import OPERATIONAL_PATHS
+from ticketing_common.routes import ROUTES
 from ticketing_common.testing.raw_http import RawResponse, exchange, exchange_while_sending
-from ticketing_gateway.routes import ROUTES
 
 pytestmark = pytest.mark.e2e
 

@@ -21,9 +21,11 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from ticketing_common.errors import error_body
+from ticketing_common.http_server import is_operational_path
 from ticketing_common.process import freeze_startup_heap
+from ticketing_common.routes import route_for
 from ticketing_gateway.config import GatewaySettings
-from ticketing_gateway.routes import is_internal, route_for, target_problem
+from ticketing_gateway.routes import target_problem
 
 logger = logging.getLogger("ticketing.gateway")
 
@@ -93,7 +95,7 @@ class Gateway:
             return
         route = route_for(path)
         base = self.upstreams.get(route.service) if route else None
-        if base is None or route is None or is_internal(path):
+        if base is None or route is None or is_operational_path(path):
             await _send_json(send, 404, error_body([{"message": "Not Found"}]))
             return
         try:

@@ -1,27 +1,18 @@
-"""What the gateway forwards: the route table (``ticketing_common.routes``), and which paths no route forwards.
+"""Which request targets the gateway forwards at all; where each goes is the route table (``ticketing_common.routes``).
 
-The services' operational endpoints (``INTERNAL_PATHS``: health, metrics, API documents) are internal on every
-route: the gateway answers 404 for them, and behind the Ingress the services refuse them to proxied requests.
+The services' operational endpoints (``ticketing_common.http_server.OPERATIONAL_PATHS``: health, metrics, API
+documents) are internal on every route: the gateway answers 404 for them, and behind the Ingress the services
+refuse them to proxied requests.
 """
 
 from __future__ import annotations
 
 import re
 
-from ticketing_common.http_server import OPERATIONAL_PATHS, is_operational_path, origin_form_problem
-from ticketing_common.routes import ROUTES, Route, route_for
-
-__all__ = ["INTERNAL_PATHS", "ROUTES", "Route", "is_internal", "route_for", "target_problem"]
-
-
-INTERNAL_PATHS = OPERATIONAL_PATHS
+from ticketing_common.http_server import origin_form_problem
 
 _PERCENT = re.compile(rb"%(.{0,2})")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-
-
-def is_internal(path: str) -> bool:
-    return is_operational_path(path)
 
 
 def target_problem(raw_path: bytes, query: bytes) -> str | None:
