@@ -126,7 +126,8 @@ class Api:
     def url(self, path: str) -> str:
         """Where ``path`` is served: its service's own URL when configured, else the gateway's."""
         route = route_for(path)
-        return self.api_urls.get(route.service, self.api_url) + path if route else self.api_url + path
+        base = self.api_urls.get(route.service, self.api_url) if route else self.api_url
+        return base + path
 
     async def call(
         self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
