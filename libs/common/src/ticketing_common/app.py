@@ -1,6 +1,6 @@
 """The application factory every service uses: routers + listeners in, a production-ready FastAPI app out.
 
-It wires the database, the event runtime (outbox relay and listeners), the shared error handlers, health
+It wires the database, the event runtime (outbox publisher and listeners), the shared error handlers, health
 (``/healthz`` alive, ``/readyz`` database and NATS reachable), Prometheus ``/metrics``, a body size limit and
 a structured log line for each failed, slow or sampled request.
 """
@@ -19,13 +19,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticketing_common.config import ServiceSettings
-from ticketing_common.db import create_engine, create_sessionmaker, is_connection_error
+from ticketing_common.db import Database, create_database, is_connection_error
 from ticketing_common.errors import (
     ERROR_DESCRIPTIONS,
     CustomError,
@@ -48,7 +46,6 @@ from ticketing_common.process import freeze_startup_heap
 logger = logging.getLogger("ticketing.http")
 
 UNMATCHED_ROUTE = "<unmatched>"
-OPEN_SESSIONS = "ticketing.sessions"  # the request's database sessions, in its ASGI scope
 
 
 def create_app(
@@ -67,13 +64,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.sqlalchemy_url, pool_size=settings.database_pool_size)
-        sessionmaker = create_sessionmaker(engine)
-        app.state.engine = engine
-        app.state.sessionmaker = sessionmaker
+        db = await create_database(
+            settings.database_dsn, service=settings.service_name, size=settings.database_pool_size
+        )
+        app.state.db = db
         events = EventRuntime(
             settings,
-            sessionmaker=sessionmaker,
+            db=db,
             listeners=listeners(settings) if listeners else (),
             metrics=app.state.metrics,
         )
@@ -86,7 +83,7 @@ def create_app(
                 yield
         finally:
             await events.stop()
-            await engine.dispose()
+            await db.pool.close()
 
     app = FastAPI(title=title, lifespan=lifespan, version="1.0.0")
     app.state.settings = settings
@@ -186,8 +183,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     problems: list[str] = []
     try:
-        async with request.app.state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await request.app.state.db.pool.fetchval("SELECT 1")
     except Exception:
         problems.append("database unreachable")
     if not request.app.state.events.connected:
@@ -197,24 +193,13 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-def open_request_session(request: Request) -> AsyncSession:
-    """A database session for this request, closed by ``RequestMiddleware`` after the response (for an endpoint
-    that needs one only sometimes; otherwise use ``SessionDep``)."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    session = sessionmaker()
-    session.info["service"] = request.app.state.settings.service_name
-    request.scope.setdefault(OPEN_SESSIONS, []).append(session)
-    return session
+async def _database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
 
 
-async def _session(request: Request) -> AsyncSession:
-    # Not a yield dependency: FastAPI wraps those in an exit stack and a shielded cancel scope per request, which
-    # cost more than the query of a simple read. RequestMiddleware closes the session after the response.
-    return open_request_session(request)
-
-
-SessionDep = Annotated[AsyncSession, Depends(_session)]
-"""A database session for one request; service functions open its transaction with ``session.begin()``."""
+DatabaseDep = Annotated[Database, Depends(_database)]
+"""The service's database: use cases open a unit of work on it, or read from its pool."""
 
 
 async def _settings(request: Request) -> ServiceSettings:
@@ -309,6 +294,9 @@ class RequestMiddleware:
             error: CustomError | None = exc if isinstance(exc, CustomError) else None
             if error is None and is_connection_error(exc):
                 error = DatabaseConnectionError()
+                db: Database | None = getattr(scope["app"].state, "db", None) if "app" in scope else None
+                if db is not None:
+                    db.connection_failed()
             if error is None:
                 logger.exception("unhandled error", extra={"request_id": request_id, "path": scope["path"]})
             if response_started:
@@ -325,11 +313,6 @@ class RequestMiddleware:
             await send({"type": "http.response.start", "status": status, "headers": raw_headers})
             await send({"type": "http.response.body", "body": json.dumps(body).encode()})
         finally:
-            for session in scope.pop(OPEN_SESSIONS, ()):
-                try:
-                    await session.close()  # a no-op unless a transaction was left open
-                except Exception:
-                    logger.warning("cannot close a database session", exc_info=True)
             duration = time.perf_counter() - started
             route = _route_template(scope)
             method = scope["method"]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 from ticketing_common.client_address import DEFAULT_TRUSTED_PROXIES, TrustedProxies
+from ticketing_common.db import asyncpg_dsn, database_url
 from ticketing_common.logging import DEFAULT_SLOW_SECONDS
 
 MIN_JWT_KEY_LENGTH = 32
@@ -56,10 +56,13 @@ class ServiceSettings(BaseSettings):
 
     event_max_deliveries: int = 10
     event_ack_wait_seconds: float = 30.0
-    # A handler's time is mostly waiting on PostgreSQL: with 4 at once, handlers taking 30-40 ms under load capped
-    # a subject at ~100 events/s and expiries queued behind each other (cancellation p99 265 ms, 29-32 ms with
-    # 8 or 16). The database pool (DATABASE_POOL_SIZE) bounds the transactions actually open.
-    event_concurrency: int = Field(default=16, ge=1, le=64)
+    # Batches of one subject applied at once, so a slow transaction does not hold up the events behind it.
+    event_concurrency: int = Field(default=4, ge=1, le=64)
+    # Up to this many events are applied in one transaction; at low load a batch is the one event that arrived.
+    event_batch_size: int = Field(default=256, ge=1, le=1000)
+    # Events a process committed but did not get to publish (a crash, a NATS outage) are sent by any replica's
+    # sweeper once they are this old; younger ones are still in flight from memory.
+    outbox_sweep_after_seconds: float = Field(default=3.0, gt=0)
 
     @field_validator("jwt_key")
     @classmethod
@@ -79,6 +82,11 @@ class ServiceSettings(BaseSettings):
         return self
 
     @property
+    def database_dsn(self) -> str:
+        """The ``postgresql://`` DSN asyncpg connects to at run time."""
+        return asyncpg_dsn(self.sqlalchemy_url)
+
+    @property
     def sqlalchemy_url(self) -> str:
         """The async SQLAlchemy URL of this service's own database on ``DATABASE_URL``'s server."""
         if not self.database_url:
@@ -88,5 +96,4 @@ class ServiceSettings(BaseSettings):
 
 def server_url_for_database(server_url: str, database: str) -> str:
     """Point a ``postgresql://`` server URL at ``database`` with the asyncpg driver."""
-    url = make_url(server_url).set(drivername="postgresql+asyncpg", database=database)
-    return url.render_as_string(hide_password=False)
+    return database_url(server_url, database=database, scheme="postgresql+asyncpg")

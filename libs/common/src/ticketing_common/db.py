@@ -1,44 +1,40 @@
-"""Database wiring: one async engine per service, its own database created if missing, Alembic migrations."""
+"""Database wiring at run time: one asyncpg pool per service and the unit of work every writer uses.
+
+SQL is written out in each service's ``queries.py``; SQLAlchemy appears only in migrations (Alembic).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from sqlalchemy import DateTime, MetaData
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+if TYPE_CHECKING:
+    from ticketing_common.events.catalogue import Event
 
+logger = logging.getLogger("ticketing.db")
 
-TYPE_ANNOTATION_MAP: dict[Any, Any] = {datetime: DateTime(timezone=True)}
+CE_SPECVERSION = "1.0"
 
+# One row (the usual case) as plain VALUES; several as arrays, still one round trip.
+WRITE_OUTBOX_ROW = "INSERT INTO outbox (event_id, subject, payload, headers) VALUES ($1, $2, $3::jsonb, $4::jsonb)"
+WRITE_OUTBOX_ROWS = """
+INSERT INTO outbox (event_id, subject, payload, headers)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[])
+"""
 
-def service_metadata() -> MetaData:
-    """A fresh MetaData for one service's tables (services never share a table registry)."""
-    return MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class MessagingBase(DeclarativeBase):
-    """Registry of the outbox, inbox and parked-message tables that every service database has."""
-
-    metadata = service_metadata()
-    type_annotation_map = TYPE_ANNOTATION_MAP
+Executor = asyncpg.Connection | asyncpg.Pool
+"""Where a query runs: a unit of work's connection, or the pool for a read outside any transaction."""
 
 
 def utcnow() -> datetime:
@@ -49,68 +45,187 @@ def new_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
-def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
-    """The service's engine: a fixed pool of ``pool_size`` connections.
+@dataclass(frozen=True)
+class OutboxMessage:
+    """An event as it is written to the outbox and sent to JetStream (payload as JSON text)."""
 
-    No overflow: under a burst, overflow connections were opened and closed on every checkout (a TCP and TLS
-    negotiation each time), which cost more than waiting for a pooled one. No pre-ping: it costs three round
-    trips per checkout (BEGIN, a ping, ROLLBACK); a connection found dead is invalidated with every connection
-    older than it on its first error (the request answers 503, an event is retried), so a database restart
-    costs one failure per process, not one per connection.
-    """
-    # hide_parameters: a failed statement's message (logged as an unhandled error) must not carry its bound
-    # values, which can be secrets such as password hashes.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=0, hide_parameters=True)
+    event_id: uuid.UUID
+    subject: str
+    payload: str
+    headers: dict[str, str]
+    event: Event | None = None  # None when read back from the table
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def cloudevent_headers(*, event_id: uuid.UUID, subject: str, source: str, time: datetime) -> dict[str, str]:
+    """NATS headers of an event: the dedup id JetStream honours plus CloudEvents attributes."""
+    return {
+        "Nats-Msg-Id": str(event_id),
+        "ce-id": str(event_id),
+        "ce-type": subject,
+        "ce-source": source,
+        "ce-time": time.isoformat(),
+        "ce-specversion": CE_SPECVERSION,
+        "content-type": "application/json",
+    }
+
+
+@dataclass
+class UnitOfWork:
+    """One transaction on ``conn``: the use case runs its statements and stages its events; the events are
+    written to the outbox right before the commit, and handed to the publisher right after it."""
+
+    conn: asyncpg.Connection
+    source: str
+    staged: list[OutboxMessage] = field(default_factory=list)
+    callbacks: list[Callable[[], object]] = field(default_factory=list)
+
+    def publish(
+        self,
+        event: Event,
+        *,
+        subject: str | None = None,
+        headers: dict[str, str] | None = None,
+        event_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        """Stage ``event``; it is written and sent only if this unit of work commits. ``subject`` and ``headers``
+        override where and how it is sent (a JetStream schedule targets the event's own subject); ``event_id``
+        when the caller must record the id first. Returns the event id."""
+        from ticketing_common.events.catalogue import encode_text  # the events package imports this module
+
+        event_id = event_id or uuid.uuid4()
+        self.staged.append(
+            OutboxMessage(
+                event_id=event_id,
+                subject=subject or str(event.subject),
+                payload=encode_text(event),
+                headers={
+                    **cloudevent_headers(event_id=event_id, subject=event.subject, source=self.source, time=utcnow()),
+                    **(headers or {}),
+                },
+                event=event,
+            )
+        )
+        return event_id
+
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` once the transaction has committed (never if it rolls back); it must not raise."""
+        self.callbacks.append(callback)
+
+    async def write_outbox(self) -> None:
+        rows = self.staged
+        if len(rows) == 1:
+            row = rows[0]
+            await self.conn.execute(WRITE_OUTBOX_ROW, row.event_id, row.subject, row.payload, json.dumps(row.headers))
+        elif rows:
+            await self.conn.execute(
+                WRITE_OUTBOX_ROWS,
+                [r.event_id for r in rows],
+                [r.subject for r in rows],
+                [r.payload for r in rows],
+                [json.dumps(r.headers) for r in rows],
+            )
+
+
+CommitWatcher = Callable[[Sequence[OutboxMessage]], None]
+
+
+class Database:
+    """A service's pool, the only way its code reaches PostgreSQL at run time."""
+
+    def __init__(self, pool: asyncpg.Pool, *, service: str) -> None:
+        self.pool = pool
+        self.service = service
+        self._watchers: list[CommitWatcher] = []
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """Open a transaction; commit when the block succeeds (with the staged events), roll back when it raises."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            uow = UnitOfWork(conn=conn, source=self.service)
+            yield uow
+            await uow.write_outbox()
+        self.committed(uow)
+
+    def committed(self, uow: UnitOfWork) -> None:
+        """After-commit work of ``uow``: the watchers see its events (the publisher sends them), then its own
+        callbacks run."""
+        if uow.staged:
+            for watch in self._watchers:
+                watch(uow.staged)
+        for callback in uow.callbacks:
+            callback()
+
+    def watch_commits(self, watch: CommitWatcher) -> Callable[[], None]:
+        """Call ``watch`` with the events of each unit of work, right after it commits; returns an undo.
+        ``watch`` runs in the committing task: never block."""
+        self._watchers.append(watch)
+        return lambda: self._watchers.remove(watch)
+
+    def connection_failed(self) -> None:
+        """A statement failed because the server went away: the pool's other connections are as dead (a
+        restart), so replace them all, not one failed request at a time."""
+        self.pool.expire_connections()
+
+
+async def create_database(settings_dsn: str, *, service: str, size: int) -> Database:
+    """The service's pool of ``size`` connections (opened lazily)."""
+    pool = await asyncpg.create_pool(settings_dsn, min_size=0, max_size=size, init=_init_connection)
+    return Database(pool, service=service)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # JSON travels as text both ways: payloads are written as the text pydantic made and read back as text.
+    await conn.set_type_codec("jsonb", encoder=str, decoder=str, schema="pg_catalog", format="text")
+
+
+def violated_constraint(exc: BaseException) -> str | None:
+    """The name of the constraint or index a statement broke, as PostgreSQL reports it."""
+    name = getattr(exc, "constraint_name", None)
+    return str(name) if name else None
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    """True for failures that mean the database is unreachable rather than that the request is wrong.
-
-    The whole cause chain counts: a server that is restarting answers ``CannotConnectNowError``, which reaches
-    the caller wrapped in a plain ``DBAPIError`` (SQLAlchemy does not map it to ``OperationalError``).
-    """
+    """True for failures that mean the database is unreachable rather than that the request is wrong."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if _is_connection_error_itself(current):
+        if isinstance(
+            current,
+            ConnectionError
+            | OSError
+            | asyncpg.exceptions.PostgresConnectionError
+            | asyncpg.exceptions.CannotConnectNowError
+            | asyncpg.exceptions.AdminShutdownError
+            | asyncpg.exceptions.CrashShutdownError
+            | asyncpg.exceptions.InterfaceError,
+        ):
             return True
-        orig = getattr(current, "orig", None)
-        current = orig if isinstance(orig, BaseException) and id(orig) not in seen else current.__cause__
+        current = current.__cause__ or current.__context__
     return False
 
 
-def _is_connection_error_itself(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(
-        exc,
-        ConnectionError
-        | OSError
-        | asyncpg.exceptions.ConnectionDoesNotExistError
-        | asyncpg.exceptions.CannotConnectNowError
-        | asyncpg.exceptions.InterfaceError,
-    )
+def database_url(url: str, *, database: str | None = None, scheme: str = "postgresql") -> str:
+    """``url`` with another scheme (``postgresql+asyncpg`` for Alembic) and, if given, another database."""
+    parts = urlsplit(url)
+    path = f"/{database}" if database is not None else parts.path
+    return urlunsplit((scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
-def _asyncpg_dsn(sqlalchemy_url: str, database: str | None = None) -> str:
-    url = make_url(sqlalchemy_url).set(drivername="postgresql")
-    if database is not None:
-        url = url.set(database=database)
-    return url.render_as_string(hide_password=False)
+def asyncpg_dsn(url: str, database: str | None = None) -> str:
+    """A ``postgresql://`` DSN for asyncpg from any PostgreSQL URL (SQLAlchemy's driver suffix dropped)."""
+    return database_url(url, database=database)
 
 
-async def ensure_database(sqlalchemy_url: str) -> None:
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+async def ensure_database(url: str) -> None:
     """Create the URL's database on its server if it does not exist yet (safe when raced)."""
-    name = make_url(sqlalchemy_url).database
+    name = database_name(url)
     assert name, "the URL must name a database"
-    conn = await asyncpg.connect(_asyncpg_dsn(sqlalchemy_url, "postgres"))
+    conn = await asyncpg.connect(asyncpg_dsn(url, "postgres"))
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
@@ -120,12 +235,12 @@ async def ensure_database(sqlalchemy_url: str) -> None:
         await conn.close()
 
 
-async def wait_for_database(sqlalchemy_url: str, *, timeout: float = 30.0) -> None:
+async def wait_for_database(url: str, *, timeout: float = 30.0) -> None:
     """Wait until the server accepts connections (it may still be starting)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
-            conn = await asyncpg.connect(_asyncpg_dsn(sqlalchemy_url, "postgres"), timeout=2)
+            conn = await asyncpg.connect(asyncpg_dsn(url, "postgres"), timeout=2)
             await conn.close()
             return
         except (OSError, asyncpg.exceptions.PostgresError, TimeoutError):
@@ -146,13 +261,6 @@ def migrate(sqlalchemy_url: str, migrations_dir: Path, revision: str = "head") -
     command.upgrade(config, revision)
 
 
-async def _prepare(sqlalchemy_url: str) -> None:
-    await wait_for_database(sqlalchemy_url)
-    await ensure_database(sqlalchemy_url)
-
-
-@asynccontextmanager
-async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A unit of work: commits when the block succeeds, rolls back when it raises."""
-    async with sessionmaker() as session, session.begin():
-        yield session
+async def _prepare(url: str) -> None:
+    await wait_for_database(url)
+    await ensure_database(url)

@@ -51,7 +51,7 @@ class Metrics:
         self.outbox_backlog = Gauge("outbox_backlog", "Outbox rows not yet published.", registry=self.registry)
         self.events_published = Counter(
             "events_published_total",
-            "Events the relay published by subject.",
+            "Events published to JetStream, by subject.",
             ["subject"],
             registry=self.registry,
         )

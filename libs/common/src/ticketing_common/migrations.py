@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from ticketing_common.events.tables import OUTBOX_NOTIFY_CHANNEL
+OUTBOX_NOTIFY_CHANNEL = "outbox"
 
 
 def run_env(target_metadata: MetaData | None) -> None:

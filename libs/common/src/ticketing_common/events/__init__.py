@@ -1,4 +1,4 @@
-"""The event bus: catalogue, transactional outbox, relay and listeners over NATS JetStream."""
+"""The event bus: catalogue, transactional outbox, publisher and listeners over NATS JetStream."""
 
 from ticketing_common.events.catalogue import (
     ChargeCreated,
@@ -14,7 +14,6 @@ from ticketing_common.events.catalogue import (
     UserUpdated,
 )
 from ticketing_common.events.listener import EventContext, Listener, NotYet, is_next_version
-from ticketing_common.events.publisher import publish
 
 __all__ = [
     "ChargeCreated",
@@ -32,5 +31,4 @@ __all__ = [
     "UserCreated",
     "UserUpdated",
     "is_next_version",
-    "publish",
 ]

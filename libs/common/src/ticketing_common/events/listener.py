@@ -1,39 +1,47 @@
-"""The listener base class and the loop that feeds it from a durable JetStream pull consumer.
+"""The listener base class and the runner that feeds it, in batches, from a durable JetStream pull consumer.
 
-A service's listener is a few lines: name the event type and write ``handle``. The runner guarantees:
+A service's listener is a few lines: name the event type and write ``handle`` (and, on a hot path,
+``handle_batch`` set-based). The runner guarantees:
 
 - one durable consumer per (service, subject), shared by every replica, so each event goes to one replica;
-- the event id is recorded in ``processed_events`` in the handler's own transaction, so a redelivered
-  event is acknowledged without effect;
-- the ack is sent only after that transaction commits;
-- ``raise NotYet()`` (an event ahead of the local copy's version) redelivers the message later, with backoff;
+- it keeps pull requests open for many messages and takes what has arrived without lingering: at low load a
+  batch is one event, under load up to ``batch_size``;
+- a batch is one unit of work: the event ids are claimed in ``processed_events`` in one statement (a redelivered
+  event is acknowledged without effect), the listener applies the fresh ones, the transaction commits once, then
+  every message is acknowledged;
+- if anything in a batch fails, the batch is replayed one event at a time on the same code, so one bad event
+  affects only itself;
+- ``raise NotYet()`` (an event ahead of the local copy's version) redelivers that message later, with backoff;
 - a message that keeps failing is parked in ``parked_messages`` after a bounded number of deliveries, logged,
   and acknowledged so the rest keep flowing. An unreachable database is never a reason to park;
-- a retry or a parking is logged; any other outcome only when slow or sampled (``RoutineLog``), and counted in
+- a retry or a parking is logged; a batch only when slow or sampled (``RoutineLog``); outcomes are counted in
   ``events_handled_total``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Generic, TypeVar
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError as ConsumerNotFound
 from pydantic import ValidationError
-from sqlalchemy import bindparam, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ticketing_common.db import is_connection_error
+from ticketing_common.db import Database, UnitOfWork, is_connection_error
 from ticketing_common.events.catalogue import Event
-from ticketing_common.events.tables import ParkedMessage, ProcessedEvent
 from ticketing_common.logging import DEFAULT_SLOW_SECONDS, RoutineLog
 from ticketing_common.metrics import Metrics
 
@@ -43,16 +51,19 @@ E = TypeVar("E", bound=Event)
 
 MAX_BACKOFF_SECONDS = 5.0
 NOT_YET_MAX_DELIVERIES = 60
+BATCH_SIZE = 256
+PULL_EXPIRES_SECONDS = 5.0
+MAX_ACK_PENDING = 2000
 
-_inbox = ProcessedEvent.__table__
-# Built once: constructing a statement costs more CPU than executing it (~0.1 ms per statement, every event).
-# On the table, not the entity: the ORM's bulk-DML path adds ~65 µs more.
-CLAIM_EVENT = (
-    pg_insert(_inbox)
-    .values(consumer=bindparam("consumer"), event_id=bindparam("event_id"))
-    .on_conflict_do_nothing()
-    .returning(_inbox.c.event_id)
-)
+CLAIM_EVENTS = """
+INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::text[])
+ON CONFLICT DO NOTHING RETURNING event_id
+"""
+PARK = """
+INSERT INTO parked_messages (consumer, subject, event_id, data, headers, error, deliveries)
+SELECT $1, $2, $3, $4, $5::jsonb, $6, $7
+WHERE NOT EXISTS (SELECT FROM parked_messages WHERE consumer = $1 AND event_id = $3)
+"""
 
 
 class NotYet(Exception):
@@ -84,11 +95,17 @@ class Listener(ABC, Generic[E]):
     event: ClassVar[type[Event]]
 
     @abstractmethod
-    async def handle(self, event: E, session: AsyncSession, context: EventContext) -> None:
-        """Apply the event inside ``session``'s transaction; never commit here."""
+    async def handle(self, event: E, uow: UnitOfWork, context: EventContext) -> None:
+        """Apply the event inside ``uow``'s transaction; never commit here."""
+
+    async def handle_batch(self, deliveries: Sequence[tuple[E, EventContext]], uow: UnitOfWork) -> None:
+        """Apply several events in one transaction. One by one by default; a hot listener overrides this with
+        set-based statements. Raising replays the batch one event at a time through :meth:`handle`."""
+        for event, context in deliveries:
+            await self.handle(event, uow, context)
 
     async def committed(self, event: E, context: EventContext) -> None:
-        """Called once ``handle``'s transaction has committed (not for a duplicate); must not raise."""
+        """Called once the event's transaction has committed (not for a duplicate); must not raise."""
 
     @property
     def subject(self) -> str:
@@ -103,8 +120,76 @@ def backoff_seconds(deliveries: int) -> float:
     return float(min(MAX_BACKOFF_SECONDS, 0.05 * 2 ** max(0, deliveries - 1)))
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A delivered message and its decoded event."""
+
+    msg: Msg
+    event: Event
+    context: EventContext
+
+
+class PullFeed:
+    """Keeps pull requests open on a durable consumer for up to ``batch_size`` messages and collects what
+    arrives, so taking a batch never waits for a round trip to the server nor lingers for a full one."""
+
+    def __init__(self, nc: NATS, *, stream: str, consumer: str, batch_size: int) -> None:
+        self._nc = nc
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._batch_size = batch_size
+        self._request = json.dumps({"batch": batch_size, "expires": int(PULL_EXPIRES_SECONDS * 1e9)}).encode()
+        self._open: deque[list[float]] = deque()  # [messages it may still deliver, when it expires], oldest first
+        self._arrived: deque[Msg] = deque()
+        self._ready = asyncio.Event()
+        self._inbox = nc.new_inbox()
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
+        await self._top_up()
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    async def take(self, limit: int) -> list[Msg]:
+        """What has arrived (up to ``limit``), waiting only while nothing has."""
+        while not self._arrived:
+            self._ready.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PULL_EXPIRES_SECONDS):
+                    await self._ready.wait()
+            await self._top_up()  # requests lost in a reconnection have expired by now: open new ones
+        count = min(limit, len(self._arrived))
+        return [self._arrived.popleft() for _ in range(count)]
+
+    async def _on_message(self, msg: Msg) -> None:
+        if msg.headers and "Status" in msg.headers:
+            # 408 (expired), 409 (...): a request is over. One inbox serves them all: count the oldest as done.
+            if self._open:
+                self._open.popleft()
+        else:
+            self._arrived.append(msg)
+            self._ready.set()
+            if self._open:
+                self._open[0][0] -= 1
+                if self._open[0][0] <= 0:
+                    self._open.popleft()
+        await self._top_up()
+
+    async def _top_up(self) -> None:
+        now = time.monotonic()
+        while self._open and self._open[0][1] < now:
+            self._open.popleft()
+        # Half a batch still requested is plenty: the server delivers as fast as the consumer lets it.
+        while sum(request[0] for request in self._open) < self._batch_size // 2 and self._nc.is_connected:
+            self._open.append([self._batch_size, now + PULL_EXPIRES_SECONDS - 0.5])
+            await self._nc.publish(self._next_subject, self._request, reply=self._inbox)
+
+
 class ListenerRunner:
-    """Pulls one listener's messages and applies them, one at a time, until cancelled."""
+    """Pulls one listener's messages and applies them in batches until cancelled."""
 
     def __init__(
         self,
@@ -113,11 +198,12 @@ class ListenerRunner:
         service: str,
         js: JetStreamContext,
         stream: str,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        db: Database,
         metrics: Metrics | None = None,
         max_deliveries: int = 10,
         ack_wait: float = 30.0,
         concurrency: int = 1,
+        batch_size: int = BATCH_SIZE,
         slow_seconds: float = DEFAULT_SLOW_SECONDS,
         sample_every: int = 0,
     ) -> None:
@@ -126,16 +212,17 @@ class ListenerRunner:
         self.consumer = durable_name(service, listener.subject)
         self._js = js
         self._stream = stream
-        self._sessionmaker = sessionmaker
+        self._db = db
         self._metrics = metrics
         self._max_deliveries = max_deliveries
         self._ack_wait = ack_wait
         self._concurrency = max(1, concurrency)
+        self._batch_size = max(1, batch_size)
         self._routine = RoutineLog(logger, slow_seconds=slow_seconds, sample_every=sample_every)
         self._stopped = False
 
     def stop(self) -> None:
-        """Finish the message in hand, then return from :meth:`run`."""
+        """Finish the batch in hand, then return from :meth:`run`."""
         self._stopped = True
 
     def consumer_config(self) -> ConsumerConfig:
@@ -145,96 +232,109 @@ class ListenerRunner:
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=self._ack_wait,
-            max_ack_pending=1000,
+            max_ack_pending=MAX_ACK_PENDING,
         )
 
     async def run(self) -> None:
         """Consume until cancelled, surviving NATS and database outages.
 
-        ``concurrency`` pull subscriptions share the durable consumer, like that many replicas in one process, so
-        a slow transaction does not hold up the events behind it. Order between them is not guaranteed, which the
+        ``concurrency`` workers take batches from one feed, like that many replicas in one process, so a slow
+        transaction does not hold up the events behind it. Order between them is not guaranteed, which the
         version gates and the inbox already make harmless.
         """
-        subscriptions = [await self._subscribe() for _ in range(self._concurrency)]
-        await asyncio.gather(*(self._consume(subscription) for subscription in subscriptions))
+        await self._ensure_consumer()
+        feed = PullFeed(self._js._nc, stream=self._stream, consumer=self.consumer, batch_size=self._batch_size)
+        await feed.start()
+        try:
+            await asyncio.gather(*(self._work(feed) for _ in range(self._concurrency)))
+        finally:
+            await feed.stop()
 
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+    async def _ensure_consumer(self) -> None:
         while True:
             try:
-                return await self._js.pull_subscribe(
-                    self.listener.subject,
-                    durable=self.consumer,
-                    stream=self._stream,
-                    config=self.consumer_config(),
-                )
+                try:
+                    await self._js.consumer_info(self._stream, self.consumer)
+                except ConsumerNotFound:
+                    await self._js.add_consumer(self._stream, self.consumer_config())
+                return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.warning("cannot create consumer yet", extra={"consumer": self.consumer, "error": repr(exc)})
                 await asyncio.sleep(1.0)
 
-    async def _consume(self, subscription: JetStreamContext.PullSubscription) -> None:
+    async def _work(self, feed: PullFeed) -> None:
         while not self._stopped:
+            messages = await feed.take(self._batch_size)
+            await self.process_batch(messages)
+
+    async def process_batch(self, messages: Sequence[Msg]) -> list[str]:
+        """Apply delivered messages in one transaction and settle each (ack, nak or park); falls back to one at a
+        time when the batch fails. Returns each message's outcome, in order."""
+        started = time.perf_counter()
+        outcomes: dict[int, str] = {}
+        deliveries: list[Delivery] = []
+        for index, msg in enumerate(messages):
+            context = self._context(msg)
             try:
-                # One at a time: fetch() returns as soon as a message arrives (a larger batch lingers).
-                messages = await subscription.fetch(1, timeout=5.0)
-            except TimeoutError:
-                continue
+                event = self.listener.event.model_validate_json(msg.data)
+            except ValidationError as exc:
+                outcomes[index] = await self._settle(msg, context, await self._park(msg, context, exc), exc)
+            else:
+                deliveries.append(Delivery(msg, event, context))
+        if len(deliveries) > 1:
+            try:
+                fresh = await self._apply(deliveries)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if self._stopped or self._js._nc.is_closed:
-                    return  # nats-py turns a cancellation into ConnectionClosedError while closing
-                logger.warning("fetch failed", extra={"consumer": self.consumer, "error": repr(exc)})
-                await asyncio.sleep(0.5)
-                continue
-            for message in messages:
-                await self.process(message)
+                logger.debug("batch failed; replaying it one event at a time", extra={"error": repr(exc)})
+            else:
+                await self._acknowledge(deliveries, fresh)
+                for delivery in deliveries:
+                    outcomes[messages.index(delivery.msg)] = "ok" if delivery in fresh else "duplicate"
+                self._log_batch(len(deliveries), time.perf_counter() - started)
+                return [outcomes[i] for i in range(len(messages))]
+        for delivery in deliveries:
+            outcomes[messages.index(delivery.msg)] = await self.process(delivery)
+        return [outcomes[i] for i in range(len(messages))]
 
-    async def process(self, msg: Msg) -> str:
-        """Apply one delivered message and settle it (ack, nak or park); returns the outcome."""
+    async def process(self, delivery: Delivery) -> str:
+        """Apply one delivered event on its own and settle it; returns the outcome."""
         started = time.perf_counter()
-        headers = msg.headers or {}
-        metadata = msg.metadata
-        deliveries = metadata.num_delivered
-        # ce-id names the event; Nats-Msg-Id equals it for our publishers (JetStream's dedup key).
-        event_id = headers.get("ce-id") or headers.get("Nats-Msg-Id") or f"{self._stream}:{metadata.sequence.stream}"
-        published_at = _parse_time(headers.get("ce-time"))
-        context = EventContext(event_id, msg.subject, deliveries, published_at)
-        outcome: str
+        msg, context = delivery.msg, delivery.context
         error: BaseException | None = None
         try:
-            event = self.listener.event.model_validate_json(msg.data)
-        except ValidationError as exc:
-            outcome = await self._park(msg, context, exc)  # malformed: no retry can help
-        else:
-            try:
-                outcome = await self._apply(event, context)
-                await msg.ack()
-                if outcome == "ok":
-                    await self.listener.committed(event, context)
-                if outcome == "ok" and published_at is not None and self._metrics is not None:
-                    lag = time.time() - published_at.timestamp()
-                    self._metrics.event_lag.labels(msg.subject).observe(max(0.0, lag))
-            except NotYet as exc:
-                error = exc
-                if deliveries >= NOT_YET_MAX_DELIVERIES:
-                    outcome = await self._park(msg, context, exc)
-                else:
-                    outcome = "not_yet"
-                    await msg.nak(delay=backoff_seconds(deliveries))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                error = exc
-                if is_connection_error(exc) or deliveries < self._max_deliveries:
-                    outcome = "retry"
-                    await msg.nak(delay=backoff_seconds(deliveries))
-                else:
-                    outcome = await self._park(msg, context, exc)
-        if self._metrics is not None:
-            self._metrics.events_handled.labels(msg.subject, outcome).inc()
-        duration = time.perf_counter() - started
+            fresh = await self._apply([delivery])
+            await self._acknowledge([delivery], fresh)
+            outcome = "ok" if fresh else "duplicate"
+        except NotYet as exc:
+            error = exc
+            if context.deliveries >= NOT_YET_MAX_DELIVERIES:
+                outcome = await self._park(msg, context, exc)
+            else:
+                outcome = "not_yet"
+                await msg.nak(delay=backoff_seconds(context.deliveries))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = exc
+            if is_connection_error(exc):
+                self._db.connection_failed()
+            if is_connection_error(exc) or context.deliveries < self._max_deliveries:
+                outcome = "retry"
+                await msg.nak(delay=backoff_seconds(context.deliveries))
+            else:
+                outcome = await self._park(msg, context, exc)
+        return await self._settle(msg, context, outcome, error, time.perf_counter() - started)
+
+    async def _settle(
+        self, msg: Msg, context: EventContext, outcome: str, error: BaseException | None, duration: float = 0.0
+    ) -> str:
+        """Count and log one event's outcome (a success was counted when it was acknowledged)."""
+        if outcome not in ("ok", "duplicate") and self._metrics is not None:
+            self._metrics.events_handled.labels(self.listener.subject, outcome).inc()
         level = logging.WARNING if outcome in ("retry", "parked") else self._routine.level(duration)
         if level is not None:
             logger.log(
@@ -243,44 +343,74 @@ class ListenerRunner:
                 extra={
                     "consumer": self.consumer,
                     "subject": msg.subject,
-                    "event_id": event_id,
+                    "event_id": context.event_id,
                     "outcome": outcome,
-                    "deliveries": deliveries,
+                    "deliveries": context.deliveries,
                     "duration_ms": round(duration * 1000, 2),
                     **({"error": repr(error)} if error is not None and outcome != "not_yet" else {}),
                 },
             )
         return outcome
 
-    async def _apply(self, event: Event, context: EventContext) -> str:
-        async with self._sessionmaker() as session, session.begin():
-            session.info["service"] = self.service
-            claimed = await session.scalar(CLAIM_EVENT, {"consumer": self.consumer, "event_id": context.event_id})
-            if claimed is None:
-                return "duplicate"
-            await self.listener.handle(event, session, context)
-        return "ok"
+    def _log_batch(self, size: int, duration: float) -> None:
+        level = self._routine.level(duration)
+        if level is not None:
+            logger.log(
+                level,
+                "event batch",
+                extra={"consumer": self.consumer, "size": size, "duration_ms": round(duration * 1000, 2)},
+            )
+
+    def _context(self, msg: Msg) -> EventContext:
+        headers = msg.headers or {}
+        metadata = msg.metadata
+        # ce-id names the event; Nats-Msg-Id equals it for our publishers (JetStream's dedup key).
+        event_id = headers.get("ce-id") or headers.get("Nats-Msg-Id") or f"{self._stream}:{metadata.sequence.stream}"
+        return EventContext(event_id, msg.subject, metadata.num_delivered, _parse_time(headers.get("ce-time")))
+
+    async def _apply(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """One transaction: claim the event ids, apply the fresh events; returns the fresh ones."""
+        unique: dict[str, Delivery] = {}
+        for delivery in deliveries:
+            unique.setdefault(delivery.context.event_id, delivery)  # the same event twice in a batch: once
+        async with self._db.unit_of_work() as uow:
+            claimed = {row[0] for row in await uow.conn.fetch(CLAIM_EVENTS, self.consumer, list(unique))}
+            fresh = [delivery for event_id, delivery in unique.items() if event_id in claimed]
+            if len(fresh) == 1:
+                await self.listener.handle(fresh[0].event, uow, fresh[0].context)
+            elif fresh:
+                await self.listener.handle_batch([(d.event, d.context) for d in fresh], uow)
+        return fresh
+
+    async def _acknowledge(self, deliveries: Sequence[Delivery], fresh: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            await delivery.msg.ack()
+        now = time.time()
+        for delivery in fresh:
+            await self.listener.committed(delivery.event, delivery.context)
+            if self._metrics is not None and delivery.context.published_at is not None:
+                lag = now - delivery.context.published_at.timestamp()
+                self._metrics.event_lag.labels(delivery.msg.subject).observe(max(0.0, lag))
+        if self._metrics is not None:
+            if fresh:
+                self._metrics.events_handled.labels(self.listener.subject, "ok").inc(len(fresh))
+            if len(deliveries) > len(fresh):
+                self._metrics.events_handled.labels(self.listener.subject, "duplicate").inc(
+                    len(deliveries) - len(fresh)
+                )
 
     async def _park(self, msg: Msg, context: EventContext, error: BaseException) -> str:
         try:
-            async with self._sessionmaker() as session, session.begin():
-                already = await session.scalar(
-                    select(ParkedMessage.id).where(
-                        ParkedMessage.consumer == self.consumer, ParkedMessage.event_id == context.event_id
-                    )
-                )
-                if already is None:
-                    await session.execute(
-                        insert(ParkedMessage).values(
-                            consumer=self.consumer,
-                            subject=msg.subject,
-                            event_id=context.event_id,
-                            data=msg.data.decode(errors="replace"),
-                            headers=dict(msg.headers or {}),
-                            error=repr(error),
-                            deliveries=context.deliveries,
-                        )
-                    )
+            await self._db.pool.execute(
+                PARK,
+                self.consumer,
+                msg.subject,
+                context.event_id,
+                msg.data.decode(errors="replace"),
+                json.dumps(dict(msg.headers or {})),
+                repr(error),
+                context.deliveries,
+            )
         except Exception as exc:
             logger.warning("cannot park message yet", extra={"consumer": self.consumer, "error": repr(exc)})
             await msg.nak(delay=backoff_seconds(context.deliveries))

@@ -1,4 +1,4 @@
-"""A service's event machinery for one process: the NATS connection, its outbox relay and its listeners."""
+"""A service's event machinery for one process: the NATS connection, its outbox publisher and its listeners."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ from collections.abc import Callable, Sequence
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ticketing_common.config import ServiceSettings
+from ticketing_common.db import Database
 from ticketing_common.events.bus import connect, ensure_stream
 from ticketing_common.events.catalogue import Event
 from ticketing_common.events.listener import Listener, ListenerRunner
-from ticketing_common.events.publisher import on_events_committed
-from ticketing_common.events.relay import OutboxRelay
+from ticketing_common.events.outbox import OutboxPublisher
 from ticketing_common.metrics import Metrics
 
 logger = logging.getLogger("ticketing.events")
@@ -29,22 +28,22 @@ class EventRuntime:
         self,
         settings: ServiceSettings,
         *,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        db: Database,
         listeners: Sequence[Listener[Event]] = (),
         metrics: Metrics | None = None,
-        relay: bool = True,
+        publisher: bool = True,
     ) -> None:
         self.settings = settings
-        self.sessionmaker = sessionmaker
+        self.db = db
         self.listeners = list(listeners)
         self.metrics = metrics
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
-        self.relay: OutboxRelay | None = None
+        self.publisher: OutboxPublisher | None = None
         self.runners: list[ListenerRunner] = []
-        self._with_relay = relay
+        self._with_publisher = publisher
         self._tasks: list[asyncio.Task[None]] = []
-        self._relay_task: asyncio.Task[None] | None = None
+        self._publisher_task: asyncio.Task[None] | None = None
         self._undo_wake: Callable[[], None] | None = None
         self._ready = asyncio.Event()
 
@@ -69,28 +68,29 @@ class EventRuntime:
             except Exception as exc:
                 logger.warning("cannot ensure stream yet", extra={"error": repr(exc)})
                 await asyncio.sleep(1.0)
-        if self._with_relay:
-            self.relay = OutboxRelay(
-                sessionmaker=self.sessionmaker,
+        if self._with_publisher:
+            self.publisher = OutboxPublisher(
+                pool=self.db.pool,
                 js=self.js,
                 stream=settings.nats_stream,
                 metrics=self.metrics,
+                sweep_after_seconds=settings.outbox_sweep_after_seconds,
             )
-            relay = self.relay
-            self._undo_wake = on_events_committed(self.sessionmaker, lambda _: relay.wake())
-            self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
-            self._tasks.append(self._relay_task)
+            self._undo_wake = self.db.watch_commits(self.publisher.submit)
+            self._publisher_task = asyncio.create_task(self.publisher.run(), name="outbox-publisher")
+            self._tasks.append(self._publisher_task)
         for listener in self.listeners:
             runner = ListenerRunner(
                 listener,
                 service=settings.service_name,
                 js=self.js,
                 stream=settings.nats_stream,
-                sessionmaker=self.sessionmaker,
+                db=self.db,
                 metrics=self.metrics,
                 max_deliveries=settings.event_max_deliveries,
                 ack_wait=settings.event_ack_wait_seconds,
                 concurrency=settings.event_concurrency,
+                batch_size=settings.event_batch_size,
                 slow_seconds=settings.log_slow_seconds,
                 sample_every=settings.log_sample_every,
             )
@@ -99,11 +99,14 @@ class EventRuntime:
         self._ready.set()
         logger.info("events ready", extra={"listeners": [r.consumer for r in self.runners]})
 
-    async def stop_relay(self) -> None:
-        """Stop only the outbox relay (tests and the chaos suite drive relays by hand)."""
-        if self._relay_task is not None:
-            self._relay_task.cancel()
-            await asyncio.gather(self._relay_task, return_exceptions=True)
+    async def stop_publisher(self) -> None:
+        """Stop only the outbox publisher (tests drive the sweeper by hand)."""
+        if self._undo_wake is not None:
+            self._undo_wake()
+            self._undo_wake = None
+        if self._publisher_task is not None:
+            self._publisher_task.cancel()
+            await asyncio.gather(self._publisher_task, return_exceptions=True)
 
     async def stop(self) -> None:
         if self._undo_wake is not None:

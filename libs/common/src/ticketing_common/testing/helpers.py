@@ -21,7 +21,6 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
-from sqlalchemy.engine import make_url
 
 from ticketing_common.auth import COOKIE_NAME, UserPayload, create_token, decode_token
 from ticketing_common.config import ServiceSettings
@@ -75,8 +74,7 @@ async def prepare_database(settings: ServiceSettings, migrations_dir: Path) -> N
 
 async def truncate_all(settings: ServiceSettings) -> None:
     """Empty every table of the service's database but Alembic's (per-test isolation)."""
-    dsn = make_url(settings.sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(settings.database_dsn)
     try:
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
@@ -100,7 +98,7 @@ async def connect_nats(url: str) -> NATS:
 
 @contextlib.asynccontextmanager
 async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
-    """Run the app's lifespan (database, relay, listeners) and wait until its events are ready."""
+    """Run the app's lifespan (database, outbox publisher, listeners) and wait until its events are ready."""
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
         await app.state.events.wait_ready()
         yield app

@@ -16,11 +16,9 @@ import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from sqlalchemy import func, select
 
 from ticketing_common.config import ServiceSettings
 from ticketing_common.embedded import EmbeddedNats, EmbeddedPostgres
-from ticketing_common.events.tables import OutboxRow
 from ticketing_common.testing.helpers import (
     ReceivedEvent,
     ServiceUnderTest,
@@ -93,7 +91,7 @@ async def settings(service: ServiceUnderTest, infra: TestInfra, js: JetStreamCon
 
 @pytest.fixture
 async def app(service: ServiceUnderTest, settings: ServiceSettings) -> AsyncIterator[FastAPI]:
-    """The service running (database, relay and listeners started)."""
+    """The service running (database, outbox publisher and listeners started)."""
     async with running(service.create_app(settings)) as running_app:
         yield running_app
 
@@ -111,10 +109,7 @@ def published(app: FastAPI, js: JetStreamContext) -> Callable[[str], Awaitable[l
 
     async def read(subject: str) -> list[ReceivedEvent]:
         async def drained() -> bool:
-            async with app.state.sessionmaker() as session:
-                pending = await session.scalar(
-                    select(func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None))
-                )
+            pending = await app.state.db.pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
             return pending == 0
 
         await wait_until(drained)
