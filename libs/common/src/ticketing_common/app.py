@@ -296,7 +296,7 @@ class RequestMiddleware:
                 error = DatabaseConnectionError()
                 db: Database | None = getattr(scope["app"].state, "db", None) if "app" in scope else None
                 if db is not None:
-                    db.connection_failed()
+                    await db.connection_failed()
             if error is None:
                 logger.exception("unhandled error", extra={"request_id": request_id, "path": scope["path"]})
             if response_started:
