@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
 
 from ticketing_common.events import OrderCancelled, OrderStatus, UserUpdated
 from ticketing_common.events.catalogue import TicketRef
 from ticketing_common.testing import signin, wait_until
-from ticketing_payments.models import Payment
+from ticketing_payments import queries
+from ticketing_payments.queries import Payment
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
@@ -115,11 +115,8 @@ async def test_a_cancelled_order_that_was_never_paid_refunds_nothing(bus: Any, s
 
 
 async def _refunded_payment(app: FastAPI, order_id: uuid.UUID) -> Payment | None:
-    async with app.state.sessionmaker() as session:
-        payment: Payment | None = await session.scalar(
-            select(Payment).where(Payment.order_id == order_id, Payment.refunded_at.is_not(None))
-        )
-        return payment
+    payment = await queries.find_payment_of_order(app.state.db.pool, order_id)
+    return payment if payment is not None and payment.refunded_at is not None else None
 
 
 async def test_user_emails_follow_created_and_updated_even_when_they_arrive_in_reverse(bus: Any) -> None:
