@@ -208,6 +208,24 @@ async def test_returns_400_when_the_order_is_already_paid(
     assert len(await stream_events(js, "charge.created")) == 1
 
 
+async def test_returns_400_when_the_order_has_a_payment_even_if_its_copy_was_not_completed(
+    client: httpx.AsyncClient, bus: Any, stripe_fake: Any, app: FastAPI
+) -> None:
+    user = signin(client)
+    order = await bus.order(user_id=user.id)
+    await app.state.db.pool.execute(
+        "INSERT INTO payments (id, order_id, stripe_id, amount, currency) VALUES ($1, $2, 'pi_earlier', 1999, 'usd')",
+        uuid.uuid4(),
+        order.id,
+    )
+
+    response = await pay(client, order.id)
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": [{"message": "Order already paid"}]}
+    assert await stripe_fake.requests() == []
+
+
 async def test_the_receipt_goes_to_the_buyers_latest_email_from_user_events(
     client: httpx.AsyncClient, bus: Any, stripe_fake: Any
 ) -> None:
