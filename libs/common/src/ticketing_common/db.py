@@ -161,10 +161,10 @@ class Database:
         self._watchers.append(watch)
         return lambda: self._watchers.remove(watch)
 
-    def connection_failed(self) -> None:
+    async def connection_failed(self) -> None:
         """A statement failed because the server went away: the pool's other connections are as dead (a
         restart), so replace them all, not one failed request at a time."""
-        self.pool.expire_connections()
+        await self.pool.expire_connections()
 
 
 async def create_database(settings_dsn: str, *, service: str, size: int) -> Database:
