@@ -1,7 +1,7 @@
 """The tickets service under test, against the session's real PostgreSQL and NATS.
 
 Fixtures here play the other services: ``orders`` publishes order events to JetStream as the orders
-service's relay would, and ``published`` reads back what this service really put on the bus.
+service's outbox publisher would, and ``published`` reads back what this service really put on the bus.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import pytest
 from fastapi import FastAPI
 from nats.js import JetStreamContext
 
+from ticketing_common.db import cloudevent_headers
 from ticketing_common.events import Event, OrderCancelled, OrderCreated, OrderStatus
 from ticketing_common.events.catalogue import OrderTicket, TicketRef, encode
-from ticketing_common.events.publisher import cloudevent_headers
 from ticketing_common.testing import ServiceUnderTest
+from ticketing_tickets import queries
 from ticketing_tickets.config import Settings
 from ticketing_tickets.main import MIGRATIONS_DIR, create_app
-from ticketing_tickets.models import Ticket
+from ticketing_tickets.queries import Ticket
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def make_ticket(client: httpx.AsyncClient) -> Callable[..., Awaitable[dict[str, 
 
 @dataclass
 class Orders:
-    """Publishes order events straight to JetStream, with the headers the orders relay gives them."""
+    """Publishes order events straight to JetStream, with the headers the orders service gives them."""
 
     js: JetStreamContext
 
@@ -62,25 +63,31 @@ class Orders:
         await self.js.publish(event.subject, encode(event), headers=headers)
         return eid
 
-    async def created(
-        self, ticket_id: str | uuid.UUID, order_id: uuid.UUID | None = None, **kwargs: Any
-    ) -> tuple[uuid.UUID, uuid.UUID]:
-        """Publish ``order.created`` for the ticket; returns (order id, event id)."""
-        oid = order_id or uuid.uuid4()
-        event = OrderCreated(
-            id=oid,
+    @staticmethod
+    def created_event(ticket_id: str | uuid.UUID, order_id: uuid.UUID | None = None) -> OrderCreated:
+        return OrderCreated(
+            id=order_id or uuid.uuid4(),
             status=OrderStatus.CREATED,
             user_id=uuid.uuid4(),
             expires_at=datetime.now(UTC) + timedelta(minutes=15),
             version=0,
             ticket=OrderTicket(id=uuid.UUID(str(ticket_id)), price=Decimal(20)),
         )
-        return oid, await self.publish(event, **kwargs)
+
+    @staticmethod
+    def cancelled_event(ticket_id: str | uuid.UUID, order_id: uuid.UUID) -> OrderCancelled:
+        return OrderCancelled(id=order_id, version=1, ticket=TicketRef(id=uuid.UUID(str(ticket_id))))
+
+    async def created(
+        self, ticket_id: str | uuid.UUID, order_id: uuid.UUID | None = None, **kwargs: Any
+    ) -> tuple[uuid.UUID, uuid.UUID]:
+        """Publish ``order.created`` for the ticket; returns (order id, event id)."""
+        event = self.created_event(ticket_id, order_id)
+        return event.id, await self.publish(event, **kwargs)
 
     async def cancelled(self, ticket_id: str | uuid.UUID, order_id: uuid.UUID, **kwargs: Any) -> uuid.UUID:
         """Publish ``order.cancelled`` for the order; returns the event id."""
-        event = OrderCancelled(id=order_id, version=1, ticket=TicketRef(id=uuid.UUID(str(ticket_id))))
-        return await self.publish(event, **kwargs)
+        return await self.publish(self.cancelled_event(ticket_id, order_id), **kwargs)
 
 
 @pytest.fixture
@@ -93,8 +100,6 @@ def stored(app: FastAPI) -> Callable[[str | uuid.UUID], Awaitable[Ticket | None]
     """The ticket row as the database has it."""
 
     async def load(ticket_id: str | uuid.UUID) -> Ticket | None:
-        async with app.state.sessionmaker() as session:
-            ticket: Ticket | None = await session.get(Ticket, uuid.UUID(str(ticket_id)))
-            return ticket
+        return await queries.find_ticket(app.state.db.pool, uuid.UUID(str(ticket_id)))
 
     return load

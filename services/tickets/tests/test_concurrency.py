@@ -9,12 +9,10 @@ from collections import Counter
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import select, update
 
 from ticketing_common.testing import http_client, running, signin, wait_until
-from ticketing_tickets import service
+from ticketing_tickets import queries
 from ticketing_tickets.main import create_app
-from ticketing_tickets.models import Ticket
 
 WRITERS = 20
 
@@ -119,14 +117,82 @@ async def test_an_edit_never_lands_on_a_held_ticket_even_if_the_hold_kept_the_ve
     signin(client)
     created = await make_ticket("v0", 1)
     snapshot = await stored(created["id"])
-    async with app.state.sessionmaker() as session, session.begin():
-        await session.execute(
-            update(Ticket).where(Ticket.id == snapshot.id).values(order_id=uuid.uuid4())  # no version bump
-        )
-    async with app.state.sessionmaker() as session, session.begin():
-        written = await service._write(session, snapshot, available_only=True, title="edit", price=2)
-    assert written is None
+    order_id = uuid.uuid4()
+    pool = app.state.db.pool
+    await pool.execute("UPDATE tickets SET order_id = $1 WHERE id = $2", order_id, snapshot.id)  # no version bump
+    edit = await queries.edit_ticket(
+        pool, ticket_id=snapshot.id, user_id=snapshot.user_id, title="edit", price=2, expected_version=0
+    )
+    assert edit is not None
+    assert (edit.written, edit.order_id, edit.version) == (None, order_id, 0)
+    response = await client.put(f"/api/tickets/{created['id']}", json={"title": "edit", "price": 2, "version": 0})
+    assert response.status_code == 400
+    assert response.json() == {"errors": [{"message": "Cannot edit a reserved ticket"}]}
     assert (await stored(created["id"])).title == "v0"
+
+
+async def _edit_waiting_for(
+    app: FastAPI, client: httpx.AsyncClient, ticket_id: str, change: str, *args: object, body: dict
+) -> httpx.Response:
+    """A PUT sent while another transaction has changed the ticket's row and not committed yet: it waits for
+    that commit, then answers."""
+    async with app.state.db.pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await conn.execute(change, uuid.UUID(ticket_id), *args)
+            put = asyncio.create_task(client.put(f"/api/tickets/{ticket_id}", json=body))
+            await asyncio.sleep(0.3)
+            assert not put.done()  # the edit's UPDATE waits for the row
+        except BaseException:
+            await transaction.rollback()
+            raise
+        await transaction.commit()
+    return await put
+
+
+HOLD = "UPDATE tickets SET order_id = $2, version = version + 1 WHERE id = $1"
+EDIT = "UPDATE tickets SET title = $2, version = version + 1 WHERE id = $1"
+
+
+async def test_an_edit_waiting_for_a_hold_in_flight_answers_400_once_the_hold_commits(
+    client: httpx.AsyncClient, app: FastAPI, make_ticket, stored
+) -> None:
+    signin(client)
+    created = await make_ticket("v0", 1)
+    order_id = uuid.uuid4()
+    response = await _edit_waiting_for(app, client, created["id"], HOLD, order_id, body={"title": "late", "price": 2})
+    assert response.status_code == 400
+    assert response.json() == {"errors": [{"message": "Cannot edit a reserved ticket"}]}
+    ticket = await stored(created["id"])
+    assert (ticket.title, ticket.order_id, ticket.version) == ("v0", order_id, 1)
+
+
+async def test_an_edit_waiting_for_another_edit_applies_on_top_of_it(
+    client: httpx.AsyncClient, app: FastAPI, make_ticket, stored, published
+) -> None:
+    signin(client)
+    created = await make_ticket("v0", 1)
+    response = await _edit_waiting_for(app, client, created["id"], EDIT, "first", body={"title": "second", "price": 2})
+    assert response.status_code == 200
+    assert (response.json()["title"], response.json()["version"]) == ("second", 2)
+    ticket = await stored(created["id"])
+    assert (ticket.title, ticket.version) == ("second", 2)
+    assert [(e.data["title"], e.data["version"]) for e in await published("ticket.updated")] == [("second", 2)]
+
+
+async def test_an_edit_of_the_version_it_read_waiting_for_another_edit_is_409(
+    client: httpx.AsyncClient, app: FastAPI, make_ticket, stored, published
+) -> None:
+    signin(client)
+    created = await make_ticket("v0", 1)
+    body = {"title": "second", "price": 2, "version": 0}
+    response = await _edit_waiting_for(app, client, created["id"], EDIT, "first", body=body)
+    assert response.status_code == 409
+    assert response.json() == {"errors": [{"message": "Ticket was modified, reload and try again"}]}
+    ticket = await stored(created["id"])
+    assert (ticket.title, ticket.version) == ("first", 1)
+    assert await published("ticket.updated") == []
 
 
 async def test_an_order_cancelled_racing_its_order_created_never_leaves_the_ticket_held(
@@ -135,11 +201,11 @@ async def test_an_order_cancelled_racing_its_order_created_never_leaves_the_tick
     signin(client)
     created = await make_ticket()
     order_id = uuid.uuid4()
-    # Hold the ticket's row lock while both events arrive, so both handlers are in flight at once.
-    async with app.state.sessionmaker() as session, session.begin():
-        await session.execute(select(Ticket).where(Ticket.id == uuid.UUID(created["id"])).with_for_update())
+    # Hold the ticket's row lock while both events arrive, so both listeners are in flight at once.
+    async with app.state.db.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT FROM tickets WHERE id = $1 FOR UPDATE", uuid.UUID(created["id"]))
         await orders.created(created["id"], order_id)
-        await asyncio.sleep(0.3)  # order.created has checked for a tombstone and waits for the row
+        await asyncio.sleep(0.3)  # order.created waits for the row
         await orders.cancelled(created["id"], order_id)
         await asyncio.sleep(0.3)
 

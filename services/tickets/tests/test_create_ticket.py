@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from ticketing_common.schemas import INVALID_TEXT_MESSAGE
 from ticketing_common.testing import signin
@@ -69,13 +68,11 @@ async def test_money_is_stored_as_numeric_and_stays_exact(client: httpx.AsyncCli
         assert response.status_code == 201, raw
         assert response.json()["price"] == shown
         ids[raw] = response.json()["id"]
-    async with app.state.sessionmaker() as session:
-        column_type = await session.scalar(
-            text(
-                "SELECT data_type FROM information_schema.columns WHERE table_name = 'tickets' AND column_name = 'price'"
-            )
-        )
-        total = await session.scalar(text("SELECT sum(price) FROM tickets WHERE title = 't'"))
+    pool = app.state.db.pool
+    column_type = await pool.fetchval(
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'tickets' AND column_name = 'price'"
+    )
+    total = await pool.fetchval("SELECT sum(price) FROM tickets WHERE title = 't'")
     assert column_type == "numeric"
     assert total == Decimal("2000120.39")  # 0.1 + 0.3 + 19.99 + 1000000 + 1000000 + 100, no float drift
 

@@ -9,10 +9,9 @@ from decimal import Decimal
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import insert
 
 from ticketing_common.testing import signin, wait_until
-from ticketing_tickets.models import Ticket
+from ticketing_tickets.queries import INSERT_TICKET
 
 
 async def _all_pages(client: httpx.AsyncClient, limit: int) -> list[list[dict]]:
@@ -93,22 +92,17 @@ async def test_tickets_created_in_the_same_instant_are_ordered_by_id_and_none_is
 ) -> None:
     # One transaction gives every row the same created_at: only the id can break the tie.
     ids = [uuid.uuid4() for _ in range(7)]
-    async with app.state.sessionmaker() as session, session.begin():
-        await session.execute(
-            insert(Ticket),
-            [{"id": i, "title": "Same time", "price": Decimal("5.00"), "user_id": uuid.uuid4()} for i in ids],
-        )
+    async with app.state.db.pool.acquire() as conn, conn.transaction():
+        await conn.executemany(INSERT_TICKET, [(i, "Same time", Decimal("5.00"), uuid.uuid4()) for i in ids])
     pages = await _all_pages(client, limit=2)
     listed = [t["id"] for page in pages for t in page]
     assert listed == [str(i) for i in sorted(ids, reverse=True)]
 
 
 async def test_default_page_size_is_50(client: httpx.AsyncClient, app: FastAPI) -> None:
-    async with app.state.sessionmaker() as session, session.begin():
-        await session.execute(
-            insert(Ticket),
-            [{"id": uuid.uuid4(), "title": "t", "price": Decimal(1), "user_id": uuid.uuid4()} for _ in range(51)],
-        )
+    await app.state.db.pool.executemany(
+        INSERT_TICKET, [(uuid.uuid4(), "t", Decimal(1), uuid.uuid4()) for _ in range(51)]
+    )
     body = (await client.get("/api/tickets")).json()
     assert len(body["tickets"]) == 50
     assert body["next"] is not None

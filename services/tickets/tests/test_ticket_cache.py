@@ -7,6 +7,9 @@ import json
 import uuid
 from decimal import Decimal
 
+from ticketing_common.db import OutboxMessage
+from ticketing_common.events import Event, OrderCancelled, TicketCreated, TicketUpdated
+from ticketing_common.events.catalogue import TicketRef
 from ticketing_tickets.cache import TicketCache, render
 from ticketing_tickets.schemas import TicketOut
 
@@ -148,3 +151,18 @@ def test_the_least_recently_shown_ticket_makes_room() -> None:
     assert cache.get(first) is not None  # first is now the most recently used
     cache.apply(ticket(third, 0))
     assert [cache.get(t) is not None for t in (first, second, third)] == [True, False, True]
+
+
+def test_the_tickets_a_commit_of_this_process_published_are_applied_at_once() -> None:
+    cache = following()
+    tid, other = uuid.uuid4(), uuid.uuid4()
+    created = TicketCreated(id=tid, title="v0", price=Decimal(1), user_id=uuid.UUID(int=1), version=0)
+    updated = TicketUpdated(id=tid, title="v1", price=Decimal(2), user_id=uuid.UUID(int=1), order_id=None, version=1)
+    order = OrderCancelled(id=uuid.uuid4(), version=1, ticket=TicketRef(id=other))
+
+    def message(event: Event | None) -> OutboxMessage:
+        return OutboxMessage(event_id=uuid.uuid4(), subject="s", payload="{}", headers={}, event=event)
+
+    cache.apply_committed([message(created), message(order), message(updated), message(None)])
+    assert shown_version(cache, tid) == 1
+    assert cache.get(other) is None

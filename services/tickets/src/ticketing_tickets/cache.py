@@ -7,7 +7,7 @@ and its version):
 
 - this process's own commits, applied right after the commit: a replica reads its own writes;
 - every replica's commits, from a core NATS subscription to those subjects: another replica's write shows here
-  once its outbox relay has sent it (milliseconds; the outbox backlog metric says when it is more);
+  once its outbox publisher has sent it (milliseconds; the outbox backlog metric says when it is more);
 - a database read on a miss.
 
 A version never goes back: an event or a read older than what the entry holds changes nothing, whatever order
@@ -30,6 +30,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from ticketing_common.db import OutboxMessage
 from ticketing_common.events import Event, Subject, TicketCreated, TicketUpdated
 from ticketing_tickets.schemas import TicketOut
 
@@ -112,6 +113,10 @@ class TicketCache:
         for event in events:
             if (ticket := from_event(event)) is not None:
                 self.apply(ticket)
+
+    def apply_committed(self, messages: Sequence[OutboxMessage]) -> None:
+        """A commit watcher (``Database.watch_commits``): the events a unit of work of this process committed."""
+        self.apply_events([message.event for message in messages if message.event is not None])
 
     async def on_message(self, msg: Msg) -> None:
         """Callback of the core NATS subscription to :data:`SUBJECTS`."""

@@ -12,11 +12,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from ticketing_common.app import create_app as create_service_app
-from ticketing_common.events.publisher import on_events_committed
 from ticketing_common.events.runtime import EventRuntime
 from ticketing_tickets.cache import TicketCache, follow_ticket_events
 from ticketing_tickets.config import Settings
-from ticketing_tickets.handlers import listeners
+from ticketing_tickets.listeners import listeners
 from ticketing_tickets.router import router
 
 logger = logging.getLogger("ticketing.tickets")
@@ -33,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.ticket_cache_size == 0:
             yield
             return
-        undo = on_events_committed(app.state.sessionmaker, cache.apply_events)
+        undo = app.state.db.watch_commits(cache.apply_committed)
         follower = asyncio.create_task(_follow(cache, app.state.events), name="ticket-cache")
         try:
             yield

@@ -9,8 +9,10 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from ticketing_common.schemas import CamelModel, Money, RequestBody, has_control_characters
-from ticketing_tickets.models import MAX_PRICE, MAX_TITLE_LENGTH
 
+# The API's rules; migration 0002's CHECK constraints hold the database to the same.
+MAX_TITLE_LENGTH = 200
+MAX_PRICE = Decimal("1000000")
 CENT = Decimal("0.01")
 PRICE_MESSAGE = "Price must be greater than 0"
 TITLE_MESSAGE = "Title is required"

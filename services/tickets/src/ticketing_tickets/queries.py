@@ -1,0 +1,225 @@
+"""Every statement of the tickets service, and the typed rows they return.
+
+The tables are created by the migrations (``migrations/versions/0002_tickets.py``); this module is the only
+place that knows their columns. Each function runs one statement on an ``Executor``: a unit of work's
+connection, or the pool for a read outside any transaction.
+
+Every change of a ticket is one conditional ``UPDATE`` that bumps ``version`` and returns the new row, from
+which the service builds its ``ticket.updated``; the statement's result, not a read before it, decides.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import asyncpg
+
+from ticketing_common.db import Executor
+
+# Qualified, so the same list serves statements that join the table with their own inputs.
+TICKET_COLUMNS = (
+    "tickets.id, tickets.title, tickets.price, tickets.user_id, tickets.order_id, tickets.version, tickets.created_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A ticket for sale. ``order_id`` is set while an order holds it; ``version`` counts every change."""
+
+    id: uuid.UUID
+    title: str
+    price: Decimal
+    user_id: uuid.UUID
+    order_id: uuid.UUID | None
+    version: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """What an edit statement found when it started (owner, holder, version) and the ticket it wrote: None
+    when the ticket was not editable as asked, or changed while the statement waited for it."""
+
+    user_id: uuid.UUID
+    order_id: uuid.UUID | None
+    version: int
+    written: Ticket | None
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """The outcome of one ``order.created`` in :func:`hold_tickets`: the ticket it now holds, or None; and
+    whether the order was cancelled already (a tombstone), which is why it holds nothing."""
+
+    ticket_id: uuid.UUID
+    cancelled: bool
+    held: Ticket | None
+
+
+def _ticket(row: asyncpg.Record) -> Ticket:
+    return Ticket(
+        id=row["id"],
+        title=row["title"],
+        price=row["price"],
+        user_id=row["user_id"],
+        order_id=row["order_id"],
+        version=row["version"],
+        created_at=row["created_at"],
+    )
+
+
+INSERT_TICKET = f"""
+INSERT INTO tickets (id, title, price, user_id) VALUES ($1, $2, $3, $4)
+RETURNING {TICKET_COLUMNS}
+"""  # noqa: S608 (a constant column list)
+
+
+async def insert_ticket(
+    db: Executor, *, ticket_id: uuid.UUID, title: str, price: Decimal, user_id: uuid.UUID
+) -> Ticket:
+    """A new ticket, at version 0 and held by no order."""
+    row = await db.fetchrow(INSERT_TICKET, ticket_id, title, price, user_id)
+    assert row is not None
+    return _ticket(row)
+
+
+FIND_TICKET = f"SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1"  # noqa: S608 (a constant column list)
+
+
+async def find_ticket(db: Executor, ticket_id: uuid.UUID) -> Ticket | None:
+    row = await db.fetchrow(FIND_TICKET, ticket_id)
+    return _ticket(row) if row is not None else None
+
+
+# The public listing, on the partial index ix_tickets_available (created_at DESC, id DESC) WHERE order_id IS NULL.
+# Two statements rather than one with an optional cursor: each keeps a plan that walks the index.
+LIST_AVAILABLE = f"""
+SELECT {TICKET_COLUMNS} FROM tickets
+WHERE order_id IS NULL
+ORDER BY created_at DESC, id DESC
+LIMIT $1
+"""  # noqa: S608 (a constant column list)
+LIST_AVAILABLE_AFTER = f"""
+SELECT {TICKET_COLUMNS} FROM tickets
+WHERE order_id IS NULL AND (created_at, id) < ($2, $3)
+ORDER BY created_at DESC, id DESC
+LIMIT $1
+"""  # noqa: S608 (a constant column list)
+
+
+async def list_available(db: Executor, *, limit: int, after: tuple[datetime, uuid.UUID] | None = None) -> list[Ticket]:
+    """Up to ``limit`` tickets no order holds, newest first, strictly after ``after`` (created_at, id)."""
+    if after is None:
+        rows = await db.fetch(LIST_AVAILABLE, limit)
+    else:
+        rows = await db.fetch(LIST_AVAILABLE_AFTER, limit, *after)
+    return [_ticket(row) for row in rows]
+
+
+# `seen` is the row as the statement's snapshot has it, for the answer when nothing is written. The UPDATE
+# checks its conditions on the newest row: if a concurrent writer holds it, the UPDATE waits for its commit
+# and then applies on top of it, or writes nothing when the row is no longer editable as asked.
+EDIT_TICKET = f"""
+WITH seen AS (
+    SELECT user_id, order_id, version FROM tickets WHERE id = $1
+), edited AS (
+    UPDATE tickets SET title = $3, price = $4, version = version + 1, updated_at = now()
+    WHERE id = $1 AND user_id = $2 AND order_id IS NULL AND ($5::integer IS NULL OR version = $5)
+    RETURNING {TICKET_COLUMNS}
+)
+SELECT seen.user_id AS seen_user_id, seen.order_id AS seen_order_id, seen.version AS seen_version, edited.*
+FROM seen LEFT JOIN edited ON true
+"""  # noqa: S608 (a constant column list)
+
+
+async def edit_ticket(
+    db: Executor,
+    *,
+    ticket_id: uuid.UUID,
+    user_id: uuid.UUID,
+    title: str,
+    price: Decimal,
+    expected_version: int | None,
+) -> Edit | None:
+    """Set title and price (version + 1) if ``user_id`` owns the ticket, no order holds it and, when given,
+    it is at ``expected_version``. None when there is no such ticket."""
+    row = await db.fetchrow(EDIT_TICKET, ticket_id, user_id, title, price, expected_version)
+    if row is None:
+        return None
+    return Edit(
+        user_id=row["seen_user_id"],
+        order_id=row["seen_order_id"],
+        version=row["seen_version"],
+        written=_ticket(row) if row["id"] is not None else None,
+    )
+
+
+# Both order listeners lock their tickets first, in one order (by id) so that batches never deadlock. The
+# statements after it then see every change committed before the lock was granted.
+LOCK_TICKETS = "SELECT id, order_id FROM tickets WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+
+
+async def lock_tickets(db: asyncpg.Connection, ticket_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID | None]:
+    """Lock the tickets' rows until the transaction ends; returns the order holding each (None: free).
+    Unknown tickets are missing from the result."""
+    return {row["id"]: row["order_id"] for row in await db.fetch(LOCK_TICKETS, ticket_ids)}
+
+
+HOLD_TICKETS = f"""
+WITH wanted AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS w(ticket_id, order_id, position)
+), judged AS (
+    SELECT wanted.*, EXISTS (SELECT FROM cancelled_orders c WHERE c.order_id = wanted.order_id) AS cancelled
+    FROM wanted
+), held AS (
+    UPDATE tickets SET order_id = judged.order_id, version = tickets.version + 1, updated_at = now()
+    FROM judged
+    WHERE tickets.id = judged.ticket_id AND tickets.order_id IS NULL AND NOT judged.cancelled
+    RETURNING {TICKET_COLUMNS}
+)
+SELECT judged.ticket_id AS wanted_ticket_id, judged.cancelled, held.*
+FROM judged LEFT JOIN held ON held.id = judged.ticket_id
+ORDER BY judged.position
+"""  # noqa: S608 (a constant column list)
+
+
+async def hold_tickets(db: asyncpg.Connection, holds: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> list[Hold]:
+    """For each ``(order_id, ticket_id)`` (distinct tickets, locked by :func:`lock_tickets`): the order holds
+    the ticket (version + 1) if the ticket is free and the order was not cancelled. In the given order."""
+    rows = await db.fetch(HOLD_TICKETS, [t for _, t in holds], [o for o, _ in holds])
+    return [
+        Hold(
+            ticket_id=row["wanted_ticket_id"],
+            cancelled=row["cancelled"],
+            held=_ticket(row) if row["id"] is not None else None,
+        )
+        for row in rows
+    ]
+
+
+# The tombstones make a later order.created of these orders change nothing (see hold_tickets).
+RELEASE_TICKETS = f"""
+WITH cancelled AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS c(order_id, ticket_id, position)
+), remembered AS (
+    INSERT INTO cancelled_orders (order_id, ticket_id)
+    SELECT order_id, ticket_id FROM cancelled ORDER BY position
+    ON CONFLICT (order_id) DO NOTHING
+)
+UPDATE tickets SET order_id = NULL, version = tickets.version + 1, updated_at = now()
+FROM cancelled
+WHERE tickets.id = cancelled.ticket_id AND tickets.order_id = cancelled.order_id
+RETURNING {TICKET_COLUMNS}, cancelled.position
+"""  # noqa: S608 (a constant column list)
+
+
+async def release_tickets(db: asyncpg.Connection, releases: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> list[Ticket]:
+    """For each ``(order_id, ticket_id)`` (distinct tickets, locked by :func:`lock_tickets`): remember the
+    order as cancelled and free the ticket (version + 1) if this order holds it. Returns the freed tickets,
+    in the given order."""
+    rows = await db.fetch(RELEASE_TICKETS, [o for o, _ in releases], [t for _, t in releases])
+    return [_ticket(row) for row in sorted(rows, key=lambda row: row["position"])]
