@@ -11,16 +11,13 @@ from typing import Any, ClassVar
 
 from fastapi import APIRouter, FastAPI
 from pydantic import Field
-from sqlalchemy import String
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ticketing_common import errors
-from ticketing_common.app import SessionDep, create_app
+from ticketing_common.app import DatabaseDep, create_app
 from ticketing_common.auth import RequiredUser
 from ticketing_common.config import ServiceSettings
-from ticketing_common.db import TYPE_ANNOTATION_MAP, service_metadata
-from ticketing_common.events import EventContext, Listener, TicketCreated, TicketUpdated, is_next_version, publish
+from ticketing_common.db import UnitOfWork
+from ticketing_common.events import EventContext, Listener, TicketCreated, TicketUpdated, is_next_version
 from ticketing_common.schemas import CamelModel, Money
 
 MIGRATIONS = Path(__file__).parent / "demo_migrations"
@@ -28,18 +25,6 @@ MIGRATIONS = Path(__file__).parent / "demo_migrations"
 
 class DemoSettings(ServiceSettings):
     service_name: str = "demo"
-
-
-class Base(DeclarativeBase):
-    metadata = service_metadata()
-    type_annotation_map = TYPE_ANNOTATION_MAP
-
-
-class TicketCopy(Base):
-    __tablename__ = "ticket_copies"
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    title: Mapped[str] = mapped_column(String(200))
-    version: Mapped[int]
 
 
 class TicketIn(CamelModel):
@@ -52,13 +37,10 @@ router = APIRouter(prefix="/demo")
 
 
 @router.post("/tickets", status_code=201)
-async def create_ticket(body: TicketIn, session: SessionDep) -> dict[str, Any]:
+async def create_ticket(body: TicketIn, db: DatabaseDep) -> dict[str, Any]:
     ticket_id = uuid.uuid4()
-    async with session.begin():
-        publish(
-            session,
-            TicketCreated(id=ticket_id, title=body.title, price=body.price, user_id=uuid.uuid4(), version=0),
-        )
+    async with db.unit_of_work() as uow:
+        uow.publish(TicketCreated(id=ticket_id, title=body.title, price=body.price, user_id=uuid.uuid4(), version=0))
     return {"id": str(ticket_id)}
 
 
@@ -97,13 +79,19 @@ class Committed:
     ids: ClassVar[list[uuid.UUID]] = []
 
 
+class Transactions:
+    """The transaction each ticket's copy was written in."""
+
+    by_ticket: ClassVar[dict[uuid.UUID, int]] = {}
+
+
 class TicketCreatedListener(Listener[TicketCreated]):
     event = TicketCreated
 
     async def committed(self, event: TicketCreated, context: EventContext) -> None:
         Committed.ids.append(event.id)
 
-    async def handle(self, event: TicketCreated, session: AsyncSession, context: EventContext) -> None:
+    async def handle(self, event: TicketCreated, uow: UnitOfWork, context: EventContext) -> None:
         if event.title == "poison":
             raise ValueError("cannot handle poison")
         if event.title == "slow":
@@ -113,19 +101,21 @@ class TicketCreatedListener(Listener[TicketCreated]):
                 await asyncio.sleep(0.2)
             finally:
                 InFlight.now -= 1
-        session.add(TicketCopy(id=event.id, title=event.title, version=event.version))
+        await uow.conn.execute(
+            "INSERT INTO ticket_copies (id, title, version) VALUES ($1, $2, $3)", event.id, event.title, event.version
+        )
+        Transactions.by_ticket[event.id] = await uow.conn.fetchval("SELECT txid_current()")
 
 
 class TicketUpdatedListener(Listener[TicketUpdated]):
     event = TicketUpdated
 
-    async def handle(self, event: TicketUpdated, session: AsyncSession, context: EventContext) -> None:
-        copy = await session.get(TicketCopy, event.id, with_for_update=True)
-        if not is_next_version(copy.version if copy else None, event.version):
-            return
-        assert copy is not None
-        copy.title = event.title
-        copy.version = event.version
+    async def handle(self, event: TicketUpdated, uow: UnitOfWork, context: EventContext) -> None:
+        version = await uow.conn.fetchval("SELECT version FROM ticket_copies WHERE id = $1 FOR UPDATE", event.id)
+        if is_next_version(version, event.version):
+            await uow.conn.execute(
+                "UPDATE ticket_copies SET title = $2, version = $3 WHERE id = $1", event.id, event.title, event.version
+            )
 
 
 def demo_listeners(_: ServiceSettings) -> list[Listener[Any]]:

@@ -1,5 +1,5 @@
-"""The app factory: it refuses routes that would run in FastAPI's thread pool, closes request sessions, and runs a
-service's own work inside the shared start-up and shut-down."""
+"""The app factory: it refuses routes that would run in FastAPI's thread pool, returns a failed unit of work's
+connection, and runs a service's own work inside the shared start-up and shut-down."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ from typing import Annotated
 import pytest
 from common_demo import DemoSettings
 from fastapi import APIRouter, Depends, FastAPI
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from ticketing_common.app import SessionDep, create_app, thread_pool_callables
+from ticketing_common.app import DatabaseDep, create_app, thread_pool_callables
 from ticketing_common.auth import CurrentUser, RequiredUser
 from ticketing_common.config import ServiceSettings
 from ticketing_common.testing import TEST_JWT_KEY, http_client, running
@@ -68,24 +66,20 @@ async def test_accepts_the_shared_dependencies() -> None:
     assert response.status_code == 401
 
 
-async def test_a_session_left_in_a_transaction_is_closed_after_the_response(demo_settings: DemoSettings) -> None:
+async def test_a_unit_of_work_that_raises_rolls_back_and_returns_its_connection(demo_settings: DemoSettings) -> None:
     router = APIRouter()
-    sessions: list[AsyncSession] = []
 
-    @router.get("/forgetful")
-    async def forgetful(session: SessionDep) -> int:
-        # Autobegins a transaction and never ends it: its connection stays checked out until someone closes.
-        sessions.append(session)
-        value = int(await session.scalar(text("SELECT 1")) or 0)
-        assert session.in_transaction()
-        return value
+    @router.post("/failing")
+    async def failing(db: DatabaseDep) -> int:
+        async with db.unit_of_work() as uow:
+            await uow.conn.execute("INSERT INTO ticket_copies (id, title, version) VALUES (gen_random_uuid(), 'x', 0)")
+            raise ValueError("the use case failed after writing")
 
-    app = create_app(demo_settings, title="demo", routers=[router])
+    app = create_app(demo_settings.model_copy(update={"database_pool_size": 2}), title="demo", routers=[router])
     async with running(app), http_client(app) as client:
-        for _ in range(3):
-            assert (await client.get("/forgetful")).status_code == 200
-    assert len(sessions) == 3
-    assert not any(session.in_transaction() for session in sessions)  # rolled back and closed: connection returned
+        for _ in range(5):  # more than the pool holds: each failure gave its connection back
+            assert (await client.post("/failing")).status_code == 500
+        assert await app.state.db.pool.fetchval("SELECT count(*) FROM ticket_copies") == 0
 
 
 async def test_a_started_service_leaves_its_start_up_heap_out_of_garbage_collections(
@@ -102,11 +96,10 @@ async def test_the_service_work_runs_between_the_shared_start_up_and_shut_down(d
 
     @asynccontextmanager
     async def service_work(app: FastAPI) -> AsyncIterator[None]:
-        async with app.state.sessionmaker() as session:  # the database is already set up
-            seen.append(f"started, database answers {await session.scalar(text('SELECT 1'))}")
+        # The database is already set up, and not yet torn down at the end.
+        seen.append(f"started, database answers {await app.state.db.pool.fetchval('SELECT 1')}")
         yield
-        async with app.state.sessionmaker() as session:  # and not yet torn down
-            seen.append(f"stopping, database answers {await session.scalar(text('SELECT 2'))}")
+        seen.append(f"stopping, database answers {await app.state.db.pool.fetchval('SELECT 2')}")
 
     app = create_app(demo_settings, title="demo", while_running=service_work)
     async with running(app):

@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import asyncpg
-from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from ticketing_common.db import is_connection_error
-
-
-def _wrapped(cause: Exception, wrapper: type[DBAPIError] = DBAPIError) -> DBAPIError:
-    """The chain SQLAlchemy's asyncpg dialect raises: its DBAPIError, around the adapted error, around asyncpg's."""
-    adapted = Exception(str(cause))
-    adapted.__cause__ = cause
-    error = wrapper("SELECT 1", None, adapted)
-    error.__cause__ = adapted
-    return error
+from ticketing_common.db import is_connection_error, violated_constraint
 
 
-def test_a_server_that_is_starting_up_is_a_connection_error_even_wrapped_in_a_plain_dbapi_error() -> None:
+def test_a_server_that_is_starting_up_is_a_connection_error_even_when_wrapped() -> None:
     starting = asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+    wrapped = RuntimeError("use case failed")
+    wrapped.__cause__ = starting
 
-    assert is_connection_error(_wrapped(starting))
+    assert is_connection_error(starting)
+    assert is_connection_error(wrapped)
 
 
-def test_a_constraint_violation_is_not_a_connection_error() -> None:
+def test_a_server_shutting_down_or_a_closed_connection_is_a_connection_error() -> None:
+    assert is_connection_error(asyncpg.exceptions.AdminShutdownError("terminating connection"))
+    assert is_connection_error(asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"))
+    assert is_connection_error(ConnectionResetError())
+
+
+def test_a_constraint_violation_is_not_a_connection_error_and_names_its_constraint() -> None:
     violation = asyncpg.exceptions.UniqueViolationError("duplicate key value violates unique constraint")
+    violation.constraint_name = "uq_users_email"
 
-    assert not is_connection_error(_wrapped(violation, IntegrityError))
+    assert not is_connection_error(violation)
     assert not is_connection_error(ValueError("bad"))
+    assert violated_constraint(violation) == "uq_users_email"
+    assert violated_constraint(ValueError("bad")) is None

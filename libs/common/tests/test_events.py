@@ -1,4 +1,5 @@
-"""The event bus end to end over real PostgreSQL and NATS: outbox, relay, listeners, inbox, parking."""
+"""The event bus end to end over real PostgreSQL and NATS: unit of work, outbox, publisher, sweeper, batched
+listeners, inbox, parking."""
 
 from __future__ import annotations
 
@@ -9,20 +10,20 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asgi_lifespan import LifespanManager
-from common_demo import MIGRATIONS, Committed, DemoSettings, InFlight, TicketCopy, build_demo_app, sample_updated
+from common_demo import MIGRATIONS, Committed, DemoSettings, InFlight, Transactions, build_demo_app, sample_updated
 from fastapi import FastAPI
 from nats.js import JetStreamContext
-from sqlalchemy import func, select
 
+from ticketing_common.db import Database, OutboxMessage, cloudevent_headers
 from ticketing_common.embedded import EmbeddedNats, EmbeddedPostgres
 from ticketing_common.events import Event, TicketCreated
+from ticketing_common.events.bus import ensure_stream
 from ticketing_common.events.catalogue import encode
-from ticketing_common.events.publisher import cloudevent_headers, on_events_committed, publish
-from ticketing_common.events.relay import OutboxRelay, PendingEvent
-from ticketing_common.events.tables import OutboxRow, ParkedMessage, ProcessedEvent
+from ticketing_common.events.outbox import OutboxPublisher
 from ticketing_common.testing import (
     http_client,
     prepare_database,
@@ -33,14 +34,20 @@ from ticketing_common.testing import (
 )
 
 
-async def _copy(app: FastAPI, ticket_id: uuid.UUID) -> TicketCopy | None:
-    async with app.state.sessionmaker() as session:
-        copy: TicketCopy | None = await session.get(TicketCopy, ticket_id)
-        return copy
+async def _copy(app: FastAPI, ticket_id: uuid.UUID) -> Any:
+    return await app.state.db.pool.fetchrow("SELECT * FROM ticket_copies WHERE id = $1", ticket_id)
+
+
+async def _count(app: FastAPI, table: str) -> int:
+    return int(await app.state.db.pool.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608 (a test's constant)
+
+
+def _ticket(title: str, ticket_id: uuid.UUID | None = None) -> TicketCreated:
+    return TicketCreated(id=ticket_id or uuid.uuid4(), title=title, price=Decimal(1), user_id=uuid.uuid4(), version=0)
 
 
 async def _publish_direct(js: JetStreamContext, event: Event, *, event_id: uuid.UUID | None = None) -> uuid.UUID:
-    """Publish as another service's relay would (the event id is both ce-id and the dedup id)."""
+    """Publish as another service's publisher would (the event id is both ce-id and the dedup id)."""
     eid = event_id or uuid.uuid4()
     headers = cloudevent_headers(event_id=eid, subject=event.subject, source="test", time=datetime.now(UTC))
     await js.publish(event.subject, encode(event), headers=headers)
@@ -70,69 +77,55 @@ async def test_an_event_flows_from_the_outbox_through_jetstream_to_a_listener(
     assert event.headers["Nats-Msg-Id"] == event.headers["ce-id"]
 
     copy = await wait_until(lambda: _copy(demo_app, ticket_id))
-    assert copy.title == "Concert"
-    assert copy.version == 0
-    async with demo_app.state.sessionmaker() as session:
-        pending = await session.scalar(select(func.count()).where(OutboxRow.sent_at.is_(None)))
-    assert pending == 0
+    assert (copy["title"], copy["version"]) == ("Concert", 0)
+
+    async def marked_sent() -> bool:
+        return await demo_app.state.db.pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+
+    await wait_until(marked_sent)
 
 
-async def test_nothing_is_published_when_the_transaction_rolls_back(demo_app: FastAPI, js: JetStreamContext) -> None:
-    event = TicketCreated(id=uuid.uuid4(), title="never", price=Decimal(1), user_id=uuid.uuid4(), version=0)
+async def test_nothing_is_written_published_or_reported_when_the_unit_of_work_raises(
+    demo_app: FastAPI, js: JetStreamContext
+) -> None:
+    db: Database = demo_app.state.db
+    reported: list[str] = []
+    undo = db.watch_commits(lambda messages: reported.extend(m.subject for m in messages))
+    after_commit: list[str] = []
 
     async def failing_use_case() -> None:
-        async with demo_app.state.sessionmaker() as session, session.begin():
-            session.info["service"] = "demo"
-            publish(session, event)
+        async with db.unit_of_work() as uow:
+            uow.publish(_ticket("never"))
+            uow.after_commit(lambda: after_commit.append("never"))
             raise RuntimeError("the business write failed")
 
     with pytest.raises(RuntimeError):
         await failing_use_case()
-    await asyncio.sleep(0.3)
-    assert await stream_events(js, "ticket.created") == []
-
-
-async def test_a_transactions_events_are_written_as_it_commits_in_the_order_published(demo_app: FastAPI) -> None:
-    await demo_app.state.events.stop_relay()
-    titles = ["first", "second", "third"]
-    async with demo_app.state.sessionmaker() as session, session.begin():
-        session.info["service"] = "demo"
-        for title in titles:
-            publish(
-                session, TicketCreated(id=uuid.uuid4(), title=title, price=Decimal(1), user_id=uuid.uuid4(), version=0)
-            )
-        assert await session.scalar(select(func.count()).select_from(OutboxRow)) == 0  # staged, not yet written
-
-    async with demo_app.state.sessionmaker() as session:
-        rows = (await session.scalars(select(OutboxRow).order_by(OutboxRow.id))).all()
-    assert [row.payload["title"] for row in rows] == titles
-    assert all(row.sent_at is None and row.headers["ce-id"] == str(row.event_id) for row in rows)
-
-
-async def test_events_of_a_transaction_that_never_committed_are_not_written_by_the_next_one(demo_app: FastAPI) -> None:
-    await demo_app.state.events.stop_relay()
-    reported: list[str] = []
-    undo = on_events_committed(
-        demo_app.state.sessionmaker,
-        lambda events: reported.extend(e.title for e in events if isinstance(e, TicketCreated)),
-    )
-    session = demo_app.state.sessionmaker()
-    session.info["service"] = "demo"
-    await session.begin()
-    publish(session, TicketCreated(id=uuid.uuid4(), title="dropped", price=Decimal(1), user_id=uuid.uuid4(), version=0))
-    await session.close()  # ends the transaction without a statement, a commit or a rollback
-
-    async with session.begin():
-        publish(
-            session, TicketCreated(id=uuid.uuid4(), title="kept", price=Decimal(1), user_id=uuid.uuid4(), version=0)
-        )
-    await session.close()
+    async with db.unit_of_work() as uow:
+        uow.publish(_ticket("kept"))
+        uow.after_commit(lambda: after_commit.append("kept"))
     undo()
 
-    async with demo_app.state.sessionmaker() as reader:
-        titles = (await reader.scalars(select(OutboxRow.payload["title"].astext))).all()
-    assert titles == ["kept"]
-    assert reported == ["kept"]  # nor reported to the commit watchers
+    rows = await db.pool.fetch("SELECT payload FROM outbox")
+    assert [json.loads(row["payload"])["title"] for row in rows] == ["kept"]
+    assert reported == ["ticket.created"]
+    assert after_commit == ["kept"]
+    [event] = await wait_for_events(js, "ticket.created", 1)
+    assert event.data["title"] == "kept"
+
+
+async def test_a_units_events_are_written_as_it_commits_in_the_order_published(demo_app: FastAPI) -> None:
+    demo_app.state.events.publisher.paused = True
+    db: Database = demo_app.state.db
+    titles = ["first", "second", "third"]
+    async with db.unit_of_work() as uow:
+        for title in titles:
+            uow.publish(_ticket(title))
+        assert await uow.conn.fetchval("SELECT count(*) FROM outbox") == 0  # staged, not yet written
+
+    rows = await db.pool.fetch("SELECT * FROM outbox ORDER BY id")
+    assert [json.loads(row["payload"])["title"] for row in rows] == titles
+    assert all(row["sent_at"] is None and json.loads(row["headers"])["ce-id"] == str(row["event_id"]) for row in rows)
 
 
 async def test_the_same_event_delivered_twice_is_applied_once(demo_app: FastAPI, js: JetStreamContext) -> None:
@@ -149,9 +142,8 @@ async def test_the_same_event_delivered_twice_is_applied_once(demo_app: FastAPI,
     metrics = demo_app.state.metrics
     await wait_until(lambda: _async(metrics.events_handled.labels("ticket.created", "duplicate")._value.get() == 1))
     assert metrics.events_handled.labels("ticket.created", "ok")._value.get() == 1
-    async with demo_app.state.sessionmaker() as session:
-        assert await session.scalar(select(func.count()).select_from(TicketCopy)) == 1
-        assert await session.scalar(select(func.count()).select_from(ProcessedEvent)) == 1
+    assert await _count(demo_app, "ticket_copies") == 1
+    assert await _count(demo_app, "processed_events") == 1
 
 
 async def _async(value: object) -> object:
@@ -168,52 +160,60 @@ async def test_versions_arriving_out_of_order_are_applied_in_order(demo_app: Fas
     await asyncio.sleep(0.2)  # v2 is tried first and told "not yet"
     await _publish_direct(js, sample_updated(ticket_id, 1, "v1"))
 
-    async def at_v2() -> TicketCopy | None:
+    async def at_v2() -> Any:
         copy = await _copy(demo_app, ticket_id)
-        return copy if copy is not None and copy.version == 2 else None
+        return copy if copy is not None and copy["version"] == 2 else None
 
     copy = await wait_until(at_v2, timeout=15)
-    assert copy.title == "v2"
+    assert copy["title"] == "v2"
     assert demo_app.state.metrics.events_handled.labels("ticket.updated", "not_yet")._value.get() >= 1
     # A stale version arriving late changes nothing.
     await _publish_direct(js, sample_updated(ticket_id, 1, "stale"))
     await asyncio.sleep(0.3)
     copy = await _copy(demo_app, ticket_id)
     assert copy is not None
-    assert (copy.title, copy.version) == ("v2", 2)
+    assert (copy["title"], copy["version"]) == ("v2", 2)
 
 
-async def test_a_relay_crash_between_publish_and_mark_sent_causes_no_double_effect(
+async def test_events_committed_by_a_process_that_died_before_publishing_are_swept_once(
+    demo_app: FastAPI, js: JetStreamContext
+) -> None:
+    demo_app.state.events.publisher.paused = True  # as if the process died right after its commit
+    db: Database = demo_app.state.db
+    ticket_id = uuid.uuid4()
+    async with db.unit_of_work() as uow:
+        uow.publish(_ticket("orphan", ticket_id))
+    await asyncio.sleep(0.3)
+    assert await stream_events(js, "ticket.created") == []
+
+    sweeper = OutboxPublisher(pool=db.pool, js=demo_app.state.events.js, stream=demo_app.state.settings.nats_stream)
+    assert await sweeper.sweep(older_than_seconds=60) == 0  # younger rows may still be in flight from memory
+    assert await sweeper.sweep(older_than_seconds=0) == 1
+    await wait_until(lambda: _copy(demo_app, ticket_id))
+    assert await sweeper.sweep(older_than_seconds=0) == 0  # marked sent: never again
+    assert len(await stream_events(js, "ticket.created")) == 1
+
+
+async def test_a_sweeper_crash_between_publish_and_mark_sent_causes_no_double_effect(
     demo_settings: DemoSettings, js: JetStreamContext
 ) -> None:
     app = build_demo_app(demo_settings)
     async with running(app):
-        await app.state.events.stop_relay()
+        app.state.events.publisher.paused = True
+        db: Database = app.state.db
         ticket_id = uuid.uuid4()
-        async with app.state.sessionmaker() as session, session.begin():
-            session.info["service"] = "demo"
-            publish(
-                session,
-                TicketCreated(id=ticket_id, title="crash", price=Decimal(7), user_id=uuid.uuid4(), version=0),
-            )
+        async with db.unit_of_work() as uow:
+            uow.publish(_ticket("crash", ticket_id))
 
-        async def crash(rows: Sequence[PendingEvent]) -> None:
-            raise ConnectionResetError("relay killed after publishing")
+        async def crash(messages: Sequence[OutboxMessage]) -> None:
+            raise ConnectionResetError("sweeper killed after publishing")
 
-        crashing = OutboxRelay(
-            sessionmaker=app.state.sessionmaker,
-            js=app.state.events.js,
-            stream=demo_settings.nats_stream,
-            after_publish=crash,
-        )
+        js_ctx, stream = app.state.events.js, demo_settings.nats_stream
+        crashing = OutboxPublisher(pool=db.pool, js=js_ctx, stream=stream, after_publish=crash)
         with pytest.raises(ConnectionResetError):
-            await crashing.publish_pending()
-        healthy = OutboxRelay(
-            sessionmaker=app.state.sessionmaker,
-            js=app.state.events.js,
-            stream=demo_settings.nats_stream,
-        )
-        assert await healthy.publish_pending() == 1  # the row was still pending: published again
+            await crashing.sweep(older_than_seconds=0)
+        healthy = OutboxPublisher(pool=db.pool, js=js_ctx, stream=stream)
+        assert await healthy.sweep(older_than_seconds=0) == 1  # the row was still unsent: published again
 
         await wait_until(lambda: _copy(app, ticket_id))
         await asyncio.sleep(0.3)
@@ -234,30 +234,26 @@ async def test_a_poison_message_is_parked_after_the_retry_bound_while_the_next_f
     )
     await wait_until(lambda: _copy(demo_app, good_id))
 
-    async def parked() -> ParkedMessage | None:
-        async with demo_app.state.sessionmaker() as session:
-            row: ParkedMessage | None = await session.scalar(select(ParkedMessage))
-            return row
+    async def parked() -> Any:
+        return await demo_app.state.db.pool.fetchrow("SELECT * FROM parked_messages")
 
     row = await wait_until(parked, timeout=15)
-    assert row.event_id == str(poison_id)
-    assert row.subject == "ticket.created"
-    assert row.deliveries == demo_app.state.settings.event_max_deliveries
-    assert "cannot handle poison" in row.error
-    assert json.loads(row.data)["title"] == "poison"
+    assert row["event_id"] == str(poison_id)
+    assert row["subject"] == "ticket.created"
+    assert row["deliveries"] == demo_app.state.settings.event_max_deliveries
+    assert "cannot handle poison" in row["error"]
+    assert json.loads(row["data"])["title"] == "poison"
 
 
 async def test_a_malformed_message_is_parked_at_once(demo_app: FastAPI, js: JetStreamContext) -> None:
     await js.publish("ticket.created", b'{"not": "a ticket"}', headers={"ce-id": "bad-1"})
 
-    async def parked() -> ParkedMessage | None:
-        async with demo_app.state.sessionmaker() as session:
-            row: ParkedMessage | None = await session.scalar(select(ParkedMessage))
-            return row
+    async def parked() -> Any:
+        return await demo_app.state.db.pool.fetchrow("SELECT * FROM parked_messages")
 
     row = await wait_until(parked)
-    assert row.deliveries == 1
-    assert row.event_id == "bad-1"
+    assert row["deliveries"] == 1
+    assert row["event_id"] == "bad-1"
 
 
 async def test_two_listener_instances_split_the_work_and_handle_no_event_twice(
@@ -273,8 +269,7 @@ async def test_two_listener_instances_split_the_work_and_handle_no_event_twice(
             )
 
         async def all_copied() -> bool:
-            async with first.state.sessionmaker() as session:
-                return await session.scalar(select(func.count()).select_from(TicketCopy)) == count
+            return await _count(first, "ticket_copies") == count
 
         await wait_until(all_copied, timeout=30)
         handled = [
@@ -327,7 +322,7 @@ async def test_the_relay_and_listeners_keep_working_across_a_nats_outage(
             own_nats.start()
 
             copy = await wait_until(lambda: _copy(app, uuid.UUID(during.json()["id"])), timeout=30)
-            assert copy.title == "during"
+            assert copy["title"] == "during"
     finally:
         own_nats.stop()
 
@@ -335,7 +330,7 @@ async def test_the_relay_and_listeners_keep_working_across_a_nats_outage(
 async def test_requests_recover_after_a_database_crash_with_at_most_one_failure(
     demo_settings: DemoSettings, tmp_path: Path
 ) -> None:
-    # No pre-ping: pooled connections are found dead by their first use, which must invalidate the whole pool.
+    # Pooled connections are found dead by their first use, which must replace the whole pool.
     own_postgres = EmbeddedPostgres(tmp_path / "postgres")
     own_postgres.start()
     try:
@@ -398,54 +393,116 @@ async def test_one_instance_handles_several_events_of_a_subject_at_once(
         ]
 
         async def all_copied() -> bool:
-            async with app.state.sessionmaker() as session:
-                return await session.scalar(select(func.count()).select_from(TicketCopy)) == len(ids)
+            return await _count(app, "ticket_copies") == len(ids)
 
         await wait_until(all_copied, timeout=30)
     assert InFlight.most > 1  # a slow transaction did not hold up the events behind it
     assert app.state.metrics.events_handled.labels("ticket.created", "ok")._value.get() == len(ids)
 
 
-async def test_a_commit_wakes_the_relay_of_its_process_without_waiting_for_a_poll(
+async def test_a_commit_is_published_at_once_without_waiting_for_a_sweep(
     demo_settings: DemoSettings, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ticketing_common.events import relay
+    from ticketing_common.events import outbox
 
-    monkeypatch.setattr(relay, "IDLE_POLL_SECONDS", 3600.0)  # only the in-process wake-up can send it
-    app = build_demo_app(demo_settings)
+    monkeypatch.setattr(outbox, "SWEEP_EVERY_SECONDS", 3600.0)  # only the after-commit publish can send it
+    app = build_demo_app(demo_settings.model_copy(update={"outbox_sweep_after_seconds": 3600.0}))
     async with running(app), http_client(app) as client:
-        await asyncio.sleep(0.2)  # the relay's first round is done; it now waits for a wake-up
-        response = await client.post("/demo/tickets", json={"title": "woken", "price": 1})
+        response = await client.post("/demo/tickets", json={"title": "at once", "price": 1})
         [event] = await wait_for_events(js, "ticket.created", 1, timeout=5)
-    assert event.data["id"] == response.json()["id"]
+        assert event.data["id"] == response.json()["id"]
+
+        async def marked_sent() -> bool:
+            return await app.state.db.pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+
+        await wait_until(marked_sent)
 
 
-async def test_the_backlog_gauge_counts_the_rows_a_full_batch_left_behind(
+async def test_the_backlog_gauge_counts_the_rows_a_full_sweep_left_behind(
     demo_settings: DemoSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ticketing_common.events import relay as relay_module
+    from ticketing_common.events import outbox
 
     app = build_demo_app(demo_settings)
     async with running(app):
-        await app.state.events.stop_relay()
-        async with app.state.sessionmaker() as session, session.begin():
-            session.info["service"] = "demo"
+        app.state.events.publisher.paused = True
+        async with app.state.db.unit_of_work() as uow:
             for title in ("a", "b", "c"):
-                publish(
-                    session,
-                    TicketCreated(id=uuid.uuid4(), title=title, price=Decimal(1), user_id=uuid.uuid4(), version=0),
-                )
-        monkeypatch.setattr(relay_module, "BATCH_SIZE", 2)
-        relay = OutboxRelay(
-            sessionmaker=app.state.sessionmaker,
+                uow.publish(_ticket(title))
+        monkeypatch.setattr(outbox, "SWEEP_BATCH_SIZE", 2)
+        sweeper = OutboxPublisher(
+            pool=app.state.db.pool,
             js=app.state.events.js,
             stream=demo_settings.nats_stream,
             metrics=app.state.metrics,
         )
-        assert await relay.publish_pending() == 2
+        assert await sweeper.sweep(older_than_seconds=0) == 2
         assert app.state.metrics.outbox_backlog._value.get() == 1
-        assert await relay.publish_pending() == 1
+        assert await sweeper.sweep(older_than_seconds=0) == 1
         assert app.state.metrics.outbox_backlog._value.get() == 0
+
+
+async def test_events_that_arrived_together_are_applied_in_one_transaction(
+    demo_settings: DemoSettings, js: JetStreamContext
+) -> None:
+    await ensure_stream(js, demo_settings.nats_stream)  # the events wait before any listener runs
+    Transactions.by_ticket.clear()
+    ids = [uuid.uuid4() for _ in range(50)]
+    for ticket_id in ids:  # all waiting before the listener starts
+        await _publish_direct(js, _ticket("batched", ticket_id))
+    app = build_demo_app(demo_settings.model_copy(update={"event_concurrency": 1}))
+    async with running(app):
+        await wait_until(lambda: _async_count_is(app, len(ids)), timeout=30)
+        handled = app.state.metrics.events_handled.labels("ticket.created", "ok")._value.get()
+    assert handled == len(ids)
+    transactions = {Transactions.by_ticket[ticket_id] for ticket_id in ids}
+    assert len(transactions) < len(ids) / 5  # most arrived in the first batches
+
+
+async def test_a_batch_with_a_bad_event_replays_one_by_one_so_only_the_bad_one_is_held_back(
+    demo_settings: DemoSettings, js: JetStreamContext
+) -> None:
+    await ensure_stream(js, demo_settings.nats_stream)  # the events wait before any listener runs
+    good = [uuid.uuid4() for _ in range(20)]
+    ticket_id = uuid.uuid4()
+    await _publish_direct(js, _ticket("v0", ticket_id))
+    for index, good_id in enumerate(good):
+        await _publish_direct(js, _ticket("good", good_id))
+        if index == 5:
+            poison_id = await _publish_direct(js, _ticket("poison"))
+    app = build_demo_app(demo_settings.model_copy(update={"event_concurrency": 1}))
+    async with running(app):
+        await wait_until(lambda: _async_count_is(app, len(good) + 1), timeout=30)
+
+        async def parked() -> Any:
+            return await app.state.db.pool.fetchrow("SELECT * FROM parked_messages")
+
+        row = await wait_until(parked, timeout=15)
+        assert all(await asyncio.gather(*(_copy(app, good_id) for good_id in good)))
+    assert row["event_id"] == str(poison_id)
+
+
+async def test_versions_out_of_order_in_one_batch_are_still_applied_in_order(
+    demo_settings: DemoSettings, js: JetStreamContext
+) -> None:
+    await ensure_stream(js, demo_settings.nats_stream)  # the events wait before any listener runs
+    ticket_id = uuid.uuid4()
+    await _publish_direct(js, _ticket("v0", ticket_id))
+    await _publish_direct(js, sample_updated(ticket_id, 2, "v2"))
+    await _publish_direct(js, sample_updated(ticket_id, 1, "v1"))
+    app = build_demo_app(demo_settings.model_copy(update={"event_concurrency": 1}))
+    async with running(app):
+
+        async def at_v2() -> Any:
+            copy = await _copy(app, ticket_id)
+            return copy if copy is not None and copy["version"] == 2 else None
+
+        copy = await wait_until(at_v2, timeout=15)
+    assert copy["title"] == "v2"
+
+
+async def _async_count_is(app: FastAPI, count: int) -> bool:
+    return await _count(app, "ticket_copies") == count
 
 
 async def test_the_listener_hears_once_that_an_event_committed_and_not_for_a_redelivery(

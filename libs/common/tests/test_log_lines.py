@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
-from common_demo import DemoSettings, TicketCopy, build_demo_app
+from common_demo import DemoSettings, build_demo_app
 from fastapi import FastAPI
 
 from ticketing_common.testing import http_client, running, wait_until
@@ -46,8 +46,8 @@ async def _create_tickets(app: FastAPI, count: int) -> list[uuid.UUID]:
 
 async def _copies_made(app: FastAPI, ids: list[uuid.UUID]) -> None:
     async def all_there() -> bool:
-        async with app.state.sessionmaker() as session:
-            return all([await session.get(TicketCopy, i) is not None for i in ids])
+        rows = await app.state.db.pool.fetch("SELECT id FROM ticket_copies WHERE id = ANY($1::uuid[])", ids)
+        return len(rows) == len(ids)
 
     await wait_until(all_there)
 

@@ -39,6 +39,7 @@ async def main(n: int) -> None:
             database_url=postgres.start(),
             nats_url=nats_server.start(),
             signin_max_failures=1_000_000,
+            signin_max_failures_per_address=1_000_000,
             log_level="WARNING",
         )
         try:

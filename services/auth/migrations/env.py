@@ -1,6 +1,5 @@
-"""Alembic environment of the auth service."""
+"""Alembic environment of the auth service: the migrations are written by hand, there are no models to compare."""
 
-from ticketing_auth.models import Base
 from ticketing_common.migrations import run_env
 
-run_env(Base.metadata)
+run_env(None)

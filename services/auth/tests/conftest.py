@@ -11,14 +11,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
 
 from ticketing_auth.config import Settings
 from ticketing_auth.main import MIGRATIONS_DIR, create_app
-from ticketing_auth.models import User
 from ticketing_common.testing import ServiceUnderTest, http_client, running
 
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_cost": 8, "argon2_parallelism": 1}
@@ -80,14 +79,16 @@ def sign_up(app: FastAPI) -> SignUp:
     return create
 
 
-@pytest.fixture
-def stored_user(app: FastAPI) -> Callable[[str], Awaitable[User | None]]:
-    """The user row with this email as the database has it."""
+StoredUser = Callable[[str], Awaitable[asyncpg.Record | None]]
 
-    async def load(email: str) -> User | None:
-        async with app.state.sessionmaker() as session:
-            user: User | None = await session.scalar(select(User).where(User.email == email))
-            return user
+
+@pytest.fixture
+def stored_user(app: FastAPI) -> StoredUser:
+    """The ``users`` row with this email as the database has it."""
+
+    async def load(email: str) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await app.state.db.pool.fetchrow("SELECT * FROM users WHERE email = $1", email)
+        return row
 
     return load
 

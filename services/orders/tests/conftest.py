@@ -3,25 +3,25 @@ the other services: it publishes their events straight to JetStream and looks at
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 from fastapi import FastAPI
 from nats.js import JetStreamContext
-from sqlalchemy import func, select
 
+from ticketing_common.db import cloudevent_headers
 from ticketing_common.events import Event, OrderStatus, TicketCreated
 from ticketing_common.events.catalogue import encode
-from ticketing_common.events.publisher import cloudevent_headers
-from ticketing_common.events.tables import OutboxRow
 from ticketing_common.testing import ServiceUnderTest, wait_until
 from ticketing_orders.config import Settings
 from ticketing_orders.main import MIGRATIONS_DIR, create_app
-from ticketing_orders.models import Charge, Order, Ticket
+from ticketing_orders.queries import Charge, Order, Ticket, find_order
 
 
 @pytest.fixture
@@ -54,36 +54,41 @@ class Harness:
         await wait_until(lambda: self.ticket(event.id))
         return event
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        pool: asyncpg.Pool = self.app.state.db.pool
+        return pool
+
     async def ticket(self, ticket_id: uuid.UUID) -> Ticket | None:
-        async with self.app.state.sessionmaker() as session:
-            ticket: Ticket | None = await session.get(Ticket, ticket_id)
-            return ticket
+        row = await self.pool.fetchrow(
+            "SELECT id, title, price, user_id, version FROM tickets WHERE id = $1", ticket_id
+        )
+        return None if row is None else Ticket(**dict(row))
 
     async def order(self, order_id: uuid.UUID | str) -> Order | None:
-        async with self.app.state.sessionmaker() as session:
-            order: Order | None = await session.get(Order, uuid.UUID(str(order_id)))
-            return order
+        return await find_order(self.pool, uuid.UUID(str(order_id)))
 
     async def set_status(self, order_id: uuid.UUID | str, status: OrderStatus) -> None:
         """Put an order in a state no route of this service leads to (e.g. ``awaiting:payment``)."""
-        async with self.app.state.sessionmaker() as session, session.begin():
-            order = await session.get(Order, uuid.UUID(str(order_id)))
-            assert order is not None
-            order.status = status.value
+        changed = await self.pool.execute(
+            "UPDATE orders SET status = $2 WHERE id = $1", uuid.UUID(str(order_id)), status.value
+        )
+        assert changed == "UPDATE 1"
 
     async def charges(self) -> list[Charge]:
-        async with self.app.state.sessionmaker() as session:
-            return list((await session.scalars(select(Charge).order_by(Charge.received_at))).all())
+        rows = await self.pool.fetch(
+            "SELECT id, order_id, stripe_id, amount, currency, refund_reason, received_at FROM charges"
+            " ORDER BY received_at"
+        )
+        return [Charge(**dict(row)) for row in rows]
 
     async def outbox(self, subject: str) -> list[dict[str, Any]]:
         """Payloads the service staged on ``subject``, sent or not: an event not here will never be sent."""
-        async with self.app.state.sessionmaker() as session:
-            rows = await session.scalars(select(OutboxRow).where(OutboxRow.subject == subject).order_by(OutboxRow.id))
-            return [row.payload for row in rows]
+        rows = await self.pool.fetch("SELECT payload FROM outbox WHERE subject = $1 ORDER BY id", subject)
+        return [json.loads(row["payload"]) for row in rows]
 
     async def count_orders(self) -> int:
-        async with self.app.state.sessionmaker() as session:
-            return int(await session.scalar(select(func.count()).select_from(Order)) or 0)
+        return int(await self.pool.fetchval("SELECT count(*) FROM orders"))
 
     def handled(self, subject: str, outcome: str = "ok") -> int:
         """How many ``subject`` events the listeners settled with ``outcome`` (ok, duplicate, not_yet, ...)."""

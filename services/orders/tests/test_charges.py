@@ -9,12 +9,11 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import httpx
 import pytest
-from sqlalchemy import select
 
 from ticketing_common.events import ChargeCreated, OrderExpired
-from ticketing_common.events.tables import ParkedMessage
 from ticketing_common.testing import running, signin, wait_until
 from ticketing_orders.config import Settings
 from ticketing_orders.main import create_app
@@ -22,7 +21,7 @@ from ticketing_orders.main import create_app
 if TYPE_CHECKING:
     from conftest import Harness
 
-    from ticketing_orders.models import Order
+    from ticketing_orders.queries import Order
 
 
 class _Records(logging.Handler):
@@ -181,15 +180,14 @@ async def test_a_charge_for_an_unknown_order_is_parked_not_dropped(bus: Harness)
     charge = _charge(str(uuid.uuid4()))
     event_id = await bus.publish(charge)
 
-    async def parked() -> ParkedMessage | None:
-        async with bus.app.state.sessionmaker() as session:
-            row: ParkedMessage | None = await session.scalar(select(ParkedMessage))
-            return row
+    async def parked() -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await bus.pool.fetchrow("SELECT event_id, subject, error FROM parked_messages")
+        return row
 
     row = await wait_until(parked, timeout=20)
-    assert row.event_id == str(event_id)
-    assert row.subject == "charge.created"
-    assert "UnknownOrderError" in row.error
+    assert row["event_id"] == str(event_id)
+    assert row["subject"] == "charge.created"
+    assert "UnknownOrderError" in row["error"]
     assert await bus.charges() == []
 
 

@@ -16,6 +16,7 @@ from ticketing_common.events import OrderStatus, TicketUpdated
 from ticketing_common.testing import http_client, running, signin, wait_for_events
 from ticketing_orders.config import Settings
 from ticketing_orders.main import create_app
+from ticketing_orders.queries import insert_order
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -247,3 +248,25 @@ async def test_every_route_returns_401_when_not_signed_in(app: FastAPI, bus: Har
         assert response.status_code == 401
         assert response.json() == {"errors": [{"message": "Not authorized"}]}
     assert await bus.count_orders() == 0
+
+
+async def test_one_statement_tells_an_unknown_ticket_your_own_a_reserved_one_and_a_placed_order_apart(
+    bus: Harness,
+) -> None:
+    seller = uuid.uuid4()
+    ticket = await bus.add_ticket(seller=seller)
+
+    async with bus.pool.acquire() as conn, conn.transaction():
+
+        async def place(ticket_id: uuid.UUID, buyer: uuid.UUID) -> tuple[bool, bool]:
+            attempt = await insert_order(
+                conn, order_id=uuid.uuid4(), user_id=buyer, ticket_id=ticket_id, expires_at=datetime.now(UTC)
+            )
+            return attempt.ticket is not None, attempt.inserted
+
+        # Refusals are results, not errors: each answer leaves the transaction usable for the next.
+        assert await place(uuid.uuid4(), uuid.uuid4()) == (False, False)  # unknown ticket
+        assert await place(ticket.id, seller) == (True, False)  # the seller's own
+        assert await place(ticket.id, uuid.uuid4()) == (True, True)  # placed
+        assert await place(ticket.id, uuid.uuid4()) == (True, False)  # reserved by the order just placed
+        assert await conn.fetchval("SELECT count(*) FROM orders WHERE ticket_id = $1", ticket.id) == 1

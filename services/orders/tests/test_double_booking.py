@@ -7,18 +7,17 @@ import uuid
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import asyncpg
 import httpx
 import pytest
 from nats.js import JetStreamContext
-from sqlalchemy.exc import IntegrityError
 
 from ticketing_common.auth import COOKIE_NAME, create_token
-from ticketing_common.db import utcnow
+from ticketing_common.db import utcnow, violated_constraint
 from ticketing_common.testing import TEST_JWT_KEY, http_client, running, stream_events, wait_for_events
 from ticketing_orders.config import Settings
 from ticketing_orders.main import create_app
-from ticketing_orders.models import Order
-from ticketing_orders.service import violated_constraint
+from ticketing_orders.queries import ACTIVE_ORDER_INDEX, OrderAttempt, insert_order
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -69,13 +68,48 @@ async def test_fifty_concurrent_buyers_on_two_replicas_get_exactly_one_order(
 async def test_the_database_refuses_a_second_active_order_for_a_ticket(bus: Harness) -> None:
     ticket = await bus.add_ticket()
 
-    def order(status: str) -> Order:
-        return Order(id=uuid.uuid4(), user_id=uuid.uuid4(), status=status, expires_at=utcnow(), ticket_id=ticket.id)
+    async def insert(status: str) -> None:
+        await bus.pool.execute(
+            "INSERT INTO orders (id, user_id, status, expires_at, version, ticket_id) VALUES ($1, $2, $3, $4, 0, $5)",
+            uuid.uuid4(),
+            uuid.uuid4(),
+            status,
+            utcnow(),
+            ticket.id,
+        )
 
-    async with bus.app.state.sessionmaker() as session, session.begin():
-        session.add_all([order("cancelled"), order("cancelled"), order("created")])
+    for status in ("cancelled", "cancelled", "created"):
+        await insert(status)
     for active in ("created", "awaiting:payment", "complete"):
-        with pytest.raises(IntegrityError) as refused:
-            async with bus.app.state.sessionmaker() as session, session.begin():
-                session.add(order(active))
-        assert violated_constraint(refused.value) == "uq_orders_active_ticket"
+        with pytest.raises(asyncpg.UniqueViolationError) as refused:
+            await insert(active)
+        assert violated_constraint(refused.value) == ACTIVE_ORDER_INDEX == "uq_orders_active_ticket"
+    assert await bus.count_orders() == 3
+
+
+@pytest.mark.parametrize("first_buyer", ["commits", "rolls back"])
+async def test_an_order_racing_an_uncommitted_order_for_the_ticket_waits_for_it_then_answers_from_the_statement(
+    bus: Harness, first_buyer: str
+) -> None:
+    ticket = await bus.add_ticket()
+
+    async def place(conn: asyncpg.Connection) -> OrderAttempt:
+        return await insert_order(
+            conn, order_id=uuid.uuid4(), user_id=uuid.uuid4(), ticket_id=ticket.id, expires_at=utcnow()
+        )
+
+    async with bus.pool.acquire() as first, bus.pool.acquire() as second:
+        first_tx = first.transaction()
+        await first_tx.start()
+        assert (await place(first)).inserted
+        async with second.transaction():
+            racing = asyncio.create_task(place(second))
+            await asyncio.sleep(0.2)
+            assert not racing.done()  # the index makes it wait for the first order's outcome
+            await (first_tx.commit() if first_buyer == "commits" else first_tx.rollback())
+            attempt = await racing  # no unique violation: the result says whether it got the ticket
+            assert attempt.ticket is not None
+            assert attempt.inserted is (first_buyer == "rolls back")
+            assert await second.fetchval("SELECT 1") == 1  # the transaction is still usable
+
+    assert await bus.count_orders() == 1

@@ -15,7 +15,7 @@ from ticketing_common.testing import signin, stream_events, wait_for_events, wai
 if TYPE_CHECKING:
     from conftest import Harness
 
-    from ticketing_orders.models import Order
+    from ticketing_orders.queries import Order
 
 
 async def _order(client: httpx.AsyncClient, bus: Harness) -> dict[str, Any]:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 from ticketing_common.events import Event, TicketCreated, TicketUpdated
-from ticketing_common.testing import wait_until
+from ticketing_common.testing import signin, wait_until
+from ticketing_orders.queries import apply_ticket_updates
 
 if TYPE_CHECKING:
     from conftest import Harness
 
-    from ticketing_orders.models import Ticket
+    from ticketing_orders.queries import Ticket
 
 SELLER = uuid.uuid4()
 LAST_VERSION = 5
@@ -135,3 +138,46 @@ async def test_the_copy_follows_shuffled_and_duplicated_events_to_the_last_versi
     copy = await bus.ticket(ticket_id)
     assert copy is not None
     assert copy.version == LAST_VERSION
+
+
+async def test_an_update_racing_another_update_of_the_ticket_waits_for_it_then_applies_on_top_of_it(
+    bus: Harness,
+) -> None:
+    ticket_id = uuid.uuid4()
+    history = _history(ticket_id)
+    await bus.publish(history[0])
+    await _at_version(bus, ticket_id, 0)
+
+    async with bus.pool.acquire() as first, bus.pool.acquire() as second:
+        first_tx = first.transaction()
+        await first_tx.start()
+        await apply_ticket_updates(first, [history[1]])
+        async with second.transaction():
+            # v2, and v1 again (republished): both judged on the copy as the first replica leaves it.
+            racing = asyncio.create_task(apply_ticket_updates(second, [history[2], history[1]]))
+            await asyncio.sleep(0.2)
+            assert not racing.done()  # the copy's row lock makes the replicas take turns
+            await first_tx.commit()
+            met = {o.version: o.copy_version for o in await racing}
+        assert met == {2: 1, 1: 1}  # v2 applied on top of v1; v1 behind
+
+    copy = await _at_version(bus, ticket_id, 2)
+    assert copy.title == "v2"
+
+
+async def test_an_update_of_the_ticket_copy_in_progress_does_not_hold_up_orders_of_that_ticket(
+    client: httpx.AsyncClient, bus: Harness
+) -> None:
+    ticket = await bus.add_ticket()
+    update = TicketUpdated(
+        id=ticket.id, title="Renamed", price=ticket.price, user_id=ticket.user_id, order_id=None, version=1
+    )
+    signin(client)
+
+    async with bus.pool.acquire() as conn, conn.transaction():
+        await apply_ticket_updates(conn, [update])  # holds the copy's row lock until the block ends
+        async with asyncio.timeout(5):
+            response = await client.post("/api/orders", json={"ticketId": str(ticket.id)})
+
+    assert response.status_code == 201
+    assert response.json()["ticket"]["title"] == "Concert"  # the copy as committed when the order was placed

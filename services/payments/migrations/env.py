@@ -1,6 +1,5 @@
-"""Alembic environment of the payments service."""
+"""Alembic environment of the payments service (the migrations spell out their tables; no models at run time)."""
 
 from ticketing_common.migrations import run_env
-from ticketing_payments.models import Base
 
-run_env(Base.metadata)
+run_env(None)

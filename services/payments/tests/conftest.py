@@ -17,16 +17,16 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from nats.js import JetStreamContext
-from sqlalchemy import func, select
 
+from ticketing_common.db import cloudevent_headers
 from ticketing_common.embedded import free_port, wait_for_port
 from ticketing_common.events import Event, OrderCancelled, OrderCreated, OrderStatus, UserCreated, UserUpdated
 from ticketing_common.events.catalogue import OrderTicket, TicketRef, encode
-from ticketing_common.events.publisher import cloudevent_headers
 from ticketing_common.testing import ServiceUnderTest, wait_until
+from ticketing_payments import queries
 from ticketing_payments.config import Settings
 from ticketing_payments.main import MIGRATIONS_DIR, create_app
-from ticketing_payments.models import Order, User
+from ticketing_payments.queries import OrderCopy, UserCopy
 
 STRIPE_TEST_KEY = "sk_test_payments_service_tests"
 
@@ -171,20 +171,16 @@ class Bus:
         )
         await self.publish(event)
 
-    async def order_copy(self, order_id: uuid.UUID) -> Order | None:
-        async with self.app.state.sessionmaker() as session:
-            order: Order | None = await session.get(Order, order_id)
-            return order
+    async def order_copy(self, order_id: uuid.UUID) -> OrderCopy | None:
+        return await queries.find_order(self.app.state.db.pool, order_id)
 
-    async def user_copy(self, user_id: uuid.UUID) -> User | None:
-        async with self.app.state.sessionmaker() as session:
-            user: User | None = await session.get(User, user_id)
-            return user
+    async def user_copy(self, user_id: uuid.UUID) -> UserCopy | None:
+        return await queries.find_user(self.app.state.db.pool, user_id)
 
     async def wait_for_order(
         self, order_id: uuid.UUID, *, status: str | None = None, version: int | None = None, timeout: float = 15
-    ) -> Order:
-        async def ready() -> Order | None:
+    ) -> OrderCopy:
+        async def ready() -> OrderCopy | None:
             order = await self.order_copy(order_id)
             if order is None or (status is not None and order.status != status):
                 return None
@@ -194,16 +190,16 @@ class Bus:
 
         return await wait_until(ready, timeout=timeout)
 
-    async def wait_for_user(self, user_id: uuid.UUID, *, version: int, timeout: float = 15) -> User:
-        async def ready() -> User | None:
+    async def wait_for_user(self, user_id: uuid.UUID, *, version: int, timeout: float = 15) -> UserCopy:
+        async def ready() -> UserCopy | None:
             user = await self.user_copy(user_id)
             return user if user is not None and user.version == version else None
 
         return await wait_until(ready, timeout=timeout)
 
-    async def count(self, model: type[Any]) -> int:
-        async with self.app.state.sessionmaker() as session:
-            return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+    async def payments(self) -> int:
+        """How many payments are stored."""
+        return await queries.count_payments(self.app.state.db.pool)
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
 
 from ticketing_common.events import OrderCancelled, OrderStatus, UserUpdated
 from ticketing_common.events.catalogue import TicketRef
 from ticketing_common.testing import signin, wait_until
-from ticketing_payments.models import Payment
+from ticketing_payments import queries
+from ticketing_payments.queries import Payment
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
@@ -115,11 +115,8 @@ async def test_a_cancelled_order_that_was_never_paid_refunds_nothing(bus: Any, s
 
 
 async def _refunded_payment(app: FastAPI, order_id: uuid.UUID) -> Payment | None:
-    async with app.state.sessionmaker() as session:
-        payment: Payment | None = await session.scalar(
-            select(Payment).where(Payment.order_id == order_id, Payment.refunded_at.is_not(None))
-        )
-        return payment
+    payment = await queries.find_payment_of_order(app.state.db.pool, order_id)
+    return payment if payment is not None and payment.refunded_at is not None else None
 
 
 async def test_user_emails_follow_created_and_updated_even_when_they_arrive_in_reverse(bus: Any) -> None:
@@ -167,3 +164,40 @@ async def test_a_redelivered_event_is_applied_once(bus: Any, app: FastAPI) -> No
 
     await wait_until(duplicate_seen)
     assert metrics.events_handled.labels("user.updated", "ok")._value.get() == 1
+
+
+async def test_an_order_cancelled_while_its_payment_is_with_stripe_is_refunded_once_the_payment_commits(
+    client: httpx.AsyncClient, bus: Any, stripe_fake: Any, app: FastAPI
+) -> None:
+    user = signin(client)
+    order = await bus.order(user_id=user.id)
+    await stripe_fake.delay(1.0)
+    paying = asyncio.create_task(client.post("/api/payments", json={"orderId": str(order.id), "token": "tok_visa"}))
+    await wait_until(lambda: _sessions(app, state="idle in transaction", query="FOR UPDATE OF o"))
+
+    await bus.cancel(order, version=1, wait=False)
+    await wait_until(lambda: _sessions(app, waiting_for="Lock", query="cancelled AS"))  # behind the payment's lock
+    assert not paying.done()
+
+    assert (await paying).status_code == 201
+    payment = await wait_until(lambda: _refunded_payment(app, order.id))
+    assert str(payment.refund_id).startswith("re_")
+    copy = await bus.wait_for_order(order.id, status=OrderStatus.CANCELLED, version=1)
+    assert copy.version == 1
+    [charge] = await stripe_fake.charges()
+    assert charge["refunded"] is True
+
+
+async def _sessions(app: FastAPI, *, query: str, state: str | None = None, waiting_for: str | None = None) -> int:
+    """How many of the database's sessions are in ``state`` / waiting for ``waiting_for``, running ``query``."""
+    count: int = await app.state.db.pool.fetchval(
+        """
+        SELECT count(*) FROM pg_stat_activity
+        WHERE datname = current_database() AND position($1 IN query) > 0
+          AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR wait_event_type = $3)
+        """,
+        query,
+        state,
+        waiting_for,
+    )
+    return count

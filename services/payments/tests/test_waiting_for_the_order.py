@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from ticketing_common.config import ServiceSettings
 from ticketing_common.events import Listener
 from ticketing_common.testing import http_client, running, signin, wait_until
-from ticketing_payments import handlers, service
+from ticketing_payments import listeners, service
 from ticketing_payments.config import Settings
 from ticketing_payments.main import create_app
 from ticketing_payments.order_waits import TOO_MANY_WAITING, OrderCopyWaits
@@ -126,8 +126,8 @@ async def test_a_copy_stored_by_another_replica_wakes_the_waiting_request(
 ) -> None:
     # This replica consumes no order.created at all: the copy can only be stored by the fixture's app.
     def without_order_created(settings: ServiceSettings, waits: OrderCopyWaits) -> Sequence[Listener[Any]]:
-        found = handlers.listeners(settings, waits)
-        return [listener for listener in found if not isinstance(listener, handlers.OrderCreatedListener)]
+        found = listeners.listeners(settings, waits)
+        return [listener for listener in found if not isinstance(listener, listeners.OrderCreatedListener)]
 
     monkeypatch.setattr("ticketing_payments.main.listeners", without_order_created)
     async with replica(payment_order_wait_seconds=30) as (waiting_app, client):

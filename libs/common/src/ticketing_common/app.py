@@ -8,10 +8,7 @@ a structured log line for each failed, slow or sampled request.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
-import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Annotated, Any
@@ -19,33 +16,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse
-from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticketing_common.config import ServiceSettings
-from ticketing_common.db import Database, create_database, is_connection_error
+from ticketing_common.db import Database, create_database
 from ticketing_common.errors import (
     ERROR_DESCRIPTIONS,
-    CustomError,
-    DatabaseConnectionError,
     ErrorBody,
-    NotFoundError,
-    PayloadTooLargeError,
-    ServiceUnavailableError,
     error_body,
     install_error_handlers,
 )
 from ticketing_common.events.catalogue import Event
 from ticketing_common.events.listener import Listener
 from ticketing_common.events.runtime import EventRuntime
-from ticketing_common.http_server import came_through_proxy, is_operational_path
-from ticketing_common.logging import DEFAULT_SLOW_SECONDS, RoutineLog, configure_logging
+from ticketing_common.logging import configure_logging
 from ticketing_common.metrics import Metrics
+from ticketing_common.middleware import BodyLimitMiddleware, RequestMiddleware
 from ticketing_common.process import freeze_startup_heap
 
 logger = logging.getLogger("ticketing.http")
-
-UNMATCHED_ROUTE = "<unmatched>"
 
 
 def create_app(
@@ -98,10 +86,10 @@ def create_app(
         configure(app)
     if blocking := thread_pool_callables(app):
         raise TypeError(f"declare these with async def, not def: {', '.join(blocking)}")
-    app.add_middleware(
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(  # outermost: it also answers the body limit's 413
         RequestMiddleware,
         metrics=app.state.metrics,
-        max_body_bytes=settings.max_body_bytes,
         slow_seconds=settings.log_slow_seconds,
         sample_every=settings.log_sample_every,
     )
@@ -208,140 +196,3 @@ async def _settings(request: Request) -> ServiceSettings:
 
 
 SettingsDep = Annotated[ServiceSettings, Depends(_settings)]
-
-
-class RequestMiddleware:
-    """Request id, body size limit, metrics, a log line for each failed (5xx), slow or sampled request (every one at
-    DEBUG), and the last-resort error answer."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        metrics: Metrics,
-        max_body_bytes: int,
-        slow_seconds: float = DEFAULT_SLOW_SECONDS,
-        sample_every: int = 0,
-    ) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
-        self.routine = RoutineLog(logger, slow_seconds=slow_seconds, sample_every=sample_every)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:100] or uuid.uuid4().hex
-        status = 500
-        response_started = False
-
-        too_large = False
-        replacement: bytes | None = None
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status, response_started, replacement
-            if too_large:
-                # The body outgrew the limit while the app read it (a chunked body declares no length), and the
-                # app's body parser turned the error into its own answer (a 400): answer the 413 instead.
-                if message["type"] == "http.response.start" and not response_started:
-                    replacement = json.dumps(error_body(PayloadTooLargeError().serialize())).encode()
-                    message = {
-                        "type": "http.response.start",
-                        "status": 413,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(replacement)).encode()),
-                            (b"connection", b"close"),
-                        ],
-                    }
-                elif message["type"] == "http.response.body":
-                    if replacement is None:
-                        return  # the rest of the replaced answer
-                    message, replacement = {"type": "http.response.body", "body": replacement}, None
-            if message["type"] == "http.response.start":
-                response_started = True
-                status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
-            await send(message)
-
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received, too_large
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    too_large = True
-                    raise PayloadTooLargeError()
-            return message
-
-        try:
-            declared = int(headers.get(b"content-length", b"0") or 0)
-        except ValueError:
-            declared = 0
-        try:
-            if is_operational_path(scope["path"]) and came_through_proxy(scope["headers"]):
-                raise NotFoundError()  # for probes, scrapes and the launcher, which come directly
-            if declared > self.max_body_bytes:
-                raise PayloadTooLargeError()
-            await self.app(scope, limited_receive, send_wrapper)
-        except Exception as exc:
-            error: CustomError | None = exc if isinstance(exc, CustomError) else None
-            if error is None and is_connection_error(exc):
-                error = DatabaseConnectionError()
-                db: Database | None = getattr(scope["app"].state, "db", None) if "app" in scope else None
-                if db is not None:
-                    db.connection_failed()
-            if error is None:
-                logger.exception("unhandled error", extra={"request_id": request_id, "path": scope["path"]})
-            if response_started:
-                raise
-            status = error.status_code if error else 500
-            body = error_body(error.serialize() if error else [{"message": "Something went wrong"}])
-            raw_headers = [
-                (b"content-type", b"application/json"),
-                (b"x-request-id", request_id.encode("latin-1")),
-                *[(k.lower().encode(), v.encode()) for k, v in ((error.headers or {}) if error else {}).items()],
-            ]
-            if isinstance(error, PayloadTooLargeError | ServiceUnavailableError):
-                raw_headers.append((b"connection", b"close"))
-            await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-            await send({"type": "http.response.body", "body": json.dumps(body).encode()})
-        finally:
-            duration = time.perf_counter() - started
-            route = _route_template(scope)
-            method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.request_latency.labels(method, route).observe(duration)
-            level = logging.WARNING if status >= 500 else self.routine.level(duration)
-            if level is not None and route not in ("/healthz", "/readyz", "/metrics"):
-                logger.log(
-                    level,
-                    "request",
-                    extra={
-                        "request_id": request_id,
-                        "method": method,
-                        "path": scope["path"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(duration * 1000, 2),
-                    },
-                )
-
-
-def _route_template(scope: Scope) -> str:
-    route = scope.get("route")
-    if route is not None and hasattr(route, "path"):
-        return str(route.path)
-    app: Any = scope.get("app")
-    router = getattr(app, "router", None)
-    for candidate in getattr(router, "routes", ()):
-        match, _ = candidate.matches(scope)
-        if match == Match.FULL:
-            return str(getattr(candidate, "path", UNMATCHED_ROUTE))
-    return UNMATCHED_ROUTE

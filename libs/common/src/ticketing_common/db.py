@@ -1,6 +1,8 @@
 """Database wiring at run time: one asyncpg pool per service and the unit of work every writer uses.
 
-SQL is written out in each service's ``queries.py``; SQLAlchemy appears only in migrations (Alembic).
+SQL is written out in each service's ``queries.py``; SQLAlchemy appears only in migrations (Alembic). A write that
+publishes events or takes more than one statement opens a unit of work; a single statement that publishes nothing
+may run on the pool, where it is its own transaction.
 """
 
 from __future__ import annotations
@@ -161,10 +163,10 @@ class Database:
         self._watchers.append(watch)
         return lambda: self._watchers.remove(watch)
 
-    def connection_failed(self) -> None:
+    async def connection_failed(self) -> None:
         """A statement failed because the server went away: the pool's other connections are as dead (a
         restart), so replace them all, not one failed request at a time."""
-        self.pool.expire_connections()
+        await self.pool.expire_connections()
 
 
 async def create_database(settings_dsn: str, *, service: str, size: int) -> Database:

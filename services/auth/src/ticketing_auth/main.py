@@ -5,7 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from ticketing_auth.config import Settings
-from ticketing_auth.handlers import listeners
+from ticketing_auth.listeners import listeners
 from ticketing_auth.passwords import Passwords
 from ticketing_auth.router import router
 from ticketing_common.app import create_app as create_service_app

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from ticketing_auth import service
 from ticketing_auth.dependencies import AuthSettingsDep, ClientAddressDep, PasswordsDep, SigninLimitDep
 from ticketing_auth.schemas import CurrentUserOut, SessionUserOut, SignInIn, SignUpIn, UpdateUserIn, UserOut
-from ticketing_common.app import SessionDep
+from ticketing_common.app import DatabaseDep
 from ticketing_common.auth import CurrentUser, RequiredUser, clear_session_cookie, sign_in
 from ticketing_common.errors import error_responses
 
@@ -16,11 +16,11 @@ router = APIRouter(prefix="/api/users", tags=["auth"])
 
 @router.post("/signup", status_code=201, responses=error_responses(400))
 async def signup(
-    body: SignUpIn, response: Response, session: SessionDep, settings: AuthSettingsDep, passwords: PasswordsDep
+    body: SignUpIn, response: Response, db: DatabaseDep, settings: AuthSettingsDep, passwords: PasswordsDep
 ) -> UserOut:
     """Create an account and sign it in."""
     account = await service.sign_up(
-        session=session, passwords=passwords, email=body.email, password=body.password.get_secret_value()
+        db=db, passwords=passwords, email=body.email, password=body.password.get_secret_value()
     )
     sign_in(response, user_id=account.id, email=account.email, settings=settings)
     return UserOut(id=account.id, email=account.email)
@@ -30,7 +30,7 @@ async def signup(
 async def signin(
     body: SignInIn,
     response: Response,
-    session: SessionDep,
+    db: DatabaseDep,
     settings: AuthSettingsDep,
     passwords: PasswordsDep,
     limit: SigninLimitDep,
@@ -38,7 +38,7 @@ async def signin(
 ) -> UserOut:
     """Sign in with email and password."""
     account = await service.sign_in(
-        session=session,
+        db=db,
         passwords=passwords,
         limit=limit,
         client_address=client_address,
@@ -69,7 +69,7 @@ async def update_current_user(
     body: UpdateUserIn,
     user: RequiredUser,
     response: Response,
-    session: SessionDep,
+    db: DatabaseDep,
     settings: AuthSettingsDep,
     passwords: PasswordsDep,
     limit: SigninLimitDep,
@@ -77,7 +77,7 @@ async def update_current_user(
 ) -> UserOut:
     """Change the signed-in user's email and/or password; a fresh cookie carries the new email."""
     account = await service.update_user(
-        session=session,
+        db=db,
         passwords=passwords,
         limit=limit,
         client_address=client_address,

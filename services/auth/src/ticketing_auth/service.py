@@ -1,8 +1,8 @@
 """Use cases of the auth service: sign up, sign in (rate limited), change the current user's email or password.
 
-Every use case takes keyword arguments and the request's ``session``; each opens its own short transactions with
-``session.begin()`` and never holds one while a password is hashed. A user and its event are written in one
-transaction (``publish`` adds the event to the outbox).
+Every use case takes keyword arguments and the service's ``db``; each opens its own short units of work and never
+holds one while a password is hashed. A user and its event are written in one unit of work (``uow.publish``
+stages the event for the outbox). The SQL is in ``queries.py``.
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, Row, delete, func, insert, literal, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import Interval
+import asyncpg
 
+from ticketing_auth import queries
 from ticketing_auth.config import Settings
-from ticketing_auth.models import CLIENT_ADDRESS_MAX_LENGTH, USERS_EMAIL_UNIQUE, SigninFailure, User
 from ticketing_auth.passwords import Passwords
-from ticketing_common.db import new_id
+from ticketing_auth.queries import CLIENT_ADDRESS_MAX_LENGTH, USERS_EMAIL_UNIQUE, Reservation, User
+from ticketing_common.db import Database, new_id, violated_constraint
 from ticketing_common.errors import (
     BadRequestError,
     ConflictError,
@@ -30,7 +28,7 @@ from ticketing_common.errors import (
     NotAuthorizedError,
     TooManyRequestsError,
 )
-from ticketing_common.events import UserCreated, UserUpdated, publish
+from ticketing_common.events import UserCreated, UserUpdated
 
 logger = logging.getLogger("ticketing.auth")
 
@@ -38,9 +36,6 @@ INVALID_CREDENTIALS = "Invalid credentials"
 EMAIL_IN_USE = "Email in use"
 TOO_MANY_ATTEMPTS = "Too many failed sign-in attempts, try again later"
 
-# pg_advisory_xact_lock(namespace, key): the two-key form keeps these locks apart from Alembic's one-key lock.
-SIGNIN_LOCK_NAMESPACE = 0x5167
-PURGE_BATCH = 100
 # One holder of an IPv6 /64 can use any of its 2^64 addresses: the limits count the network as one client.
 IPV6_CLIENT_PREFIX = 64
 # Each lost race means another update committed, so n concurrent updates of one user need at most n attempts.
@@ -87,27 +82,22 @@ def address_key(client_address: str) -> str:
     return str(address)
 
 
-async def sign_up(*, session: AsyncSession, passwords: Passwords, email: str, password: str) -> Account:
+async def sign_up(*, db: Database, passwords: Passwords, email: str, password: str) -> Account:
     """Create the user and its ``user.created`` event; 400 "Email in use" when the email is taken."""
     password_hash = await passwords.hash(password)
-    user = User(id=new_id(), email=email, password_hash=password_hash, version=0)
-    try:
-        async with session.begin():
-            session.add(user)
-            await session.flush()
-            publish(session, UserCreated(id=user.id, email=user.email, version=user.version))
-    except IntegrityError as exc:
-        # The unique index decides between concurrent sign-ups: exactly one insert wins.
-        if _violates(exc, USERS_EMAIL_UNIQUE):
-            raise FieldError("email", EMAIL_IN_USE) from None
-        raise
+    async with db.unit_of_work() as uow:
+        # The unique constraint decides between concurrent sign-ups: exactly one insert returns the user.
+        user = await queries.insert_user(uow.conn, user_id=new_id(), email=email, password_hash=password_hash)
+        if user is None:
+            raise FieldError("email", EMAIL_IN_USE)
+        uow.publish(UserCreated(id=user.id, email=user.email, version=user.version))
     logger.info("user signed up", extra={"user_id": str(user.id)})
     return Account(user.id, user.email)
 
 
 async def sign_in(
     *,
-    session: AsyncSession,
+    db: Database,
     passwords: Passwords,
     limit: SigninLimit,
     client_address: str,
@@ -117,35 +107,42 @@ async def sign_in(
     """The user with these credentials; 400 "Invalid credentials" otherwise, 429 once this client is throttled
     for this email or for all emails.
 
-    An unknown email and a wrong password take the same path: one attempt recorded, one Argon2 verification.
+    An unknown email and a wrong password take the same path: one attempt recorded (the same statements), one
+    Argon2 verification.
     """
-    async with session.begin():
-        attempt = await _reserve_attempt(session, email, client_address, limit)
-        user = (
-            await session.execute(select(User.id, User.email, User.password_hash).where(User.email == email))
-        ).one_or_none()
+    address = address_key(client_address)
+    async with db.unit_of_work() as uow:
+        await queries.lock_client_address(uow.conn, address)
+        reservation = await queries.reserve_signin(
+            uow.conn,
+            email=email,
+            address=address,
+            window=limit.window,
+            max_failures=limit.max_failures,
+            max_failures_per_address=limit.max_failures_per_address,
+        )
+    attempt_id = _admitted(reservation, address)
+    user = reservation.user
     if not await passwords.verify(user.password_hash if user else None, password):
         logger.info("sign-in failed")
         raise BadRequestError(INVALID_CREDENTIALS)
     assert user is not None
-    # Upgrade the hash while the password is at hand; never overwrite a hash changed meanwhile.
+    # Upgrade the hash while the password is at hand. Either way one statement, its own transaction: there is
+    # nothing to publish and nothing else to keep atomic with it.
     new_hash = await passwords.hash(password) if passwords.needs_rehash(user.password_hash) else None
-    async with session.begin():
-        await _release_attempt(session, attempt)
-        if new_hash is not None:
-            await session.execute(
-                update(User)
-                .where(User.id == user.id, User.password_hash == user.password_hash)
-                .values(password_hash=new_hash)
-                .execution_options(synchronize_session=False)
-            )
+    if new_hash is None:
+        await queries.release_attempt(db.pool, attempt_id)
+    else:
+        await queries.release_attempt_and_rehash(
+            db.pool, attempt_id=attempt_id, user_id=user.id, verified_hash=user.password_hash, new_hash=new_hash
+        )
     logger.info("user signed in", extra={"user_id": str(user.id), "rehashed": new_hash is not None})
     return Account(user.id, user.email)
 
 
 async def update_user(
     *,
-    session: AsyncSession,
+    db: Database,
     passwords: Passwords,
     limit: SigninLimit,
     client_address: str,
@@ -156,131 +153,91 @@ async def update_user(
 ) -> Account:
     """Change the email and/or password after checking ``current_password``; publishes ``user.updated``.
 
-    The version is bumped by a conditional UPDATE (``WHERE version = :seen``); a concurrent change makes it
+    The version is bumped by a conditional UPDATE (``WHERE version = <seen>``); a concurrent change makes it
     match nothing, and the update is tried again on top of the new state, so no change is ever lost.
     """
-    user = await _check_password(session, passwords, limit, client_address, user_id, current_password)
+    user = await _check_password(db, passwords, limit, client_address, user_id, current_password)
     new_hash = await passwords.hash(password) if password is not None else None
     for _ in range(MAX_UPDATE_ATTEMPTS):
-        changes: dict[str, str] = {}
-        if email is not None and email != user.email:
-            changes["email"] = email
-        if new_hash is not None:
-            changes["password_hash"] = new_hash
-        if not changes:
+        new_email = email if email is not None and email != user.email else None
+        if new_email is None and new_hash is None:
             return Account(user.id, user.email)
-        new_email = changes.get("email", user.email)
         try:
-            async with session.begin():
-                version = await session.scalar(
-                    update(User)
-                    .where(User.id == user_id, User.version == user.version)
-                    .values(**changes, version=User.version + 1, updated_at=func.now())
-                    .returning(User.version)
-                    .execution_options(synchronize_session=False)
+            async with db.unit_of_work() as uow:
+                updated = await queries.update_user(
+                    uow.conn, user_id=user_id, seen_version=user.version, email=new_email, password_hash=new_hash
                 )
-                if version is not None:
-                    publish(session, UserUpdated(id=user_id, email=new_email, version=version))
-        except IntegrityError as exc:
-            if _violates(exc, USERS_EMAIL_UNIQUE):
+                if updated is not None:
+                    uow.publish(UserUpdated(id=updated.id, email=updated.email, version=updated.version))
+        except asyncpg.UniqueViolationError as exc:
+            # The same constraint as sign-up's guards email changes; an UPDATE has no ON CONFLICT.
+            if violated_constraint(exc) == USERS_EMAIL_UNIQUE:
                 raise FieldError("email", EMAIL_IN_USE) from None
             raise
-        if version is not None:
-            logger.info("user updated", extra={"user_id": str(user_id), "version": version})
-            return Account(user_id, new_email)
+        if updated is not None:
+            logger.info("user updated", extra={"user_id": str(user_id), "version": updated.version})
+            return Account(updated.id, updated.email)
         # Someone else changed the user first: start again from their version.
         seen_hash = user.password_hash
-        async with session.begin():
-            user = await _load_user(session, user_id)
+        user = _known(await queries.find_user(db.pool, user_id))
         if user.password_hash != seen_hash:
-            user = await _check_password(session, passwords, limit, client_address, user_id, current_password)
+            user = await _check_password(db, passwords, limit, client_address, user_id, current_password)
     raise ConflictError("The account changed while it was being updated, try again")
 
 
 async def _check_password(
-    session: AsyncSession,
+    db: Database,
     passwords: Passwords,
     limit: SigninLimit,
     client_address: str,
     user_id: uuid.UUID,
     password: str,
-) -> Row[tuple[uuid.UUID, str, str, int]]:
+) -> User:
     """The user, once ``password`` is verified as theirs; a failure counts like a failed sign-in for the
     (email, client address), so a stolen session cookie is no unlimited password oracle."""
-    async with session.begin():
-        user = await _load_user(session, user_id)
-        attempt = await _reserve_attempt(session, user.email, client_address, limit)
+    address = address_key(client_address)
+    async with db.unit_of_work() as uow:
+        await queries.lock_client_address(uow.conn, address)
+        reservation = await queries.reserve_for_user(
+            uow.conn,
+            user_id=user_id,
+            address=address,
+            window=limit.window,
+            max_failures=limit.max_failures,
+            max_failures_per_address=limit.max_failures_per_address,
+        )
+    if reservation is None:
+        raise NotAuthorizedError()  # a valid token of a user this service does not know
+    attempt_id = _admitted(reservation, address)
+    user = _known(reservation.user)
     if not await passwords.verify(user.password_hash, password):
         logger.info("current password check failed", extra={"user_id": str(user_id)})
         raise FieldError("currentPassword", INVALID_CREDENTIALS)
-    async with session.begin():
-        await _release_attempt(session, attempt)
+    await queries.release_attempt(db.pool, attempt_id)
     return user
 
 
-async def _load_user(session: AsyncSession, user_id: uuid.UUID) -> Row[tuple[uuid.UUID, str, str, int]]:
-    user = (
-        await session.execute(select(User.id, User.email, User.password_hash, User.version).where(User.id == user_id))
-    ).one_or_none()
+def _known(user: User | None) -> User:
     if user is None:
         # A valid token for a user this service does not know (e.g. signed by another environment's key).
         raise NotAuthorizedError()
     return user
 
 
-async def _reserve_attempt(session: AsyncSession, email: str, client_address: str, limit: SigninLimit) -> int:
-    """Count this attempt as a failure before the password is checked (429 if the client is throttled).
+def _admitted(reservation: Reservation, address: str) -> int:
+    """The reserved attempt's id; 429 with Retry-After when a limit refused the reservation.
 
-    Reserving first, under a lock per client address (both limits count one address's rows), means concurrent
-    attempts cannot all pass the check before any of them is recorded; a success releases its reservation
-    afterwards. The counts live in PostgreSQL, so every replica enforces the same limits. Must run inside the
-    caller's transaction.
+    Reserving before the password is checked, under a lock per client address (both limits count one address's
+    rows), means concurrent attempts cannot all pass the check before any of them is recorded; a success releases
+    its reservation afterwards. The counts live in PostgreSQL, so every replica enforces the same limits.
     """
-    address = address_key(client_address)
-    await session.execute(select(func.pg_advisory_xact_lock(SIGNIN_LOCK_NAMESPACE, func.hashtext(address))))
-    window = literal(limit.window, Interval())
-    window_start = func.now() - window
-    expired = (
-        select(SigninFailure.id)
-        .where(SigninFailure.failed_at <= window_start)
-        .limit(PURGE_BATCH)
-        .with_for_update(skip_locked=True)
+    if reservation.attempt_id is not None:
+        return reservation.attempt_id
+    waits = [wait for wait in (reservation.pair_wait, reservation.address_wait) if wait is not None]
+    assert waits, "a reservation is refused only by a limit"
+    retry_after = math.ceil(max(waits))
+    throttled = "address" if reservation.address_wait is not None else "email and address"
+    logger.warning(
+        "sign-in throttled", extra={"client_address": address, "limit": throttled, "retry_after": retry_after}
     )
-    await session.execute(delete(SigninFailure).where(SigninFailure.id.in_(expired)))
-    from_address = (SigninFailure.client_address == address, SigninFailure.failed_at > window_start)
-
-    async def seconds_left(max_failures: int, *conditions: ColumnElement[bool]) -> float | None:
-        # The n-th newest failure in the window for a limit of n: while it is in the window, the limit is reached.
-        wait: float | None = await session.scalar(
-            select(func.extract("epoch", SigninFailure.failed_at + window - func.now()))
-            .where(*from_address, *conditions)
-            .order_by(SigninFailure.failed_at.desc())
-            .offset(max_failures - 1)
-            .limit(1)
-        )
-        return wait
-
-    pair_wait = await seconds_left(limit.max_failures, SigninFailure.email == email)
-    address_wait = await seconds_left(limit.max_failures_per_address)
-    waits = [wait for wait in (pair_wait, address_wait) if wait is not None]
-    if waits:
-        retry_after = math.ceil(max(waits))
-        throttled = "address" if address_wait is not None else "email and address"
-        logger.warning(
-            "sign-in throttled", extra={"client_address": address, "limit": throttled, "retry_after": retry_after}
-        )
-        raise TooManyRequestsError(TOO_MANY_ATTEMPTS, retry_after=retry_after)
-    attempt_id: int = await session.scalar(
-        insert(SigninFailure).values(email=email, client_address=address).returning(SigninFailure.id)
-    )
-    return attempt_id
-
-
-async def _release_attempt(session: AsyncSession, attempt_id: int) -> None:
-    await session.execute(delete(SigninFailure).where(SigninFailure.id == attempt_id))
-
-
-def _violates(exc: IntegrityError, constraint: str) -> bool:
-    """Whether the database refused the statement because of ``constraint``."""
-    cause = getattr(exc.orig, "__cause__", None)
-    return getattr(cause, "constraint_name", None) == constraint
+    raise TooManyRequestsError(TOO_MANY_ATTEMPTS, retry_after=retry_after)

@@ -24,10 +24,10 @@ from ticketing_client.api import create_http_client
 from ticketing_client.config import Settings
 from ticketing_client.rendering import STATIC_DIR, content_security_policy, create_environment, render
 from ticketing_client.router import router
-from ticketing_common.app import RequestMiddleware
 from ticketing_common.errors import error_body, install_error_handlers
 from ticketing_common.logging import configure_logging
 from ticketing_common.metrics import Metrics
+from ticketing_common.middleware import BodyLimitMiddleware, RequestMiddleware
 
 logger = logging.getLogger("ticketing.client")
 
@@ -67,7 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)
     app.add_middleware(UnexpectedErrorMiddleware, handler=cast(Handler, app.exception_handlers[Exception]))
-    app.add_middleware(RequestMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMiddleware, metrics=app.state.metrics)
     app.add_middleware(ErrorPagesOutsideMiddleware)
     # Outermost, so that every answer carries them, the pages made from the request middleware's errors too.
     app.add_middleware(SecurityHeadersMiddleware, policy=content_security_policy(settings))

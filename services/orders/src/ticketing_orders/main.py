@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from ticketing_common.app import create_app as create_service_app
 from ticketing_orders.config import Settings
-from ticketing_orders.handlers import listeners
+from ticketing_orders.listeners import listeners
 from ticketing_orders.router import router
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"

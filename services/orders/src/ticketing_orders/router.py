@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from ticketing_common.app import SessionDep
+from ticketing_common.app import DatabaseDep
 from ticketing_common.auth import RequiredUser
 from ticketing_common.errors import error_responses
 from ticketing_common.schemas import parse_path_id
@@ -16,10 +16,10 @@ router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 
 @router.post("", status_code=201, response_model=OrderOut, responses=error_responses(400, 401, 404))
-async def create_order(body: NewOrder, user: RequiredUser, session: SessionDep, settings: OrdersSettings) -> OrderOut:
+async def create_order(body: NewOrder, user: RequiredUser, db: DatabaseDep, settings: OrdersSettings) -> OrderOut:
     """Reserve a ticket for the signed-in user."""
     order = await service.create_order(
-        session=session,
+        db=db,
         user_id=user.id,
         ticket_id=body.ticket_id,
         expiration_seconds=settings.order_expiration_seconds,
@@ -28,16 +28,16 @@ async def create_order(body: NewOrder, user: RequiredUser, session: SessionDep, 
 
 
 @router.get("", response_model=list[OrderOut], responses=error_responses(401))
-async def list_orders(user: RequiredUser, session: SessionDep) -> list[OrderOut]:
+async def list_orders(user: RequiredUser, db: DatabaseDep) -> list[OrderOut]:
     """The signed-in user's orders, newest first."""
-    orders = await service.list_orders(session=session, user_id=user.id)
+    orders = await service.list_orders(db=db, user_id=user.id)
     return [OrderOut.model_validate(order) for order in orders]
 
 
 @router.get("/{order_id}", response_model=OrderOut, responses=error_responses(401, 404))
-async def show_order(order_id: str, user: RequiredUser, session: SessionDep) -> OrderOut:
+async def show_order(order_id: str, user: RequiredUser, db: DatabaseDep) -> OrderOut:
     """One of the signed-in user's orders."""
-    order = await service.get_order(session=session, user_id=user.id, order_id=parse_path_id(order_id))
+    order = await service.get_order(db=db, user_id=user.id, order_id=parse_path_id(order_id))
     return OrderOut.model_validate(order)
 
 
@@ -47,7 +47,7 @@ async def show_order(order_id: str, user: RequiredUser, session: SessionDep) -> 
     response_class=Response,
     responses={204: {"description": "Cancelled (no body)"}, **error_responses(400, 401, 404, 409)},
 )
-async def cancel_order(order_id: str, user: RequiredUser, session: SessionDep) -> Response:
+async def cancel_order(order_id: str, user: RequiredUser, db: DatabaseDep) -> Response:
     """Cancel one of the signed-in user's orders."""
-    await service.cancel_order(session=session, user_id=user.id, order_id=parse_path_id(order_id))
+    await service.cancel_order(db=db, user_id=user.id, order_id=parse_path_id(order_id))
     return Response(status_code=204)

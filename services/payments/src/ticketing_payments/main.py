@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from ticketing_common.app import create_app as create_service_app
 from ticketing_payments.config import Settings
-from ticketing_payments.handlers import listeners
+from ticketing_payments.listeners import listeners
 from ticketing_payments.order_waits import OrderCopyWaits
 from ticketing_payments.router import router
 from ticketing_payments.stripe_gateway import StripeGateway

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 
-from ticketing_common.app import SessionDep
+from ticketing_common.app import DatabaseDep
 from ticketing_common.auth import RequiredUser
 from ticketing_common.errors import error_responses
 from ticketing_payments.dependencies import OrderCopyWaitsDep, PaymentsSettingsDep, StripeDep
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/payments", tags=["payments"])
 async def pay(
     body: PaymentIn,
     user: RequiredUser,
-    session: SessionDep,
+    db: DatabaseDep,
     stripe: StripeDep,
     settings: PaymentsSettingsDep,
     waits: OrderCopyWaitsDep,
@@ -28,7 +28,7 @@ async def pay(
     """Charge the signed-in buyer's order with a Stripe card token; an order this service has not heard of yet
     is waited for (``PAYMENT_ORDER_WAIT_SECONDS``) before the 404."""
     payment = await create_payment(
-        session=session,
+        db=db,
         stripe=stripe,
         currency=settings.currency,
         buyer=user,

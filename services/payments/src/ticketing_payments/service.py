@@ -7,16 +7,12 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from ticketing_common.auth import UserPayload
-from ticketing_common.db import new_id, utcnow
+from ticketing_common.db import Database, UnitOfWork, new_id, utcnow
 from ticketing_common.errors import (
     BadRequestError,
     ConflictError,
@@ -28,17 +24,18 @@ from ticketing_common.errors import (
 )
 from ticketing_common.events import (
     ChargeCreated,
+    NotYet,
     OrderCancelled,
     OrderCreated,
     OrderStatus,
     UserCreated,
     UserUpdated,
     is_next_version,
-    publish,
 )
 from ticketing_common.schemas import to_cents
-from ticketing_payments.models import PAYMENTS_ORDER_UNIQUE, Order, Payment, User
+from ticketing_payments import queries
 from ticketing_payments.order_waits import OrderCopyWaits
+from ticketing_payments.queries import Payment
 from ticketing_payments.stripe_gateway import (
     AttemptInDoubt,
     CardDeclined,
@@ -51,6 +48,7 @@ logger = logging.getLogger("ticketing.payments")
 
 PROVIDER_UNAVAILABLE = "Payment provider unavailable"
 ORDER_NOT_FOUND = "Order not found"
+ORDER_ALREADY_PAID = "Order already paid"
 RECHECK_SECONDS = 1.0
 ATTEMPT_IN_DOUBT = (
     "An earlier payment attempt of this order, with another card or email, has an unknown outcome: "
@@ -71,7 +69,7 @@ class OrderNotCopiedYet(NotFoundError):
 
 async def create_payment(
     *,
-    session: AsyncSession,
+    db: Database,
     stripe: StripeGateway,
     currency: str,
     buyer: UserPayload,
@@ -89,7 +87,7 @@ async def create_payment(
     """
     charge = partial(
         charge_order,
-        session=session,
+        db=db,
         stripe=stripe,
         currency=currency,
         buyer=buyer,
@@ -119,7 +117,7 @@ async def create_payment(
 
 async def charge_order(
     *,
-    session: AsyncSession,
+    db: Database,
     stripe: StripeGateway,
     currency: str,
     buyer: UserPayload,
@@ -136,69 +134,60 @@ async def charge_order(
     """
     refusal: CustomError | None = None
     payment: Payment | None = None
-    try:
-        async with session.begin():
-            order = await session.get(Order, order_id, with_for_update=True)
-            if order is None:
-                raise OrderNotCopiedYet()
-            if order.user_id != buyer.id:
-                raise NotFoundError(ORDER_NOT_FOUND)  # at once: never wait on, or reveal, another buyer's order
-            if order.status == OrderStatus.CANCELLED:
-                raise BadRequestError("Cannot pay for a cancelled order")
-            if order.status == OrderStatus.COMPLETE or await _payment_of(session, order.id) is not None:
-                raise BadRequestError("Order already paid")
-            if order.expires_at - cutoff <= utcnow():
-                # Its ticket is (about to be) released to other buyers: too late to start a charge.
-                raise BadRequestError("Cannot pay for an expired order")
-            email = await session.scalar(select(User.email).where(User.id == buyer.id))
-            try:
-                charge = await stripe.charge(
-                    amount=to_cents(order.price),
-                    currency=currency,
-                    token=token,
-                    receipt_email=email or buyer.email,  # the session's email until user events arrive
-                    order_id=order.id,
-                    idempotency_key=idempotency_key(order.id, order.charge_attempt),
+    async with db.unit_of_work() as uow:
+        order = await queries.lock_order_to_pay(uow.conn, order_id, buyer.id)
+        if order is None:
+            raise OrderNotCopiedYet()
+        if order.user_id != buyer.id:
+            raise NotFoundError(ORDER_NOT_FOUND)  # at once: never wait on, or reveal, another buyer's order
+        if order.status == OrderStatus.CANCELLED:
+            raise BadRequestError("Cannot pay for a cancelled order")
+        if order.status == OrderStatus.COMPLETE or order.paid:
+            raise BadRequestError(ORDER_ALREADY_PAID)
+        if order.expires_at - cutoff <= utcnow():
+            # Its ticket is (about to be) released to other buyers: too late to start a charge.
+            raise BadRequestError("Cannot pay for an expired order")
+        try:
+            charge = await stripe.charge(
+                amount=to_cents(order.price),
+                currency=currency,
+                token=token,
+                receipt_email=order.buyer_email or buyer.email,  # the session's email until user events arrive
+                order_id=order_id,
+                idempotency_key=idempotency_key(order_id, order.charge_attempt),
+            )
+        except CardDeclined as exc:
+            # Stripe saved this "no" under the key: the next attempt (with another card) needs a new key.
+            await queries.next_charge_attempt(uow.conn, order_id)
+            refusal = PaymentRequiredError(exc.message)
+        except ChargeRefused as exc:
+            await queries.next_charge_attempt(uow.conn, order_id)
+            refusal = FieldError("token", exc.message) if "token" in (exc.param or "") else BadRequestError(exc.message)
+        except AttemptInDoubt:
+            raise ConflictError(ATTEMPT_IN_DOUBT) from None
+        except ProviderUnavailable:
+            raise ServiceUnavailableError(PROVIDER_UNAVAILABLE) from None
+        else:
+            payment = await queries.record_payment(
+                uow.conn,
+                payment_id=new_id(),
+                order_id=order_id,
+                stripe_id=charge.stripe_id,
+                amount=charge.amount,
+                currency=charge.currency,
+            )
+            if payment is None:
+                # Unreachable while the row lock holds, but the constraint is the guarantee.
+                raise BadRequestError(ORDER_ALREADY_PAID)
+            uow.publish(
+                ChargeCreated(
+                    id=payment.id,
+                    order_id=order_id,
+                    stripe_id=payment.stripe_id,
+                    amount=payment.amount,
+                    currency=payment.currency,
                 )
-            except CardDeclined as exc:
-                # Stripe saved this "no" under the key: the next attempt (with another card) needs a new key.
-                order.charge_attempt += 1
-                refusal = PaymentRequiredError(exc.message)
-            except ChargeRefused as exc:
-                order.charge_attempt += 1
-                refusal = (
-                    FieldError("token", exc.message) if "token" in (exc.param or "") else BadRequestError(exc.message)
-                )
-            except AttemptInDoubt:
-                raise ConflictError(ATTEMPT_IN_DOUBT) from None
-            except ProviderUnavailable:
-                raise ServiceUnavailableError(PROVIDER_UNAVAILABLE) from None
-            else:
-                payment = Payment(
-                    id=new_id(),
-                    order_id=order.id,
-                    stripe_id=charge.stripe_id,
-                    amount=charge.amount,
-                    currency=charge.currency,
-                )
-                session.add(payment)
-                order.status = OrderStatus.COMPLETE
-                await session.flush()
-                publish(
-                    session,
-                    ChargeCreated(
-                        id=payment.id,
-                        order_id=order.id,
-                        stripe_id=payment.stripe_id,
-                        amount=payment.amount,
-                        currency=payment.currency,
-                    ),
-                )
-    except IntegrityError as exc:
-        # Unreachable while the row lock holds, but the constraint is the guarantee.
-        if PAYMENTS_ORDER_UNIQUE in str(exc.orig):
-            raise BadRequestError("Order already paid") from None
-        raise
+            )
     if refusal is not None:
         logger.info("payment refused", extra={"order_id": str(order_id), "reason": refusal.message})
         raise refusal
@@ -207,56 +196,35 @@ async def charge_order(
     return payment
 
 
-async def _payment_of(session: AsyncSession, order_id: uuid.UUID) -> uuid.UUID | None:
-    found: uuid.UUID | None = await session.scalar(select(Payment.id).where(Payment.order_id == order_id))
-    return found
-
-
-# Built once: on the event path, building the statement would cost more CPU than running it. On the table, not
-# the entity, like the listener's inbox claim: it skips the ORM's bulk-DML path.
-COPY_ORDER = (
-    pg_insert(Order.__table__)
-    .values({column: bindparam(column) for column in ("id", "user_id", "status", "price", "expires_at", "version")})
-    .on_conflict_do_nothing(index_elements=["id"])
-)
-
-
-async def copy_created_order(*, session: AsyncSession, event: OrderCreated) -> None:
+async def copy_created_order(*, uow: UnitOfWork, event: OrderCreated) -> None:
     """Start the order's copy; a copy that exists already (a re-published event) stays as it is."""
-    await session.execute(
-        COPY_ORDER,
-        {
-            "id": event.id,
-            "user_id": event.user_id,
-            "status": event.status,
-            "price": event.ticket.price,
-            "expires_at": event.expires_at,
-            "version": event.version,
-        },
-    )
+    await queries.copy_order(uow.conn, event)
 
 
-async def copy_cancelled_order(*, session: AsyncSession, event: OrderCancelled) -> Payment | None:
+async def copy_created_orders(*, uow: UnitOfWork, events: Sequence[OrderCreated]) -> None:
+    """:func:`copy_created_order` for a batch of events, in one statement."""
+    await queries.copy_orders(uow.conn, events)
+
+
+async def copy_cancelled_order(*, uow: UnitOfWork, event: OrderCancelled) -> Payment | None:
     """Cancel the copy when the event is its next version (later: ``NotYet``; earlier: already applied).
 
     Returns the order's payment when it must be paid back: this service charged the order, then the orders
     service cancelled it before it heard of the charge (the buyer cancelled, or the expiry fired, first).
     """
-    order = await session.get(Order, event.id, with_for_update=True)
-    if not is_next_version(order.version if order else None, event.version):
+    change = await queries.cancel_order(uow.conn, event.id, event.version)
+    if not is_next_version(change.version if change else None, event.version):
         return None
-    assert order is not None
-    refund: Payment | None = None
-    if order.status == OrderStatus.COMPLETE:
-        refund = await session.scalar(
-            select(Payment).where(Payment.order_id == order.id, Payment.refunded_at.is_(None))
-        )
-    order.status = OrderStatus.CANCELLED
-    order.version = event.version
-    return refund
+    assert change is not None
+    if not change.applied:
+        raise NotYet("the copy changed while it was being cancelled")  # its version was read under the same lock
+    if change.previous_status != OrderStatus.COMPLETE:
+        return None
+    # A statement of its own: it must see a payment committed while the cancellation waited for the row lock.
+    return await queries.find_unrefunded_payment(uow.conn, event.id)
 
 
-async def refund_payment(*, session: AsyncSession, stripe: StripeGateway, payment: Payment) -> None:
+async def refund_payment(*, uow: UnitOfWork, stripe: StripeGateway, payment: Payment) -> None:
     """Give a payment's money back through Stripe and record it in the caller's transaction.
 
     The idempotency key comes from the payment, so a redelivered event (after a crash, or a Stripe outage that
@@ -265,28 +233,19 @@ async def refund_payment(*, session: AsyncSession, stripe: StripeGateway, paymen
     refund_id = await stripe.refund(
         payment_intent=payment.stripe_id, order_id=payment.order_id, idempotency_key=f"refund-{payment.id}"
     )
-    payment.refund_id = refund_id
-    payment.refunded_at = utcnow()
+    await queries.record_refund(uow.conn, payment.id, refund_id)
     logger.warning(
         "paid order cancelled: payment refunded",
         extra={"order_id": str(payment.order_id), "stripe_id": payment.stripe_id, "refund_id": refund_id},
     )
 
 
-async def copy_created_user(*, session: AsyncSession, event: UserCreated) -> None:
+async def copy_created_user(*, uow: UnitOfWork, event: UserCreated) -> None:
     """Start the user's email copy; an existing copy stays as it is."""
-    await session.execute(
-        pg_insert(User)
-        .values(id=event.id, email=event.email, version=event.version)
-        .on_conflict_do_nothing(index_elements=[User.id])
-    )
+    await queries.copy_user(uow.conn, event.id, event.email, event.version)
 
 
-async def copy_updated_user(*, session: AsyncSession, event: UserUpdated) -> None:
+async def copy_updated_user(*, uow: UnitOfWork, event: UserUpdated) -> None:
     """Take the new email when the event is the copy's next version."""
-    user = await session.get(User, event.id, with_for_update=True)
-    if not is_next_version(user.version if user else None, event.version):
-        return
-    assert user is not None
-    user.email = event.email
-    user.version = event.version
+    change = await queries.update_user(uow.conn, event.id, event.email, event.version)
+    is_next_version(change.version if change else None, event.version)

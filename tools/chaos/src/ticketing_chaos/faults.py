@@ -1,8 +1,9 @@
 """Fault injection: SIGKILL one component at a random moment, restart it after a random pause, time the recovery.
 
 One fault at a time: the next kill waits until the system is healthy again, so each recovery time is the
-recovery from one crash. The outbox relay runs inside each service process, so killing a service is also how
-its relay dies between a commit and the publish (the rows stay pending and the restarted relay sends them).
+recovery from one crash. The outbox publisher runs inside each service process, so killing a service is also how
+it dies between a commit and the publish (the rows stay unsent and a sweeper, of a replica or of the restarted
+process, sends them).
 """
 
 from __future__ import annotations

@@ -61,8 +61,8 @@ ON CONFLICT DO NOTHING RETURNING event_id
 """
 PARK = """
 INSERT INTO parked_messages (consumer, subject, event_id, data, headers, error, deliveries)
-SELECT $1, $2, $3, $4, $5::jsonb, $6, $7
-WHERE NOT EXISTS (SELECT FROM parked_messages WHERE consumer = $1 AND event_id = $3)
+SELECT $1::text, $2::text, $3::text, $4::text, $5::jsonb, $6::text, $7::int
+WHERE NOT EXISTS (SELECT FROM parked_messages WHERE consumer = $1::text AND event_id = $3::text)
 """
 
 
@@ -321,7 +321,7 @@ class ListenerRunner:
         except Exception as exc:
             error = exc
             if is_connection_error(exc):
-                self._db.connection_failed()
+                await self._db.connection_failed()
             if is_connection_error(exc) or context.deliveries < self._max_deliveries:
                 outcome = "retry"
                 await msg.nak(delay=backoff_seconds(context.deliveries))

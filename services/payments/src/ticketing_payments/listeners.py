@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from ticketing_common.config import ServiceSettings
+from ticketing_common.db import UnitOfWork
 from ticketing_common.events import (
     EventContext,
     Listener,
@@ -22,6 +21,7 @@ from ticketing_payments.order_waits import OrderCopyWaits
 from ticketing_payments.service import (
     copy_cancelled_order,
     copy_created_order,
+    copy_created_orders,
     copy_created_user,
     copy_updated_user,
     refund_payment,
@@ -35,8 +35,12 @@ class OrderCreatedListener(Listener[OrderCreated]):
     def __init__(self, waits: OrderCopyWaits) -> None:
         self.waits = waits
 
-    async def handle(self, event: OrderCreated, session: AsyncSession, context: EventContext) -> None:
-        await copy_created_order(session=session, event=event)
+    async def handle(self, event: OrderCreated, uow: UnitOfWork, context: EventContext) -> None:
+        await copy_created_order(uow=uow, event=event)
+
+    async def handle_batch(self, deliveries: Sequence[tuple[OrderCreated, EventContext]], uow: UnitOfWork) -> None:
+        # Every payment of a new order waits on this copy: one statement for the whole batch.
+        await copy_created_orders(uow=uow, events=[event for event, _ in deliveries])
 
     async def committed(self, event: OrderCreated, context: EventContext) -> None:
         await self.waits.copied(event.id)  # the payments waiting for this copy, on every replica
@@ -54,13 +58,13 @@ class OrderCancelledListener(Listener[OrderCancelled]):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def handle(self, event: OrderCancelled, session: AsyncSession, context: EventContext) -> None:
-        payment = await copy_cancelled_order(session=session, event=event)
+    async def handle(self, event: OrderCancelled, uow: UnitOfWork, context: EventContext) -> None:
+        payment = await copy_cancelled_order(uow=uow, event=event)
         if payment is not None:
             # A client of its own: refunds are rare, and a listener outlives no app lifespan it could share.
             stripe = StripeGateway(self.settings)
             try:
-                await refund_payment(session=session, stripe=stripe, payment=payment)
+                await refund_payment(uow=uow, stripe=stripe, payment=payment)
             finally:
                 await stripe.close()
 
@@ -68,15 +72,15 @@ class OrderCancelledListener(Listener[OrderCancelled]):
 class UserCreatedListener(Listener[UserCreated]):
     event = UserCreated
 
-    async def handle(self, event: UserCreated, session: AsyncSession, context: EventContext) -> None:
-        await copy_created_user(session=session, event=event)
+    async def handle(self, event: UserCreated, uow: UnitOfWork, context: EventContext) -> None:
+        await copy_created_user(uow=uow, event=event)
 
 
 class UserUpdatedListener(Listener[UserUpdated]):
     event = UserUpdated
 
-    async def handle(self, event: UserUpdated, session: AsyncSession, context: EventContext) -> None:
-        await copy_updated_user(session=session, event=event)
+    async def handle(self, event: UserUpdated, uow: UnitOfWork, context: EventContext) -> None:
+        await copy_updated_user(uow=uow, event=event)
 
 
 def listeners(settings: ServiceSettings, waits: OrderCopyWaits) -> Sequence[Listener[Any]]:
