@@ -116,7 +116,7 @@ async def one_at_a_time(js: JetStreamContext, n: int) -> None:
 
 
 async def write_schedule(js: JetStreamContext, order_id: uuid.UUID, expires_at: datetime) -> int:
-    """The schedule message the expiration service's relay sends for an order; returns its stream sequence."""
+    """The schedule message the expiration service's outbox sends for an order; returns its stream sequence."""
     headers = {"Nats-Msg-Id": str(uuid.uuid4()), **schedule_headers(order_id, expires_at, source="expiration")}
     ack = await js.publish(schedule_subject(order_id), encode(expired_event(order_id)), stream=STREAM, headers=headers)
     return ack.seq

@@ -1,6 +1,5 @@
-"""Alembic environment of the expiration service."""
+"""Alembic environment of the expiration service (no models: the migrations are written out)."""
 
 from ticketing_common.migrations import run_env
-from ticketing_expiration.models import Base
 
-run_env(Base.metadata)
+run_env(None)

@@ -1,10 +1,11 @@
 """The expiration service under test, against the session's real PostgreSQL and NATS, and a stand-in for the
-orders service: it publishes order events as the orders relay would and reads back what fired."""
+orders service: it publishes order events as the orders service's outbox would and reads back what fired."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,9 +17,10 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from ticketing_common.config import ServiceSettings
+from ticketing_common.db import Database, cloudevent_headers, create_database
 from ticketing_common.events import OrderCancelled, OrderCreated, OrderStatus
+from ticketing_common.events.bus import ensure_stream
 from ticketing_common.events.catalogue import OrderTicket, TicketRef, encode
-from ticketing_common.events.publisher import cloudevent_headers
 from ticketing_common.testing import ServiceUnderTest, wait_until
 from ticketing_expiration.config import Settings
 from ticketing_expiration.main import MIGRATIONS_DIR, create_app
@@ -134,3 +136,14 @@ class OrdersBus:
 @pytest.fixture
 def bus(js: JetStreamContext, settings: ServiceSettings) -> OrdersBus:
     return OrdersBus(js, settings.nats_stream)
+
+
+@pytest.fixture
+async def db(settings: ServiceSettings, js: JetStreamContext) -> AsyncIterator[Database]:
+    """The service's database and stream without the service: nothing publishes what its units of work stage."""
+    await ensure_stream(js, settings.nats_stream)
+    db = await create_database(settings.database_dsn, service=settings.service_name, size=4)
+    try:
+        yield db
+    finally:
+        await db.pool.close()

@@ -52,7 +52,7 @@ async def test_a_schedule_left_in_the_outbox_at_shutdown_fires_as_soon_as_the_se
     expires_at = in_seconds(1)
     app = service.create_app(settings)
     async with running(app):
-        await app.state.events.stop_relay()  # handled and committed, but not yet relayed to NATS
+        await app.state.events.stop_publisher()  # handled and committed, but not yet published to NATS
         await bus.created(order_id, expires_at)
         await wait_until(lambda: _handled(app, "order.created"))
 

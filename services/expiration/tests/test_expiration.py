@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
 from nats.js import JetStreamContext
-from sqlalchemy import select
 
 from ticketing_common.config import ServiceSettings
+from ticketing_common.db import UnitOfWork
 from ticketing_common.events import EventContext, Listener, OrderExpired
 from ticketing_common.events.listener import ListenerRunner
-from ticketing_common.events.relay import OutboxRelay
-from ticketing_common.events.tables import OutboxRow
 from ticketing_common.testing import ServiceUnderTest, running, wait_until
-from ticketing_expiration.models import OrderExpiry
+from ticketing_expiration.queries import OrderExpiry, find_expiry
 from ticketing_expiration.schedules import expired_event_id, schedule_subject
 
 
@@ -30,9 +29,7 @@ async def sleep_until(moment: datetime) -> None:
 
 
 async def _expiry(app: FastAPI, order_id: uuid.UUID) -> OrderExpiry | None:
-    async with app.state.sessionmaker() as session:
-        row: OrderExpiry | None = await session.get(OrderExpiry, order_id)
-        return row
+    return await find_expiry(app.state.db.pool, order_id)
 
 
 async def test_an_order_expires_by_its_schedule_alone_never_before_expires_at(app: FastAPI, bus: Any) -> None:
@@ -151,29 +148,62 @@ async def test_a_cancellation_that_arrives_before_the_creation_prevents_the_expi
     assert await bus.schedule(order_id) is None
 
 
-async def test_a_cancellation_removes_a_schedule_still_waiting_in_the_outbox(
+async def test_a_cancellation_removes_a_schedule_left_unsent_in_the_outbox(
     app: FastAPI, bus: Any, settings: ServiceSettings
 ) -> None:
-    await app.state.events.stop_relay()  # as if NATS were slow: the schedule stays in the outbox
+    await app.state.events.stop_publisher()  # as if NATS were down: the schedule stays in the outbox
     order_id = uuid.uuid4()
     expires_at = in_seconds(1)
     await bus.created(order_id, expires_at)
     row = await wait_until(lambda: _expiry(app, order_id))
     assert await _outbox_row(app, row.schedule_event_id) is not None
+    await _age_outbox_row(app, row.schedule_event_id)  # no publisher can still be sending it
 
     await bus.cancelled(order_id)
     await wait_until(lambda: _handled(app, "order.cancelled", "ok", 1))
     assert await _outbox_row(app, row.schedule_event_id) is None
 
-    relay = OutboxRelay(
-        sessionmaker=app.state.sessionmaker,
-        js=app.state.events.js,
-        stream=settings.nats_stream,
-    )
-    assert await relay.publish_pending() == 0
+    assert await app.state.events.publisher.sweep(older_than_seconds=0) == 0
     await sleep_until(expires_at + timedelta(seconds=1))
     assert await bus.expired() == []
     assert await bus.schedule(order_id) is None
+
+
+async def test_a_cancellation_waits_while_a_publisher_may_still_be_sending_the_schedule_then_purges_it(
+    app: FastAPI, bus: Any, js: JetStreamContext, settings: ServiceSettings
+) -> None:
+    # A publisher sends committed events from memory, holding no lock: had the cancellation deleted the row and
+    # purged at once, a publish still in flight would land after the purge and the expiry would fire.
+    await app.state.events.stop_publisher()  # the test plays the publisher whose publish is in flight
+    order_id = uuid.uuid4()
+    expires_at = in_seconds(3)
+    await bus.created(order_id, expires_at)
+    row = await wait_until(lambda: _expiry(app, order_id))
+    schedule = await _outbox_row(app, row.schedule_event_id)
+
+    await bus.cancelled(order_id)
+    await wait_until(lambda: _handled(app, "order.cancelled", "not_yet", 2))
+    assert await _outbox_row(app, row.schedule_event_id) is not None
+    held = await _expiry(app, order_id)
+    assert held is not None
+    assert held.cancelled_at is None  # nothing decided while held
+
+    await js.publish(
+        schedule["subject"],
+        schedule["payload"].encode(),
+        stream=settings.nats_stream,
+        headers=json.loads(schedule["headers"]),
+    )
+    await app.state.db.pool.execute("UPDATE outbox SET sent_at = now() WHERE event_id = $1", row.schedule_event_id)
+    assert await bus.schedule(order_id) is not None
+
+    await wait_until(lambda: _handled(app, "order.cancelled", "ok", 1))
+    assert await bus.schedule(order_id) is None  # purged once it had landed
+    await sleep_until(expires_at + timedelta(seconds=1))
+    assert await bus.expired() == []
+    cancelled = await _expiry(app, order_id)
+    assert cancelled is not None
+    assert cancelled.cancelled_at is not None
 
 
 async def test_two_replicas_emit_one_order_expired_per_order(
@@ -207,7 +237,7 @@ class _Inbox(Listener[OrderExpired]):
     def __init__(self) -> None:
         self.applied: list[uuid.UUID] = []
 
-    async def handle(self, event: OrderExpired, session: Any, context: EventContext) -> None:
+    async def handle(self, event: OrderExpired, uow: UnitOfWork, context: EventContext) -> None:
         self.applied.append(event.order_id)
 
 
@@ -218,26 +248,24 @@ async def test_a_schedule_sent_again_after_it_fired_fires_the_same_event_which_a
     await bus.created(order_id, in_seconds(0.5))
     [first] = await bus.wait_expired(1)
 
-    # The schedule sent again after it fired, as a relay that crashed before marking it sent would once
+    # The schedule sent again after it fired, as a publisher that crashed before marking it sent would once
     # JetStream's duplicate window is over (its Nats-Msg-Id no longer matters then).
-    async with app.state.sessionmaker() as session:
-        row = await session.scalar(select(OutboxRow).where(OutboxRow.subject == schedule_subject(order_id)))
-    headers = {name: value for name, value in row.headers.items() if name != "Nats-Msg-Id"}
-    await js.publish(row.subject, first.raw_data, stream=settings.nats_stream, headers=headers)
+    row = await app.state.db.pool.fetchrow(
+        "SELECT subject, headers FROM outbox WHERE subject = $1", schedule_subject(order_id)
+    )
+    headers = {name: value for name, value in json.loads(row["headers"]).items() if name != "Nats-Msg-Id"}
+    await js.publish(row["subject"], first.raw_data, stream=settings.nats_stream, headers=headers)
     first_again, second = await bus.wait_expired(2)
     assert first_again.sequence == first.sequence
     assert second.raw_data == first.raw_data
     assert second.headers["ce-id"] == first.headers["ce-id"] == str(expired_event_id(order_id))
 
     inbox = _Inbox()
-    runner = ListenerRunner(
-        inbox, service="inbox-check", js=js, stream=settings.nats_stream, sessionmaker=app.state.sessionmaker
-    )
+    runner = ListenerRunner(inbox, service="inbox-check", js=js, stream=settings.nats_stream, db=app.state.db)
     subscription = await js.pull_subscribe(
         "order.expired", durable=runner.consumer, stream=settings.nats_stream, config=runner.consumer_config()
     )
-    outcomes = [await runner.process(message) for message in await subscription.fetch(2, timeout=5)]
-    assert outcomes == ["ok", "duplicate"]
+    assert await runner.process_batch(await subscription.fetch(2, timeout=5)) == ["ok", "duplicate"]
     assert inbox.applied == [order_id]
 
 
@@ -254,7 +282,12 @@ async def _missing(schedule: Any) -> bool:
     return await schedule is None
 
 
-async def _outbox_row(app: FastAPI, event_id: uuid.UUID | None) -> OutboxRow | None:
-    async with app.state.sessionmaker() as session:
-        row: OutboxRow | None = await session.scalar(select(OutboxRow).where(OutboxRow.event_id == event_id))
-        return row
+async def _outbox_row(app: FastAPI, event_id: uuid.UUID | None) -> Any:
+    return await app.state.db.pool.fetchrow("SELECT * FROM outbox WHERE event_id = $1", event_id)
+
+
+async def _age_outbox_row(app: FastAPI, event_id: uuid.UUID | None) -> None:
+    """Make an outbox row a minute older, as one whose publisher gave up on it long ago."""
+    await app.state.db.pool.execute(
+        "UPDATE outbox SET created_at = created_at - interval '1 minute' WHERE event_id = $1", event_id
+    )

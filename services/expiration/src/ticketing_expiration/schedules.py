@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 from nats.js import JetStreamContext
 
+from ticketing_common.db import cloudevent_headers
 from ticketing_common.events import OrderExpired, Subject
-from ticketing_common.events.publisher import cloudevent_headers
 
 SCHEDULE_SUBJECT_PREFIX = "expiration.orders"
 

@@ -1,6 +1,6 @@
-"""Use cases of the expiration service, run inside the transaction a listener opened.
+"""Use cases of the expiration service, run in the unit of work a listener was given.
 
-The listener runner opens that transaction and claims the event in the inbox in it, so a redelivered event
+The listener runner opens that unit of work and claims the events in the inbox in it, so a redelivered event
 never gets here twice. These functions are additionally idempotent per order (an ``order.created`` published
 twice under two event ids schedules once) and tolerate ``order.cancelled`` arriving before ``order.created``.
 Races between replicas are settled by the primary key of ``order_expiries``: a second writer of the same
@@ -11,87 +11,80 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from ticketing_common.events import publish
-from ticketing_common.events.tables import OutboxRow
-from ticketing_expiration.models import OrderExpiry
+from ticketing_common.db import UnitOfWork, new_id
+from ticketing_common.events import NotYet
+from ticketing_common.events.outbox import PUBLISH_TIMEOUT_SECONDS
+from ticketing_expiration import queries
 from ticketing_expiration.schedules import as_utc, expired_event, schedule_headers, schedule_subject
 
 logger = logging.getLogger("ticketing.expiration")
 
-# Built once: on the event path, building the statement would cost more CPU than running it. On the table, not
-# the entity, like the listener's inbox claim: it skips the ORM's bulk-DML path.
-_expiries = OrderExpiry.__table__
-CLAIM_EXPIRY = (
-    pg_insert(_expiries)
-    .values(
-        order_id=bindparam("order_id"),
-        expires_at=bindparam("expires_at"),
-        schedule_event_id=bindparam("schedule_event_id"),
-    )
-    .on_conflict_do_nothing(index_elements=[_expiries.c.order_id])
-    .returning(_expiries.c.order_id)
-)
+# How long after its commit a publisher may still be sending an event from memory: one publish batch ahead of it
+# and its own, each given up after PUBLISH_TIMEOUT_SECONDS. Older and unsent, the sweeper alone can send it.
+PUBLISHING_SECONDS = 2 * PUBLISH_TIMEOUT_SECONDS
 
 RemoveSchedule = Callable[[uuid.UUID], Awaitable[None]]
 """Deletes an order's schedule message from JetStream."""
 
 
-async def schedule_expiry(*, session: AsyncSession, order_id: uuid.UUID, expires_at: datetime) -> bool:
+async def schedule_expiry(*, uow: UnitOfWork, order_id: uuid.UUID, expires_at: datetime) -> bool:
     """Stage the schedule that fires ``order.expired`` at ``expires_at`` (at once if that has passed).
 
     Returns False, scheduling nothing, when the order is already known: scheduled before, or cancelled.
     """
     expires_at = as_utc(expires_at)
-    event_id = uuid.uuid4()  # the schedule message's, known before it is staged: one write claims and records it
-    claimed = await session.scalar(
-        CLAIM_EXPIRY, {"order_id": order_id, "expires_at": expires_at, "schedule_event_id": event_id}
-    )
-    if claimed is None:
+    event_id = new_id()  # the schedule message's, known before it is staged: one write claims and records it
+    if not await queries.claim_expiry(uow.conn, order_id=order_id, expires_at=expires_at, schedule_event_id=event_id):
         logger.info("expiry already decided", extra={"order_id": str(order_id)})
         return False
-    publish(
-        session,
+    _stage_schedule(uow, order_id, expires_at, event_id)
+    return True
+
+
+async def schedule_expiries(*, uow: UnitOfWork, orders: Sequence[tuple[uuid.UUID, datetime]]) -> list[uuid.UUID]:
+    """:func:`schedule_expiry` for many ``(order_id, expires_at)`` in one statement, with the same outcome as
+    one by one in this order (the first copy of an order decides); returns the orders scheduled, in order."""
+    first: dict[uuid.UUID, tuple[datetime, uuid.UUID]] = {}
+    for order_id, expires_at in orders:
+        first.setdefault(order_id, (as_utc(expires_at), new_id()))
+    claimed = await queries.claim_expiries(
+        uow.conn, [(order_id, expires_at, event_id) for order_id, (expires_at, event_id) in first.items()]
+    )
+    scheduled = [order_id for order_id in first if order_id in claimed]
+    for order_id in scheduled:
+        expires_at, event_id = first[order_id]
+        _stage_schedule(uow, order_id, expires_at, event_id)
+    if len(scheduled) < len(orders):
+        logger.info("expiries already decided", extra={"count": len(orders) - len(scheduled)})
+    return scheduled
+
+
+def _stage_schedule(uow: UnitOfWork, order_id: uuid.UUID, expires_at: datetime, event_id: uuid.UUID) -> None:
+    uow.publish(
         expired_event(order_id),
         subject=schedule_subject(order_id),
-        headers=schedule_headers(order_id, expires_at, source=event_source(session)),
+        headers=schedule_headers(order_id, expires_at, source=uow.source),
         event_id=event_id,
     )
     logger.debug("expiry scheduled", extra={"order_id": str(order_id), "expires_at": expires_at.isoformat()})
-    return True
 
 
-async def cancel_expiry(*, session: AsyncSession, order_id: uuid.UUID, remove_schedule: RemoveSchedule) -> bool:
+async def cancel_expiry(*, uow: UnitOfWork, order_id: uuid.UUID, remove_schedule: RemoveSchedule) -> bool:
     """Drop the order's pending expiry; returns whether one had been scheduled.
 
-    A schedule still waiting in the outbox is deleted there; ``DELETE`` waits for a relay that is sending
-    it at this very moment and then finds it sent, so either the row is gone before it was ever published
-    or it is in the stream and the purge that follows removes it. An order not seen yet gets a tombstone.
+    A schedule still waiting in the outbox is deleted there; one in the stream is purged (also when the row was
+    unsent: a publisher may have sent it and stopped before marking it). An order not seen yet gets a tombstone.
+    Raises :class:`NotYet` while a publisher may be sending the schedule from memory: a purge now could come
+    before the schedule reaches the stream, so the cancellation is redelivered once it was sent or given up.
     """
-    schedule_event_id = await session.scalar(
-        pg_insert(OrderExpiry)
-        .values(order_id=order_id, cancelled_at=func.now())
-        .on_conflict_do_update(
-            index_elements=[OrderExpiry.order_id],
-            set_={"cancelled_at": func.coalesce(OrderExpiry.cancelled_at, func.now())},
-        )
-        .returning(OrderExpiry.schedule_event_id)
-    )
+    schedule_event_id = await queries.cancel_expiry(uow.conn, order_id)
     if schedule_event_id is None:
         return False
-    await session.execute(delete(OutboxRow).where(OutboxRow.event_id == schedule_event_id, OutboxRow.sent_at.is_(None)))
-    # Also when the row was unsent: a relay may have published it and died before marking it sent.
+    if await queries.drop_unsent_schedule(uow.conn, schedule_event_id, publishing_seconds=PUBLISHING_SECONDS):
+        raise NotYet(f"the schedule of order {order_id} may be being published")
     await remove_schedule(order_id)
     logger.info("expiry cancelled", extra={"order_id": str(order_id)})
     return True
-
-
-def event_source(session: AsyncSession) -> str:
-    """The ``ce-source`` of the events published in ``session`` (the service's name, as the outbox sets it)."""
-    return str(session.info.get("service", "unknown"))

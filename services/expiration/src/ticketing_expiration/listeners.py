@@ -7,12 +7,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nats.js import JetStreamContext
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from ticketing_common.db import UnitOfWork
 from ticketing_common.events import EventContext, Listener, OrderCancelled, OrderCreated
 from ticketing_expiration.config import Settings
 from ticketing_expiration.schedules import remove_schedule
-from ticketing_expiration.service import cancel_expiry, schedule_expiry
+from ticketing_expiration.service import cancel_expiry, schedule_expiries, schedule_expiry
 
 JetStreamProvider = Callable[[], JetStreamContext | None]
 """The running app's JetStream connection (None until it is connected)."""
@@ -23,8 +23,12 @@ class OrderCreatedListener(Listener[OrderCreated]):
 
     event = OrderCreated
 
-    async def handle(self, event: OrderCreated, session: AsyncSession, context: EventContext) -> None:
-        await schedule_expiry(session=session, order_id=event.id, expires_at=event.expires_at)
+    async def handle(self, event: OrderCreated, uow: UnitOfWork, context: EventContext) -> None:
+        await schedule_expiry(uow=uow, order_id=event.id, expires_at=event.expires_at)
+
+    async def handle_batch(self, deliveries: Sequence[tuple[OrderCreated, EventContext]], uow: UnitOfWork) -> None:
+        # Every order created goes through here: claim them all in one statement instead of one each.
+        await schedule_expiries(uow=uow, orders=[(event.id, event.expires_at) for event, _ in deliveries])
 
 
 class OrderCancelledListener(Listener[OrderCancelled]):
@@ -36,8 +40,8 @@ class OrderCancelledListener(Listener[OrderCancelled]):
         self._jetstream = jetstream
         self._stream = stream
 
-    async def handle(self, event: OrderCancelled, session: AsyncSession, context: EventContext) -> None:
-        await cancel_expiry(session=session, order_id=event.id, remove_schedule=self._remove)
+    async def handle(self, event: OrderCancelled, uow: UnitOfWork, context: EventContext) -> None:
+        await cancel_expiry(uow=uow, order_id=event.id, remove_schedule=self._remove)
 
     async def _remove(self, order_id: uuid.UUID) -> None:
         js = self._jetstream()
