@@ -4,8 +4,8 @@ outbox table is the safety net.
 - ``submit`` (a commit watcher) queues the committed events; one task publishes whatever is queued with
   ``publish_async`` and ``Nats-Msg-Id``, and marks the acknowledged rows sent in batches (every
   ``MARK_EVERY_SECONDS``), not one UPDATE per event.
-- The sweeper republishes rows still unsent ``SWEEP_AFTER_SECONDS`` after they were written: a process that
-  crashed between its commit and its publish, a NATS outage. It claims rows ``FOR UPDATE SKIP LOCKED`` so
+- The sweeper republishes rows still unsent ``SWEEP_AFTER_SECONDS`` after they were written (a process that
+  crashed between its commit and its publish, a NATS outage), and at start every unsent row at once. It claims rows ``FOR UPDATE SKIP LOCKED`` so
   replicas never sweep the same row at once.
 - A row published twice (the sweeper racing a slow publish, a crash before the mark) is one message within
   JetStream's duplicate window, and beyond it every listener's inbox absorbs it. Order between the events of
@@ -151,13 +151,16 @@ class OutboxPublisher:
                 raise
 
     async def _sweep_loop(self) -> None:
-        delay = SWEEP_EVERY_SECONDS
+        # At start, every row a stopped process left unsent goes at once, not when it is old enough: an event that
+        # came due meanwhile (an expiry) is late by every second it waits. A row another replica is publishing
+        # right now is sent twice, which JetStream's duplicate window absorbs.
+        delay, older_than = 0.0, 0.0
         while True:
             await asyncio.sleep(delay)
             try:
-                while await self.sweep() == SWEEP_BATCH_SIZE:
+                while await self.sweep(older_than_seconds=older_than) == SWEEP_BATCH_SIZE:
                     pass
-                delay = SWEEP_EVERY_SECONDS
+                delay, older_than = SWEEP_EVERY_SECONDS, self._sweep_after
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
