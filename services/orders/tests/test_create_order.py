@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from nats.js import JetStreamContext
 
 from ticketing_common.events import OrderStatus, TicketUpdated
-from ticketing_common.testing import http_client, running, signin, wait_for_events
+from ticketing_common.testing import http_client, recorded_statements, running, signin, wait_for_events
+from ticketing_orders import queries
 from ticketing_orders.config import Settings
 from ticketing_orders.main import create_app
 from ticketing_orders.queries import insert_order
@@ -187,6 +188,34 @@ async def test_returns_400_when_ticket_is_reserved(client: httpx.AsyncClient, bu
     assert response.json() == {"errors": [{"message": "Ticket is already reserved"}]}
     assert await bus.count_orders() == 1
     assert len(await bus.outbox("order.created")) == 1
+
+
+async def test_an_attempt_on_a_held_ticket_is_refused_by_one_read_without_a_transaction(
+    app: FastAPI, client: httpx.AsyncClient, bus: Harness
+) -> None:
+    ticket = await bus.add_ticket()
+    signin(client)
+    assert (await client.post("/api/orders", json={"ticketId": str(ticket.id)})).status_code == 201
+    signin(client)  # someone else, as in a sale
+
+    async with recorded_statements(app) as sent:
+        response = await client.post("/api/orders", json={"ticketId": str(ticket.id)})
+
+    assert response.status_code == 400
+    assert sent == [queries.FIND_TICKET_FOR_ORDER]
+
+
+async def test_a_placed_order_is_decided_by_the_insert_inside_its_unit_of_work(
+    app: FastAPI, client: httpx.AsyncClient, bus: Harness
+) -> None:
+    ticket = await bus.add_ticket()
+    signin(client)
+
+    async with recorded_statements(app) as sent:
+        response = await client.post("/api/orders", json={"ticketId": str(ticket.id)})
+
+    assert response.status_code == 201
+    assert [s.split()[0] for s in sent] == ["SELECT", "BEGIN;", "WITH", "INSERT", "COMMIT;"]
 
 
 async def test_returns_400_when_the_same_buyer_orders_the_ticket_again(client: httpx.AsyncClient, bus: Harness) -> None:

@@ -6,71 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import httpx
 from fastapi import FastAPI
 
 from ticketing_common.embedded import EmbeddedNats
-from ticketing_common.testing import http_client, running, signin, wait_until
+from ticketing_common.testing import http_client, recorded_statements, running, signin, wait_until
 from ticketing_tickets.main import create_app
-
-
-class RecordingPool:
-    """The app's real pool, noting the SQL of every statement run through it (on any of its connections)."""
-
-    def __init__(self, pool: asyncpg.Pool, seen: list[str]) -> None:
-        self._pool = pool
-        self._seen = seen
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pool, name)
-
-    def _log(self, record: Any) -> None:
-        self._seen.append(record.query)
-
-    @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self._pool.acquire() as conn:
-            conn.add_query_logger(self._log)
-            try:
-                yield conn
-            finally:
-                conn.remove_query_logger(self._log)
-
-    async def fetchrow(self, query: str, *args: Any) -> Any:
-        async with self.acquire() as conn:
-            return await conn.fetchrow(query, *args)
-
-    async def fetch(self, query: str, *args: Any) -> Any:
-        async with self.acquire() as conn:
-            return await conn.fetch(query, *args)
-
-    async def fetchval(self, query: str, *args: Any) -> Any:
-        async with self.acquire() as conn:
-            return await conn.fetchval(query, *args)
-
-    async def execute(self, query: str, *args: Any) -> Any:
-        async with self.acquire() as conn:
-            return await conn.execute(query, *args)
-
-
-@asynccontextmanager
-async def statements(app: FastAPI) -> AsyncIterator[list[str]]:
-    """Every SQL statement ``app``'s requests and listeners send while the block runs."""
-    seen: list[str] = []
-    db = app.state.db
-    real = db.pool
-    db.pool = RecordingPool(real, seen)
-    try:
-        yield seen
-    finally:
-        db.pool = real
-        await asyncio.sleep(0)  # asyncpg calls its query loggers soon after each statement, not during it
 
 
 async def test_a_ticket_created_here_is_shown_without_reading_the_database(
@@ -78,7 +21,7 @@ async def test_a_ticket_created_here_is_shown_without_reading_the_database(
 ) -> None:
     signin(client)
     ticket = await make_ticket("Opera", 55)
-    async with statements(app) as sent:
+    async with recorded_statements(app) as sent:
         responses = [await client.get(f"/api/tickets/{ticket['id']}") for _ in range(3)]
     assert [r.status_code for r in responses] == [200] * 3
     assert all(r.json() == ticket for r in responses)
@@ -92,11 +35,11 @@ async def test_a_ticket_read_once_is_served_from_memory_afterwards(
     signin(client)
     ticket = await make_ticket("Opera", 55)
     app.state.ticket_cache.clear()  # as after a restart: the replica knows nothing yet
-    async with statements(app) as sent:
+    async with recorded_statements(app) as sent:
         first = await client.get(f"/api/tickets/{ticket['id']}")
     assert first.json() == ticket
     assert any("FROM tickets" in s for s in sent)
-    async with statements(app) as sent:
+    async with recorded_statements(app) as sent:
         again = await client.get(f"/api/tickets/{ticket['id']}")
     assert (again.status_code, again.json(), sent) == (200, ticket, [])
 
@@ -191,7 +134,7 @@ async def test_with_the_cache_off_every_show_reads_the_database(client: httpx.As
     async with running(uncached) as replica, http_client(replica) as plain:
         signin(plain)
         ticket = (await plain.post("/api/tickets", json={"title": "Jazz", "price": 5})).json()
-        async with statements(replica) as sent:
+        async with recorded_statements(replica) as sent:
             shown = [(await plain.get(f"/api/tickets/{ticket['id']}")).json() for _ in range(2)]
         assert shown == [ticket, ticket]
         assert sum("FROM tickets" in s for s in sent) == 2
@@ -215,7 +158,7 @@ async def test_during_a_nats_outage_every_show_reads_the_database_and_the_cache_
             ticket = (await owner.post("/api/tickets", json={"title": "v0", "price": 1})).json()
             path = f"/api/tickets/{ticket['id']}"
             await visitor.get(path)
-            async with statements(reader) as sent:
+            async with recorded_statements(reader) as sent:
                 assert (await visitor.get(path)).json()["version"] == 0
             assert sent == []  # known to the reader's cache
 
@@ -224,7 +167,7 @@ async def test_during_a_nats_outage_every_show_reads_the_database_and_the_cache_
             await wait_until(lambda: _true(not nc.is_connected))
             edited = await owner.put(path, json={"title": "v1", "price": 2})
             assert edited.status_code == 200  # its event waits in the outbox
-            async with statements(reader) as sent:
+            async with recorded_statements(reader) as sent:
                 shown = (await visitor.get(path)).json()
             assert (shown["version"], shown["title"]) == (1, "v1")  # not the cached v0: the feed is down
             assert any("FROM tickets" in s for s in sent)
@@ -232,7 +175,7 @@ async def test_during_a_nats_outage_every_show_reads_the_database_and_the_cache_
             own_nats.start()
             await wait_until(lambda: _true(nc.is_connected), timeout=30)
             await visitor.get(path)
-            async with statements(reader) as sent:
+            async with recorded_statements(reader) as sent:
                 assert (await visitor.get(path)).json()["version"] == 1
             assert sent == []  # serving from memory again
     finally:

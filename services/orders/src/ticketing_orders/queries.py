@@ -89,6 +89,16 @@ class ChargeClaim:
     charge: Charge | None
 
 
+# Most attempts in a sale are for a ticket already held: this read, outside any transaction, turns them away in one
+# round trip; the insert below still decides every race.
+FIND_TICKET_FOR_ORDER = """
+SELECT id, title, price, user_id, version,
+       EXISTS (
+           SELECT FROM orders WHERE ticket_id = $1 AND status IN ('created', 'awaiting:payment', 'complete')
+       ) AS held
+FROM tickets WHERE id = $1
+"""
+
 # One statement decides a new order: it reads the ticket copy and inserts the order unless the buyer is the
 # seller; ON CONFLICT on the partial unique index answers "reserved" from the result (waiting for a concurrent
 # insert's commit when there is one) instead of raising.
@@ -167,6 +177,12 @@ FROM ordered LEFT JOIN claimed ON true
 """
 
 SET_REFUND_REASON = "UPDATE charges SET refund_reason = $2 WHERE id = $1"
+
+
+async def find_ticket_for_order(db: Executor, ticket_id: uuid.UUID) -> tuple[Ticket, bool] | None:
+    """The ticket copy and whether an active order holds it now; None without such a ticket."""
+    row = await db.fetchrow(FIND_TICKET_FOR_ORDER, ticket_id)
+    return None if row is None else (_ticket(row), row["held"])
 
 
 async def insert_order(

@@ -55,15 +55,23 @@ async def create_order(
     *, db: Database, user_id: uuid.UUID, ticket_id: uuid.UUID, expiration_seconds: int
 ) -> OrderWithTicket:
     """Reserve the ticket for the caller until ``now + expiration_seconds``; publishes ``order.created``."""
+    found = await queries.find_ticket_for_order(db.pool, ticket_id)
+    if found is None:
+        raise NotFoundError(TICKET_NOT_FOUND_MESSAGE)
+    ticket, held = found
+    if ticket.user_id == user_id:
+        raise BadRequestError(OWN_TICKET_MESSAGE)
+    if held:
+        raise BadRequestError(RESERVED_MESSAGE)
     order_id = new_id()
     expires_at = utcnow() + timedelta(seconds=expiration_seconds)
     async with db.unit_of_work() as uow:
         attempt = await queries.insert_order(
             uow.conn, order_id=order_id, user_id=user_id, ticket_id=ticket_id, expires_at=expires_at
         )
-        ticket = attempt.ticket
-        if ticket is None:
+        if attempt.ticket is None:
             raise NotFoundError(TICKET_NOT_FOUND_MESSAGE)
+        ticket = attempt.ticket  # as the insert found it (a price may have changed since the read)
         if ticket.user_id == user_id:
             raise BadRequestError(OWN_TICKET_MESSAGE)
         if not attempt.inserted:

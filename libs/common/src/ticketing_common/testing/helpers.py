@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -186,3 +187,56 @@ async def wait_for_events(
         return events if len(events) >= count else None
 
     return await wait_until(enough, timeout=timeout, interval=0.05)
+
+
+class RecordingPool:
+    """The app's real pool, noting the SQL of every statement run through it (on any of its connections)."""
+
+    def __init__(self, pool: asyncpg.Pool, seen: list[str]) -> None:
+        self._pool = pool
+        self._seen = seen
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def _log(self, record: Any) -> None:
+        self._seen.append(record.query)
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._pool.acquire() as conn:
+            conn.add_query_logger(self._log)
+            try:
+                yield conn
+            finally:
+                conn.remove_query_logger(self._log)
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def fetch(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetch(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.execute(query, *args)
+
+
+@asynccontextmanager
+async def recorded_statements(app: FastAPI) -> AsyncIterator[list[str]]:
+    """Every SQL statement ``app``'s requests and listeners send while the block runs."""
+    seen: list[str] = []
+    db = app.state.db
+    real = db.pool
+    db.pool = RecordingPool(real, seen)
+    try:
+        yield seen
+    finally:
+        db.pool = real
+        await asyncio.sleep(0)  # asyncpg calls its query loggers soon after each statement, not during it
