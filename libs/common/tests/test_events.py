@@ -288,7 +288,15 @@ async def test_metrics_expose_requests_events_lag_and_backlog(demo_app: FastAPI,
     async with http_client(demo_app) as client:
         created = await client.post("/demo/tickets", json={"title": "m", "price": 1})
         await wait_until(lambda: _copy(demo_app, uuid.UUID(created.json()["id"])))
-        text = (await client.get("/metrics")).text
+
+        async def counted() -> str | None:
+            # The handler's commit shows first; the event is counted right after it is acknowledged, and the
+            # backlog once a sweep has found nothing left.
+            text = (await client.get("/metrics")).text
+            done = 'event_lag_seconds_count{subject="ticket.created"} 1.0' in text and "outbox_backlog 0.0" in text
+            return text if done else None
+
+        text = await wait_until(counted)
     assert 'http_requests_total{method="POST",route="/demo/tickets",status="201"} 1.0' in text
     assert "http_request_duration_seconds_bucket" in text
     assert 'events_handled_total{outcome="ok",subject="ticket.created"} 1.0' in text
