@@ -16,7 +16,7 @@ import pytest
 # The helpers live next to this file (the lead may add "infra/tests" to pytest's pythonpath instead).
 sys.path.insert(0, str(Path(__file__).parent))
 
-from deploy_support import DEPLOYABLES, OVERLAYS, Deployable, Dockerfile, Manifests, render
+from deploy_support import ALL_OVERLAYS, DEPLOYABLES, Deployable, Dockerfile, Manifests, render
 
 
 @pytest.fixture(scope="session")
@@ -27,8 +27,8 @@ def deployables() -> dict[str, Deployable]:
 
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, Manifests]:
-    """Every overlay, rendered once per test session with ``kubectl kustomize``."""
-    return {overlay: render(overlay) for overlay in OVERLAYS}
+    """Every overlay (and its ingress-nginx variant), rendered once per test session with ``kubectl kustomize``."""
+    return {overlay: render(overlay) for overlay in ALL_OVERLAYS}
 
 
 @pytest.fixture(scope="session")

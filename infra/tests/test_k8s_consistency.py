@@ -11,9 +11,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from deploy_support import (
+    ALL_OVERLAYS,
+    CNPG_NAMESPACE,
     DEPLOYABLES,
     OVERLAYS,
     TEST_SECRET_VALUES,
+    TLS_KEYS,
     ContainerEnv,
     Deployable,
     Manifests,
@@ -127,25 +130,45 @@ def test_deployment_sets_only_settings_its_service_knows(
         )
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_only_documented_secrets_and_existing_config_map_keys_are_referenced(
+def _secret_refs(manifests: Manifests) -> set[tuple[str, str]]:
+    """(secret, key) of every secretKeyRef in the overlay's containers, and the TLS secrets its Gateways use."""
+    refs = set()
+    for workload in manifests.workloads:
+        for container in manifests.containers(workload):
+            for var in container.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref is not None:
+                    assert not ref.get("optional"), "a missing secret must stop the pod, loudly"
+                    refs.add((ref["name"], ref["key"]))
+    for gateway in manifests.of_kind("Gateway"):
+        for listener in gateway["spec"]["listeners"]:
+            for cert in listener.get("tls", {}).get("certificateRefs", []):
+                assert cert.get("kind", "Secret") == "Secret"
+                assert cert.get("group", "") == ""
+                refs |= {(cert["name"], "tls.crt"), (cert["name"], "tls.key")}
+    return refs
+
+
+@pytest.mark.parametrize("overlay", ALL_OVERLAYS)
+def test_only_documented_or_operator_generated_secrets_and_existing_config_map_keys_are_referenced(
     rendered: dict[str, Manifests], overlay: str
 ) -> None:
     manifests = rendered[overlay]
     documented = documented_secrets()
-    used: set[tuple[str, str]] = set()
+    for secret, key in _secret_refs(manifests):
+        generated = manifests.generated_secret(secret)
+        if generated is not None:
+            assert key in generated, f"the operator writes no key {key} in {secret}"
+            assert secret not in documented, f"{secret} is the operator's, not one to create by hand"
+        else:
+            assert key in documented.get(secret, set()), (
+                f"{overlay} reads {secret}/{key}, which infra/README.md does not tell people to create"
+            )
+            assert (secret, key) in TEST_SECRET_VALUES or key in TLS_KEYS
     for workload in manifests.workloads:
         for container in manifests.containers(workload):
             for var in container.get("env", []):
                 ref = var.get("valueFrom", {})
-                if "secretKeyRef" in ref:
-                    secret, key = ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"]
-                    assert key in documented.get(secret, set()), (
-                        f"{workload['metadata']['name']} reads {secret}/{key}, which infra/README.md does not tell "
-                        "people to create"
-                    )
-                    assert not ref["secretKeyRef"].get("optional"), "a missing secret must stop the pod, loudly"
-                    used.add((secret, key))
                 if "configMapKeyRef" in ref:
                     config_map, key = ref["configMapKeyRef"]["name"], ref["configMapKeyRef"]["key"]
                     assert key in manifests.config_map(config_map), f"{config_map} has no key {key}"
@@ -155,8 +178,13 @@ def test_only_documented_secrets_and_existing_config_map_keys_are_referenced(
             for volume in workload["spec"]["template"]["spec"].get("volumes", []):
                 if "configMap" in volume:
                     manifests.get("ConfigMap", volume["configMap"]["name"])
-    assert used == {(s, k) for s, keys in documented.items() for k in keys}, "every documented secret is used"
-    assert used <= set(TEST_SECRET_VALUES)
+
+
+def test_every_documented_secret_is_used_by_an_overlay(rendered: dict[str, Manifests]) -> None:
+    used = set().union(*(_secret_refs(rendered[overlay]) for overlay in ALL_OVERLAYS))
+    documented = {(s, k) for s, keys in documented_secrets().items() for k in keys}
+    assert documented == {ref for ref in used if rendered["gke"].generated_secret(ref[0]) is None}
+    assert ("ticketing-tls", "tls.crt") in documented, "the GKE Gateway's certificate"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -196,11 +224,16 @@ def test_probe_paths_exist_in_the_app(
     annotations = _pod(manifests, deployable.name)["metadata"].get("annotations", {})
     if annotations.get("prometheus.io/scrape") == "true":
         assert annotations.get("prometheus.io/path", "/metrics") in paths
+    # GKE's load balancer checks the Service's pods on their serving port too (HealthCheckPolicy).
+    policy = manifests.find("HealthCheckPolicy", f"{deployable.name}-srv")
+    if policy is not None:
+        path = policy["spec"]["default"]["config"]["httpHealthCheck"]["requestPath"]
+        assert path in paths, f"{deployable.name} has no route {path} for the load balancer's health check"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_a_service_with_a_database_migrates_it_before_starting_and_reaches_only_its_own(
-    rendered: dict[str, Manifests], deployable: Deployable, overlay: str
+    rendered: dict[str, Manifests], deployable: Deployable, overlay: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifests = rendered[overlay]
     pod = _pod(manifests, deployable.name)
@@ -217,24 +250,57 @@ def test_a_service_with_a_database_migrates_it_before_starting_and_reaches_only_
     assert migrate.get("env") == main.get("env"), "the same settings as the service it migrates for"
     assert migrate.get("envFrom") == main.get("envFrom")
 
-    url = urlsplit(container_env(manifests, main).values["DATABASE_URL"])
+    env = container_env(manifests, main).values
+    url = urlsplit(env["DATABASE_URL"])
     assert url.scheme == "postgresql"
-    assert url.path == "/postgres", "a server URL: the service creates and uses its own database on it"
-    assert url.password == TEST_SECRET_VALUES[("postgres-secret", "POSTGRES_PASSWORD")], "the password is the secret"
-    service = manifests.get("Service", url.hostname or "")
-    postgres = manifests.get("StatefulSet", f"{deployable.name}-postgres")
-    postgres_labels = postgres["spec"]["template"]["metadata"]["labels"]
-    assert all(postgres_labels.get(k) == v for k, v in service["spec"]["selector"].items())
-    assert url.port in {p["port"] for p in service["spec"]["ports"]}
-    assert postgres["spec"]["serviceName"] == service["metadata"]["name"]
-    policy = manifests.get("NetworkPolicy", f"{deployable.name}-postgres")
-    assert policy["spec"]["podSelector"]["matchLabels"].items() <= postgres_labels.items()
-    allowed = [source["podSelector"]["matchLabels"] for rule in policy["spec"]["ingress"] for source in rule["from"]]
-    assert len(allowed) == 1, "only the service's own pods may connect"
-    assert allowed[0].items() <= pod["metadata"]["labels"].items()
-    others = [d for d in manifests.of_kind("Deployment") if d["metadata"]["name"] != deployable.name]
-    for other in others:
-        assert not allowed[0].items() <= other["spec"]["template"]["metadata"]["labels"].items(), other["metadata"]
+    if overlay == "dev":
+        # A single PostgreSQL pod: a server URL as the superuser; the service creates its own database on it.
+        assert url.path == "/postgres", "a server URL: the service creates and uses its own database on it"
+        assert url.password == TEST_SECRET_VALUES[("postgres-secret", "POSTGRES_PASSWORD")], (
+            "the password is the secret"
+        )
+        service = manifests.get("Service", url.hostname or "")
+        postgres = manifests.get("StatefulSet", f"{deployable.name}-postgres")
+        postgres_labels = postgres["spec"]["template"]["metadata"]["labels"]
+        assert all(postgres_labels.get(k) == v for k, v in service["spec"]["selector"].items())
+        assert url.port in {p["port"] for p in service["spec"]["ports"]}
+        assert postgres["spec"]["serviceName"] == service["metadata"]["name"]
+        policy = manifests.get("NetworkPolicy", f"{deployable.name}-postgres")
+        database_pods = postgres_labels
+    else:
+        # CloudNativePG: the primary's Service, as the application role, on the database the operator created.
+        cluster = manifests.get("Cluster", f"{deployable.name}-db")
+        initdb = cluster["spec"]["bootstrap"]["initdb"]
+        assert url.hostname == f"{cluster['metadata']['name']}-rw.{CNPG_NAMESPACE}", "the read-write Service"
+        assert url.username == initdb["owner"] != "postgres", "the application role, not the superuser"
+        assert url.port == 5432
+        settings = _start_up_settings(deployable, container_env(manifests, main), monkeypatch)
+        assert settings.database_name == initdb["database"] == url.path.lstrip("/"), (
+            "the service uses the database the operator created (DATABASE_NAME), which its role owns"
+        )
+        policy = manifests.get("NetworkPolicy", cluster["metadata"]["name"])
+        database_pods = {"cnpg.io/cluster": cluster["metadata"]["name"]}
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= database_pods.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    # Pods of this namespace that may connect: the service's own, and (CloudNativePG) the cluster's instances;
+    # from elsewhere only the operator's namespace.
+    local = [
+        s["podSelector"]["matchLabels"]
+        for r in policy["spec"]["ingress"]
+        for s in r["from"]
+        if "namespaceSelector" not in s
+    ]
+    others = [s for r in policy["spec"]["ingress"] for s in r["from"] if "namespaceSelector" in s]
+    assert all(s["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "cnpg-system"} for s in others)
+    assert [labels for labels in local if labels.items() <= pod["metadata"]["labels"].items()], (
+        "the service may connect"
+    )
+    for labels in local:
+        assert labels.items() <= pod["metadata"]["labels"].items() or labels.items() <= database_pods.items(), labels
+    for other in manifests.of_kind("Deployment"):
+        if other["metadata"]["name"] != deployable.name:
+            other_labels = other["spec"]["template"]["metadata"]["labels"]
+            assert not any(labels.items() <= other_labels.items() for labels in local), other["metadata"]["name"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

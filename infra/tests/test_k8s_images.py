@@ -181,10 +181,19 @@ def test_skaffold_uses_the_current_schema() -> None:
     config = yaml.safe_load((REPO / "skaffold.yaml").read_text())
     assert config["apiVersion"] == "skaffold/v4beta14"
     assert config["kind"] == "Config"
-    assert {p["name"] for p in config["profiles"]} == {"local", "gke"}
+    assert {p["name"] for p in config["profiles"]} == {"local", "gke", "ingress-nginx", "gke-ingress-nginx"}
 
 
-@pytest.mark.parametrize(("profile", "overlay"), [(None, "dev"), ("local", "dev"), ("gke", "gke")])
+@pytest.mark.parametrize(
+    ("profile", "overlay"),
+    [
+        (None, "dev"),
+        ("local", "dev"),
+        ("gke", "gke"),
+        ("local,ingress-nginx", "dev-ingress-nginx"),
+        ("gke,gke-ingress-nginx", "gke-ingress-nginx"),
+    ],
+)
 def test_skaffold_builds_exactly_the_images_the_overlay_deploys(
     profile: str | None, overlay: str, rendered: dict[str, Manifests], deployables: dict[str, Deployable]
 ) -> None:

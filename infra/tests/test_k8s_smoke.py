@@ -7,9 +7,13 @@ kubelet would build (the image's ENV, then the ConfigMaps, secrets and values of
 same on one machine without a cluster is changed, and only that:
 
 - secrets get test values;
-- hosts of in-cluster Services point at stand-ins: PostgreSQL at the test session's server, NATS at the test
-  session's server (dev) or at a three-node cluster started from the gke overlay's own nats.conf (gke), and the
-  ingress controller at the local gateway (it routes like the Ingress: test_k8s_ingress.py);
+- hosts of in-cluster Services point at stand-ins: PostgreSQL (a single pod in dev, a CloudNativePG cluster's
+  read-write Service in gke) at the test session's server, NATS at the test session's server (dev) or at a
+  three-node cluster started from the gke overlay's own nats.conf (gke); the entry point (the Gateway) is played
+  by the local gateway, which routes like the HTTPRoute (test_k8s_routes.py);
+- what CloudNativePG's initdb bootstrap would create is created on the test server: the application role of each
+  Cluster, owning the service's database, so that the gke services (migrations included) run as that role, not as
+  a superuser;
 - PORT is a free port (every container of a pod listens on its own IP; here they share one host);
 - DATABASE_NAME gets a suffix, so that the test never touches a database `make up` uses on the same server;
 - /app, the image's WORKDIR, is this repository (the image keeps the workspace layout), /app/.venv its virtualenv.
@@ -19,6 +23,7 @@ Then the readiness probe must answer 200, as must the startup and liveness probe
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -29,9 +34,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 import pytest
 from deploy_support import (
+    CNPG_NAMESPACE,
     DEPLOYABLES,
     OVERLAYS,
     Deployable,
@@ -50,7 +57,6 @@ from ticketing_common.routes import ROUTES
 READY_TIMEOUT = 90.0  # generous for a loaded CI machine; the measured time is printed
 MIGRATE_TIMEOUT = 90.0
 DEFAULT_PORTS = {"postgresql": 5432, "nats": 4222, "http": 80, "https": 443}
-INGRESS_CONTROLLER = "ingress-nginx-controller.ingress-nginx.svc.cluster.local"
 
 
 @dataclass
@@ -151,6 +157,9 @@ def _address(url: str) -> str:
 def _stand_ins(manifests: Manifests, *, database: str, nats: str) -> dict[tuple[str, int], str]:
     """In-cluster address (Service name, port) -> the address of what stands in for the pods behind it."""
     stand_ins = {}
+    for cluster in manifests.of_kind("Cluster"):  # the operator's read-write Service, as the secret's URI names it
+        service = f"{cluster['metadata']['name']}-rw"
+        stand_ins |= {(service, 5432): database, (f"{service}.{CNPG_NAMESPACE}", 5432): database}
     for service in manifests.of_kind("Service"):
         selector = service["spec"].get("selector", {})
         for workload in manifests.of_kind("StatefulSet"):
@@ -219,6 +228,19 @@ def _nats_cluster(manifests: Manifests, root: Path) -> tuple[list[Process], str]
     return processes, f"127.0.0.1:{ports[0][0]}"
 
 
+async def _bootstrap_like_cloudnative_pg(database_url: str, owner: str, database: str) -> None:
+    """What a Cluster's ``bootstrap.initdb`` creates: a login role and a database it owns (not a superuser, and
+    without CREATEDB: the service only finds its database there)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", owner):
+            await conn.execute(f'CREATE ROLE "{owner}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+            await conn.execute(f'CREATE DATABASE "{database}" OWNER "{owner}"')
+    finally:
+        await conn.close()
+
+
 def _get(url: str) -> int:
     try:
         return httpx.get(url, timeout=3).status_code
@@ -249,7 +271,6 @@ def smoke(
             nats_address = _address(infra.nats_url)
         gateway_port = free_port()
         stand_ins = _stand_ins(manifests, database=_address(infra.database_url), nats=nats_address)
-        stand_ins[(INGRESS_CONTROLLER, 80)] = f"127.0.0.1:{gateway_port}"
 
         deployments = [d for d in deployables.values() if d.present]
         outcomes = {d.name: Outcome(port=free_port()) for d in deployments}
@@ -260,6 +281,10 @@ def smoke(
             overrides = {"PORT": str(outcomes[deployable.name].port)}
             if deployable.has_migrations:
                 overrides["DATABASE_NAME"] = f"ticketing_{deployable.name}_k8s_{overlay}"
+                cluster = manifests.find("Cluster", f"{deployable.name}-db")
+                if cluster is not None:
+                    owner = cluster["spec"]["bootstrap"]["initdb"]["owner"]
+                    asyncio.run(_bootstrap_like_cloudnative_pg(infra.database_url, owner, overrides["DATABASE_NAME"]))
             dockerfile = dockerfiles[deployable.name]
             inits = [
                 _container_process(
@@ -292,7 +317,7 @@ def smoke(
                 main.start()
                 processes.append(main)
 
-        # The Ingress's stand-in: the local gateway, routing with the same table.
+        # The entry point's stand-in: the local gateway, routing with the same table as the HTTPRoute.
         gateway_env = {"HOST": "127.0.0.1", "PORT": str(gateway_port), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         gateway_env |= {
             f"{r.service.upper()}_URL": f"http://127.0.0.1:{outcomes[r.service].port}"
@@ -305,7 +330,18 @@ def smoke(
         gateway.start()
         processes.append(gateway)
 
+        # A Deployment whose environment names another one's Service (the client calls the APIs; its readiness asks
+        # auth) cannot get ready once that one is down: stop waiting for it then, instead of for READY_TIMEOUT.
+        depends_on = {
+            name: {
+                other
+                for other, outcome in outcomes.items()
+                if other != name and any(f"127.0.0.1:{outcome.port}" in value for value in main.env.values())
+            }
+            for name, (_, main) in plans.items()
+        }
         waiting = {name for name, (_, main) in plans.items() if main.popen is not None}
+        down = {name for name, (_, main) in plans.items() if main.popen is None}
         deadline = time.monotonic() + READY_TIMEOUT
         while waiting and time.monotonic() < deadline:
             for name in sorted(waiting):
@@ -314,6 +350,10 @@ def smoke(
                 base = f"http://127.0.0.1:{outcomes[name].port}"
                 if main.popen is not None and main.popen.poll() is not None:
                     outcomes[name].diagnostics += f"exited {main.popen.returncode}:\n{main.tail()}\n"
+                    waiting.discard(name)
+                    down.add(name)
+                elif depends_on[name] & down:
+                    outcomes[name].diagnostics += f"depends on {sorted(depends_on[name] & down)}, which did not start\n"
                     waiting.discard(name)
                 elif _get(base + container["readinessProbe"]["httpGet"]["path"]) == 200:
                     outcomes[name].ready_after = time.monotonic() - started
@@ -350,7 +390,7 @@ def test_deployment_gets_ready_with_what_its_manifest_declares(
 
 
 def test_the_platform_answers_through_its_entry_point(smoke: SmokeRun, deployables: dict[str, Deployable]) -> None:
-    """Through the Ingress's stand-in: an API, and (once the client exists) a page the client builds from APIs."""
+    """Through the entry point's stand-in: an API, and (once the client exists) a page the client builds from APIs."""
     assert _get(smoke.gateway_url + "/api/users/currentuser") == 200
     if deployables["client"].present:
         assert _get(smoke.gateway_url + "/") == 200
