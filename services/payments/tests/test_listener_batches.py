@@ -41,7 +41,7 @@ class Recording(OrderCreatedListener):
 @pytest.fixture
 async def app(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FastAPI]:
     """The service without listeners of its own: each test hands its listener a batch itself."""
-    monkeypatch.setattr("ticketing_payments.main.listeners", lambda settings, waits: [])
+    monkeypatch.setattr("ticketing_payments.main.listeners", lambda app: [])
     async with running(create_app(settings)) as app:
 
         async def hears() -> bool:
@@ -52,9 +52,13 @@ async def app(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 
 
 def runner(app: FastAPI, js: JetStreamContext, listener: Listener[Any]) -> ListenerRunner:
-    settings: Settings = app.state.settings
     return ListenerRunner(
-        listener, service="payments", js=js, stream=settings.nats_stream, db=app.state.db, metrics=app.state.metrics
+        listener,
+        service="payments",
+        js=js,
+        stream=app.state.settings.nats_stream,
+        db=app.state.db,
+        metrics=app.state.metrics,
     )
 
 
@@ -134,8 +138,7 @@ async def test_a_batch_of_order_created_leaves_existing_copies_as_they_are(
     first = runner(app, js, OrderCreatedListener(app.state.order_copy_waits))
     assert await first.process_batch(await delivered(js, "order.created", 1)) == ["ok"]
     await bus.publish(OrderCancelled(id=cancelled.id, version=1, ticket=TicketRef(id=cancelled.ticket.id)))
-    settings: Settings = app.state.settings
-    cancel = runner(app, js, OrderCancelledListener(settings))
+    cancel = runner(app, js, OrderCancelledListener(app.state.stripe))
     assert await cancel.process_batch(await delivered(js, "order.cancelled", 1)) == ["ok"]
     await bus.publish(cancelled)  # republished under a new event id, past the inbox
     await bus.publish(fresh)
@@ -161,9 +164,8 @@ async def test_a_batch_with_an_event_ahead_of_its_copy_is_replayed_one_by_one_an
     unknown = uuid.uuid4()
     for order_id, version in ((orders[0].id, 1), (unknown, 1), (orders[1].id, 2), (orders[2].id, 1)):
         await bus.publish(OrderCancelled(id=order_id, version=version, ticket=TicketRef(id=uuid.uuid4())))
-    settings: Settings = app.state.settings
 
-    outcomes = await runner(app, js, OrderCancelledListener(settings)).process_batch(
+    outcomes = await runner(app, js, OrderCancelledListener(app.state.stripe)).process_batch(
         await delivered(js, "order.cancelled", 4)
     )
 

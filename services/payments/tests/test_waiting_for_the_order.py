@@ -14,7 +14,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from ticketing_common.config import ServiceSettings
 from ticketing_common.events import Listener
 from ticketing_common.testing import http_client, running, signin, wait_until
 from ticketing_payments import listeners, service
@@ -125,8 +124,8 @@ async def test_a_copy_stored_by_another_replica_wakes_the_waiting_request(
     only_wakes_count: None,
 ) -> None:
     # This replica consumes no order.created at all: the copy can only be stored by the fixture's app.
-    def without_order_created(settings: ServiceSettings, waits: OrderCopyWaits) -> Sequence[Listener[Any]]:
-        found = listeners.listeners(settings, waits)
+    def without_order_created(app: FastAPI) -> Sequence[Listener[Any]]:
+        found = listeners.listeners(app)
         return [listener for listener in found if not isinstance(listener, listeners.OrderCreatedListener)]
 
     monkeypatch.setattr("ticketing_payments.main.listeners", without_order_created)

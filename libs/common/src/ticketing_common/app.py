@@ -7,14 +7,13 @@ a structured log line for each failed, slow or sampled request.
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse
 
 from ticketing_common.config import ServiceSettings
@@ -35,19 +34,24 @@ from ticketing_common.process import freeze_startup_heap
 
 logger = logging.getLogger("ticketing.http")
 
+T = TypeVar("T")
+
 
 def create_app(
     settings: ServiceSettings,
     *,
     title: str,
     routers: Sequence[APIRouter] = (),
-    listeners: Callable[[ServiceSettings], Sequence[Listener[Event]]] | None = None,
-    configure: Callable[[FastAPI], None] | None = None,
+    listeners: Callable[[FastAPI], Sequence[Listener[Event]]] | None = None,
     while_running: Callable[[FastAPI], AbstractAsyncContextManager[object]] | None = None,
 ) -> FastAPI:
-    """Build a service app. ``listeners`` builds the service's event listeners from its settings;
-    ``while_running`` is entered once the database and the event runtime are started, and exited before they
-    stop (a service's own background work)."""
+    """Build a service app.
+
+    The one lifecycle hook: ``while_running(app)`` is entered once the database is open and ``app.state.events``
+    exists, and exited before they close; a service creates its clients and background work there, on
+    ``app.state``. ``listeners(app)`` then builds the event listeners from the running app (its settings,
+    database, JetStream and clients), once, when NATS is connected.
+    """
     configure_logging(settings.service_name, level=settings.log_level, json_lines=settings.log_json)
 
     @asynccontextmanager
@@ -59,18 +63,20 @@ def create_app(
         events = EventRuntime(
             settings,
             db=db,
-            listeners=listeners(settings) if listeners else (),
+            listeners=partial(listeners, app) if listeners is not None else None,
             metrics=app.state.metrics,
         )
         app.state.events = events
-        events.start()
-        freeze_startup_heap()
-        logger.info("service started", extra={"port": settings.port})
         try:
             async with while_running(app) if while_running is not None else nullcontext():
-                yield
+                events.start()
+                freeze_startup_heap()
+                logger.info("service started", extra={"port": settings.port})
+                try:
+                    yield
+                finally:
+                    await events.stop()
         finally:
-            await events.stop()
             await db.pool.close()
 
     app = FastAPI(title=title, lifespan=lifespan, version="1.0.0")
@@ -82,10 +88,6 @@ def create_app(
     app.add_route("/metrics", app.state.metrics.endpoint, include_in_schema=False)
     for router in routers:
         app.include_router(router)
-    if configure is not None:
-        configure(app)
-    if blocking := thread_pool_callables(app):
-        raise TypeError(f"declare these with async def, not def: {', '.join(blocking)}")
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(  # outermost: it also answers the body limit's 413
         RequestMiddleware,
@@ -95,36 +97,6 @@ def create_app(
     )
     app.openapi = _openapi_with_shared_errors(app)  # type: ignore[method-assign]
     return app
-
-
-def thread_pool_callables(app: FastAPI) -> list[str]:
-    """Endpoints and dependencies declared with a plain ``def``, which FastAPI runs in its thread pool.
-
-    Every request would hop to a worker thread and back for each of them, and the workers contend with the
-    event loop for the GIL: on the order path three such hops cost more CPU than the JWT check they wrapped.
-    """
-    found: list[str] = []
-
-    def visit(dependant: Dependant) -> None:
-        call = dependant.call
-        if call is not None and not _is_async(call):
-            found.append(f"{getattr(call, '__module__', '?')}.{getattr(call, '__qualname__', repr(call))}")
-        for dependency in dependant.dependencies:
-            visit(dependency)
-
-    for route in app.routes:
-        # Included routers are wrappers (FastAPI >= 0.16x) that list their routes as "effective route contexts".
-        contexts = getattr(route, "effective_route_contexts", None)
-        for candidate in contexts() if contexts is not None else [route]:
-            dependant = getattr(candidate, "dependant", None)
-            if isinstance(dependant, Dependant):
-                visit(dependant)
-    return sorted(set(found))
-
-
-def _is_async(call: Callable[..., Any]) -> bool:
-    method = getattr(call, "__call__", None)  # noqa: B004 (a class instance used as a dependency)
-    return any(inspect.iscoroutinefunction(c) or inspect.isasyncgenfunction(c) for c in (call, method) if c is not None)
 
 
 def _openapi_with_shared_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -181,18 +153,19 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-async def _database(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
+def from_app_state(name: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
+    """A request dependency answering ``app.state.<name>`` (what ``create_app`` or ``while_running`` put there),
+    checked to be a ``kind``: each service's ``dependencies.py`` names its own with it."""
+
+    async def dependency(request: Request) -> T:
+        value = getattr(request.app.state, name)
+        if not isinstance(value, kind):
+            raise TypeError(f"app.state.{name} is a {type(value).__name__}, not a {kind.__name__}")
+        return value
+
+    dependency.__name__ = f"app_state_{name}"
+    return dependency
 
 
-DatabaseDep = Annotated[Database, Depends(_database)]
+DatabaseDep = Annotated[Database, Depends(from_app_state("db", Database))]
 """The service's database: use cases open a unit of work on it, or read from its pool."""
-
-
-async def _settings(request: Request) -> ServiceSettings:
-    settings: ServiceSettings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[ServiceSettings, Depends(_settings)]

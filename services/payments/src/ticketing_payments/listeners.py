@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ticketing_common.config import ServiceSettings
+from fastapi import FastAPI
+
 from ticketing_common.db import UnitOfWork
 from ticketing_common.events import (
     EventContext,
@@ -16,7 +17,6 @@ from ticketing_common.events import (
     UserCreated,
     UserUpdated,
 )
-from ticketing_payments.config import Settings
 from ticketing_payments.order_waits import OrderCopyWaits
 from ticketing_payments.service import (
     copy_cancelled_order,
@@ -55,18 +55,13 @@ class OrderCancelledListener(Listener[OrderCancelled]):
 
     event = OrderCancelled
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, stripe: StripeGateway) -> None:
+        self.stripe = stripe
 
     async def handle(self, event: OrderCancelled, uow: UnitOfWork, context: EventContext) -> None:
         payment = await copy_cancelled_order(uow=uow, event=event)
         if payment is not None:
-            # A client of its own: refunds are rare, and a listener outlives no app lifespan it could share.
-            stripe = StripeGateway(self.settings)
-            try:
-                await refund_payment(uow=uow, stripe=stripe, payment=payment)
-            finally:
-                await stripe.close()
+            await refund_payment(uow=uow, stripe=self.stripe, payment=payment)
 
 
 class UserCreatedListener(Listener[UserCreated]):
@@ -83,11 +78,10 @@ class UserUpdatedListener(Listener[UserUpdated]):
         await copy_updated_user(uow=uow, event=event)
 
 
-def listeners(settings: ServiceSettings, waits: OrderCopyWaits) -> Sequence[Listener[Any]]:
-    assert isinstance(settings, Settings)
+def listeners(app: FastAPI) -> Sequence[Listener[Any]]:
     return [
-        OrderCreatedListener(waits),
-        OrderCancelledListener(settings),
+        OrderCreatedListener(app.state.order_copy_waits),
+        OrderCancelledListener(app.state.stripe),
         UserCreatedListener(),
         UserUpdatedListener(),
     ]

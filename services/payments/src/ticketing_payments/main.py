@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -22,51 +21,35 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    waits = OrderCopyWaits(settings.payment_order_waiters)
-
-    def add_stripe(app: FastAPI) -> None:
-        # The Stripe client (and its HTTP connection pool) lives exactly as long as the app's lifespan.
-        inner = app.router.lifespan_context
-
-        @asynccontextmanager
-        async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
-            app.state.stripe = StripeGateway(settings)
-            try:
-                async with inner(app) as state:
-                    yield state
-            finally:
-                await app.state.stripe.close()
-
-        app.router.lifespan_context = lifespan
-
-    @asynccontextmanager
-    async def hearing_other_replicas(app: FastAPI) -> AsyncIterator[None]:
-        async def attach() -> None:
-            # The event runtime connects in the background (NATS may come up after the service).
-            events = app.state.events
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await events.wait_ready()
-                    break
-            await waits.attach(events.nc)
-
-        task = asyncio.create_task(attach(), name="order-copy-waits")
-        try:
-            yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    def add_state(app: FastAPI) -> None:
-        app.state.order_copy_waits = waits
-        add_stripe(app)
-
     return create_service_app(
-        settings,
+        settings or Settings(),
         title="ticketing payments",
         routers=[router],
-        listeners=lambda service_settings: listeners(service_settings, waits),
-        configure=add_state,
-        while_running=hearing_other_replicas,
+        listeners=listeners,
+        while_running=stripe_and_order_waits,
     )
+
+
+@asynccontextmanager
+async def stripe_and_order_waits(app: FastAPI) -> AsyncIterator[None]:
+    """The Stripe client (and its HTTP connection pool), and the payments waiting for their order's copy, which
+    hear of copies other replicas make once NATS is there."""
+    settings: Settings = app.state.settings
+    app.state.stripe = StripeGateway(settings)
+    app.state.order_copy_waits = waits = OrderCopyWaits(settings.payment_order_waiters)
+
+    async def attach() -> None:
+        events = app.state.events
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await events.wait_ready()
+                break
+        await waits.attach(events.nc)
+
+    task = asyncio.create_task(attach(), name="order-copy-waits")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await app.state.stripe.close()

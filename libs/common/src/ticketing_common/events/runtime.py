@@ -29,13 +29,14 @@ class EventRuntime:
         settings: ServiceSettings,
         *,
         db: Database,
-        listeners: Sequence[Listener[Event]] = (),
+        listeners: Callable[[], Sequence[Listener[Event]]] | None = None,
         metrics: Metrics | None = None,
         publisher: bool = True,
     ) -> None:
         self.settings = settings
         self.db = db
-        self.listeners = list(listeners)
+        self._build_listeners = listeners
+        self.listeners: list[Listener[Event]] = []
         self.metrics = metrics
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
@@ -79,6 +80,8 @@ class EventRuntime:
             self._undo_wake = self.db.watch_commits(self.publisher.submit)
             self._publisher_task = asyncio.create_task(self.publisher.run(), name="outbox-publisher")
             self._tasks.append(self._publisher_task)
+        # Built once NATS is there, so a listener can hold the connection it needs (never one per event).
+        self.listeners = list(self._build_listeners()) if self._build_listeners is not None else []
         for listener in self.listeners:
             runner = ListenerRunner(
                 listener,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 import uuid
@@ -18,6 +19,7 @@ import httpx
 import nats
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
@@ -240,3 +242,33 @@ async def recorded_statements(app: FastAPI) -> AsyncIterator[list[str]]:
     finally:
         db.pool = real
         await asyncio.sleep(0)  # asyncpg calls its query loggers soon after each statement, not during it
+
+
+def thread_pool_callables(app: FastAPI) -> list[str]:
+    """Endpoints and dependencies declared with a plain ``def``, which FastAPI runs in its thread pool.
+
+    Every request would hop to a worker thread and back for each of them, and the workers contend with the
+    event loop for the GIL: on the order path three such hops cost more CPU than the JWT check they wrapped.
+    """
+    found: list[str] = []
+
+    def visit(dependant: Dependant) -> None:
+        call = dependant.call
+        if call is not None and not _is_async(call):
+            found.append(f"{getattr(call, '__module__', '?')}.{getattr(call, '__qualname__', repr(call))}")
+        for dependency in dependant.dependencies:
+            visit(dependency)
+
+    for route in app.routes:
+        # Included routers are wrappers (FastAPI >= 0.16x) that list their routes as "effective route contexts".
+        contexts = getattr(route, "effective_route_contexts", None)
+        for candidate in contexts() if contexts is not None else [route]:
+            dependant = getattr(candidate, "dependant", None)
+            if isinstance(dependant, Dependant):
+                visit(dependant)
+    return sorted(set(found))
+
+
+def _is_async(call: Callable[..., Any]) -> bool:
+    method = getattr(call, "__call__", None)  # noqa: B004 (a class instance used as a dependency)
+    return any(inspect.iscoroutinefunction(c) or inspect.isasyncgenfunction(c) for c in (call, method) if c is not None)
