@@ -17,8 +17,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-OUTBOX_NOTIFY_CHANNEL = "outbox"
-
 
 def run_env(target_metadata: MetaData | None) -> None:
     """The body of a service's Alembic ``env.py``: online migrations over asyncpg, serialised by a lock."""
@@ -61,7 +59,6 @@ def create_messaging_tables(op: Any) -> None:
         sa.Column("headers", postgresql.JSONB, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     )
     op.create_index("ix_outbox_pending", "outbox", ["id"], postgresql_where=sa.text("sent_at IS NULL"))
     op.create_table(
@@ -82,26 +79,19 @@ def create_messaging_tables(op: Any) -> None:
         sa.Column("deliveries", sa.Integer, nullable=False),
         sa.Column("parked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
-    create_outbox_notify_trigger(op)
 
 
 def drop_messaging_tables(op: Any) -> None:
-    drop_outbox_notify_trigger(op)
     op.drop_table("parked_messages")
     op.drop_table("processed_events")
     op.drop_table("outbox")
 
 
 def create_outbox_notify_trigger(op: Any) -> None:
-    """The first schema's NOTIFY-on-insert trigger (superseded: see :func:`drop_outbox_notify_trigger`)."""
+    """The first schemas' NOTIFY-on-insert trigger (only the migrations before the squash call this)."""
     op.execute(
-        f"""
-        CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            PERFORM pg_notify('{OUTBOX_NOTIFY_CHANNEL}', '');
-            RETURN NULL;
-        END $$
-        """
+        "CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_notify('outbox', ''); RETURN NULL; END $$"
     )
     op.execute(
         "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()"
@@ -109,7 +99,6 @@ def create_outbox_notify_trigger(op: Any) -> None:
 
 
 def drop_outbox_notify_trigger(op: Any) -> None:
-    """Drop the outbox NOTIFY trigger: a NOTIFY in a transaction serialises every such commit of the database
-    (WAL flush included) behind PostgreSQL's notify lock. The relay is now woken in-process after the commit."""
+    """Drop the outbox NOTIFY trigger of the first schemas (only the migrations before the squash call this)."""
     op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
     op.execute("DROP FUNCTION IF EXISTS outbox_notify()")

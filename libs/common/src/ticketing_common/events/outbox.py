@@ -39,7 +39,7 @@ MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE event_id = ANY($1::uuid[]) 
 # Claim and mark in one statement; the marks commit only after JetStream acknowledged every publish, and until then
 # the rows stay locked, so other sweepers skip them.
 CLAIM_UNSENT = """
-UPDATE outbox SET sent_at = now(), attempts = attempts + 1
+UPDATE outbox SET sent_at = now()
 WHERE id IN (
     SELECT id FROM outbox
     WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => $2)
