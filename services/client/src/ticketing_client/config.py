@@ -7,14 +7,15 @@ gateway with the visitor's own cookie, so it does not extend ``ServiceSettings``
 from __future__ import annotations
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from ticketing_common.client_address import DEFAULT_TRUSTED_PROXIES, TrustedProxies
+from ticketing_common.routes import ROUTES, ServiceUrls
 
 STRIPE_API = "https://api.stripe.com"
 
 
-class Settings(BaseSettings):
+class Settings(ServiceUrls):
     """Every field is an environment variable of the same name (upper case)."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -24,12 +25,8 @@ class Settings(BaseSettings):
     port: int = 3000
 
     api_url: str = Field(default="http://127.0.0.1:8080", description="The gateway (or ingress) in front of the APIs.")
-    # Each API called where it lives, not through the gateway, which replaces X-Forwarded-For with its peer: only
-    # so does a service see the visitor's address (auth's sign-in limits count per address). Empty: API_URL.
-    auth_url: str = ""
-    tickets_url: str = ""
-    orders_url: str = ""
-    payments_url: str = ""
+    # Each API is called where it lives (<SERVICE>_URL), not through the gateway, which replaces X-Forwarded-For
+    # with its peer: only so does a service see the visitor's address (auth's sign-in limits count per address).
     trusted_proxies: TrustedProxies = Field(
         default=DEFAULT_TRUSTED_PROXIES,
         description="IPs/CIDRs of the proxies (the gateway, the Ingress) whose X-Forwarded-For names the visitor.",
@@ -61,20 +58,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("api_url", "auth_url", "tickets_url", "orders_url", "payments_url")
+    @field_validator("api_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
     def api_urls(self) -> dict[str, str]:
-        """Where each service of the route table is called (API_URL for those without a URL of their own)."""
-        own = {
-            "auth": self.auth_url,
-            "tickets": self.tickets_url,
-            "orders": self.orders_url,
-            "payments": self.payments_url,
+        """Where each API of the route table is called (API_URL for those without a URL of their own)."""
+        own = self.service_urls()
+        return {
+            route.service: str(own.get(route.service, self.api_url)) for route in ROUTES if route.service != "client"
         }
-        return {name: url or self.api_url for name, url in own.items()}
 
     @field_validator("stripe_publishable_key")
     @classmethod
