@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from ticketing_common.config import ServiceSettings
+from fastapi import FastAPI
+
 from ticketing_common.db import UnitOfWork
 from ticketing_common.events import (
     ChargeCreated,
-    Event,
     EventContext,
     Listener,
     OrderExpired,
@@ -61,5 +62,6 @@ class ChargeCreatedListener(Listener[ChargeCreated]):
         await service.record_charge(uow=uow, charge=event)
 
 
-def listeners(settings: ServiceSettings) -> list[Listener[Event]]:
+def listeners(app: FastAPI) -> Sequence[Listener[Any]]:
+    """The service's listeners: they need no state of the app (the runner hands each event its unit of work)."""
     return [TicketCreatedListener(), TicketUpdatedListener(), OrderExpiredListener(), ChargeCreatedListener()]

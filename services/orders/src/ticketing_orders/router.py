@@ -9,14 +9,14 @@ from ticketing_common.auth import RequiredUser
 from ticketing_common.errors import error_responses
 from ticketing_common.schemas import parse_path_id
 from ticketing_orders import service
-from ticketing_orders.dependencies import OrdersSettings
-from ticketing_orders.schemas import NewOrder, OrderOut
+from ticketing_orders.dependencies import SettingsDep
+from ticketing_orders.schemas import OrderIn, OrderOut
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 
 @router.post("", status_code=201, response_model=OrderOut, responses=error_responses(400, 401, 404))
-async def create_order(body: NewOrder, user: RequiredUser, db: DatabaseDep, settings: OrdersSettings) -> OrderOut:
+async def create_order(body: OrderIn, user: RequiredUser, db: DatabaseDep, settings: SettingsDep) -> OrderOut:
     """Reserve a ticket for the signed-in user."""
     order = await service.create_order(
         db=db,
