@@ -25,10 +25,10 @@ class TicketCreatedListener(Listener[TicketCreated]):
     event = TicketCreated
 
     async def handle(self, event: TicketCreated, uow: UnitOfWork, context: EventContext) -> None:
-        await service.copy_tickets(uow=uow, events=[event])
+        await service.copy_created_tickets(uow=uow, events=[event])
 
     async def handle_batch(self, deliveries: Sequence[tuple[TicketCreated, EventContext]], uow: UnitOfWork) -> None:
-        await service.copy_tickets(uow=uow, events=[event for event, _ in deliveries])
+        await service.copy_created_tickets(uow=uow, events=[event for event, _ in deliveries])
 
 
 class TicketUpdatedListener(Listener[TicketUpdated]):
@@ -38,10 +38,10 @@ class TicketUpdatedListener(Listener[TicketUpdated]):
     event = TicketUpdated
 
     async def handle(self, event: TicketUpdated, uow: UnitOfWork, context: EventContext) -> None:
-        await service.update_ticket_copies(uow=uow, events=[event])
+        await service.copy_updated_tickets(uow=uow, events=[event])
 
     async def handle_batch(self, deliveries: Sequence[tuple[TicketUpdated, EventContext]], uow: UnitOfWork) -> None:
-        await service.update_ticket_copies(uow=uow, events=[event for event, _ in deliveries])
+        await service.copy_updated_tickets(uow=uow, events=[event for event, _ in deliveries])
 
 
 class OrderExpiredListener(Listener[OrderExpired]):

@@ -1,8 +1,7 @@
 """Every statement of the orders service, and the typed rows they return.
 
 The tables are created by ``migrations/versions/0001_initial.py``; this module is the only place that knows their
-columns. Each function runs one statement on an ``Executor``: a unit of work's connection, or the pool for a read
-outside any transaction.
+columns. Each function runs one statement.
 """
 
 from __future__ import annotations
@@ -112,9 +111,8 @@ SELECT id, title, price, user_id, version,
 FROM tickets WHERE id = $1
 """
 
-# One statement decides a new order: it reads the ticket copy and inserts the order unless the buyer is the
-# seller; ON CONFLICT on the partial unique index answers "reserved" from the result (waiting for a concurrent
-# insert's commit when there is one) instead of raising.
+# Reads the ticket and inserts the order unless the buyer is the seller; ON CONFLICT on uq_orders_active_ticket
+# answers "reserved" in the result (after waiting for a concurrent insert's outcome) instead of raising.
 INSERT_ORDER = """
 WITH ticket AS (
     SELECT id, title, price, user_id, version FROM tickets WHERE id = $2
@@ -152,11 +150,8 @@ SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::uuid[], $5::int[
 ON CONFLICT (id) DO NOTHING
 """
 
-# Lock the copies first, so two replicas applying versions of one ticket take turns and each sees the other's
-# version (FOR NO KEY UPDATE: orders placed on the ticket take FOR KEY SHARE through their foreign key and do not
-# wait for it), in id order so concurrent batches cannot deadlock. Then apply each update that is its locked
-# copy's version + 1 (a data-modifying CTE runs whether or not the query reads it), and answer every event with
-# the copy's version it met (None: no copy yet).
+# Copies locked first (FOR NO KEY UPDATE, in id order): replicas applying one ticket take turns, batches cannot
+# deadlock, new orders of the ticket do not wait. "applied" runs unread; each event gets the version it met.
 APPLY_TICKET_UPDATES = """
 WITH incoming AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::uuid[], $5::int[])

@@ -37,7 +37,7 @@ async def list_orders(user: RequiredUser, db: DatabaseDep) -> list[OrderOut]:
 @router.get("/{order_id}", response_model=OrderOut, responses=error_responses(401, 404))
 async def show_order(order_id: str, user: RequiredUser, db: DatabaseDep) -> OrderOut:
     """One of the signed-in user's orders."""
-    order = await service.get_order(db=db, user_id=user.id, order_id=parse_path_id(order_id))
+    order = await service.show_order(db=db, user_id=user.id, order_id=parse_path_id(order_id))
     return OrderOut.model_validate(order)
 
 

@@ -76,7 +76,7 @@ async def list_orders(*, db: Database, user_id: uuid.UUID) -> list[OrderWithTick
     return await queries.list_user_orders(db.pool, user_id=user_id)
 
 
-async def get_order(*, db: Database, user_id: uuid.UUID, order_id: uuid.UUID) -> OrderWithTicket:
+async def show_order(*, db: Database, user_id: uuid.UUID, order_id: uuid.UUID) -> OrderWithTicket:
     """The caller's order; 404 for an unknown order and for another user's (its existence is not revealed)."""
     order = await queries.find_user_order(db.pool, order_id=order_id, user_id=user_id)
     if order is None:
@@ -94,12 +94,12 @@ async def cancel_order(*, db: Database, user_id: uuid.UUID, order_id: uuid.UUID)
         await _transition(uow, order, domain.cancelled_by_buyer)
 
 
-async def copy_tickets(*, uow: UnitOfWork, events: Sequence[TicketCreated]) -> None:
+async def copy_created_tickets(*, uow: UnitOfWork, events: Sequence[TicketCreated]) -> None:
     """Apply ``ticket.created`` events in ``uow``: insert the copies (version 0) of tickets not copied yet."""
     await queries.insert_tickets(uow.conn, domain.first_creation_of_each_ticket(events))
 
 
-async def update_ticket_copies(*, uow: UnitOfWork, events: Sequence[TicketUpdated]) -> None:
+async def copy_updated_tickets(*, uow: UnitOfWork, events: Sequence[TicketUpdated]) -> None:
     """Apply ``ticket.updated`` events in ``uow``: each one that is its copy's next version; one already applied
     changes nothing. Raises ``NotYet`` when any is ahead of its copy: ``uow`` must roll back (a batch is then
     replayed one event at a time)."""
