@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: up test install lint typecheck pytest format clean chaos bench bench-quick
+.PHONY: up test test-fast install lint typecheck pytest format clean chaos bench bench-quick
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet --break-system-packages uv
@@ -26,6 +26,10 @@ pytest: install
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The fast layer: pure domain rules, no PostgreSQL or NATS started, in seconds (`make test` runs them too).
+test-fast: install
+	$(UV) run --frozen pytest -m unit -q $(PYTEST_ARGS)
 
 # The reliability proof: load + random SIGKILLs for CHAOS_SECONDS, then the consistency check; report in
 # tools/chaos/results/<timestamp>/ (exit 1 when anything broke).

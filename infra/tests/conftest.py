@@ -1,7 +1,7 @@
-"""Fixtures of the deployment tests (infra/k8s, the Dockerfiles, skaffold.yaml).
+"""Fixtures of the deployment tests (infra/k8s, the Dockerfile, skaffold.yaml).
 
 No cluster and no Docker engine run here, so the manifests are checked against what they describe: the
-Kubernetes schemas, the services' own settings, apps and entry points, the Dockerfiles and skaffold.yaml; and a
+Kubernetes schemas, the services' own settings, apps and entry points, the Dockerfile and skaffold.yaml; and a
 smoke test starts each Deployment's command from this workspace with the environment its manifest declares.
 """
 
@@ -33,7 +33,8 @@ def rendered() -> dict[str, Manifests]:
 
 @pytest.fixture(scope="session")
 def dockerfiles(deployables: dict[str, Deployable]) -> dict[str, Dockerfile]:
-    return {name: Dockerfile.parse(d.dockerfile) for name, d in deployables.items()}
+    """Each service's image: the one Dockerfile as skaffold builds it for that service (its build arguments)."""
+    return {name: Dockerfile.parse(d.dockerfile).for_build(d.build_args()) for name, d in deployables.items()}
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""What the deployment tests share: the workspace's deployables, the rendered overlays, the Dockerfiles,
+"""What the deployment tests share: the workspace's deployables, the rendered overlays, the Dockerfile,
 skaffold.yaml, and how Kubernetes would build a container's command and environment from them."""
 
 from __future__ import annotations
@@ -33,14 +33,24 @@ ALL_OVERLAYS = OVERLAYS + INGRESS_OVERLAYS
 # The Kubernetes version whose schemas the manifests must satisfy (GKE's regular channel and recent kind both
 # run it or newer). Pinned so that a schema update never changes the verdict silently.
 KUBERNETES_VERSION = "1.32"
-# Deployables: the services that have an image. The gateway has none: in the cluster the Gateway API's Gateway (or
-# the optional Ingress) replaces it.
-DEPLOYABLES = tuple(sorted(path.parent.name for path in (REPO / "services").glob("*/Dockerfile")))
-# What the image's WORKDIR holds: the workspace layout (see the Dockerfiles); /app/.venv is its virtualenv.
+# The one Dockerfile of every service's image; the build argument SERVICE names the service.
+DOCKERFILE = REPO / "Dockerfile"
+# What the image's WORKDIR holds: the workspace layout (see the Dockerfile); /app/.venv is its virtualenv.
 IMAGE_WORKDIR = "/app"
 IMAGE_VENV = "/app/.venv"
-# The python images' PATH, which the Dockerfiles extend.
+# The python images' PATH, which the Dockerfile extends.
 BASE_IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _built_services() -> tuple[str, ...]:
+    config = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    artifacts = config["build"]["artifacts"]
+    return tuple(sorted(str(a["docker"].get("buildArgs", {}).get("SERVICE", "")) for a in artifacts))
+
+
+# Deployables: the services that have an image, those skaffold builds (--build-arg SERVICE=<name>). The gateway has
+# none: in the cluster the Gateway API's Gateway (or the optional Ingress) replaces it.
+DEPLOYABLES = _built_services()
 
 
 # -- the workspace ---------------------------------------------------------------------------------------------
@@ -71,7 +81,14 @@ class Deployable:
 
     @property
     def dockerfile(self) -> Path:
-        return self.folder / "Dockerfile"
+        return DOCKERFILE
+
+    def build_args(self, profile: str | None = None) -> dict[str, str]:
+        """The build arguments skaffold passes when it builds this image (``docker build --build-arg``)."""
+        for artifact in skaffold_config(profile)["build"]["artifacts"]:
+            if artifact["image"].rpartition("/")[2] == self.image:
+                return {key: str(value) for key, value in artifact["docker"].get("buildArgs", {}).items()}
+        raise AssertionError(f"skaffold.yaml builds no {self.image}")
 
     @property
     def has_migrations(self) -> bool:
@@ -329,15 +346,42 @@ def container_env(
     return result
 
 
-# -- images: what the Dockerfiles say ----------------------------------------------------------------------------
+# -- images: what the Dockerfile says ----------------------------------------------------------------------------
+
+
+# $NAME, ${NAME}, and the shell's ${NAME:-default} and ${NAME:?message}.
+ARG_REFERENCE = re.compile(r"\$\{(\w+)(?:(:[-?])([^}]*))?\}|\$(\w+)")
+
+
+def expand_args(text: str, args: Mapping[str, str]) -> str:
+    """``text`` with the references to ``args`` replaced by their values, as Docker does in COPY, ENV, FROM... and
+    as a RUN's shell does with the ARGs in its environment. Other names stay as they are; so does
+    ``${NAME:?message}`` when NAME is empty (the shell stops there)."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match[1] or match[4]
+        if name not in args:
+            return match[0]
+        value = args[name]
+        if match[2] == ":-":
+            return value or match[3]
+        if match[2] == ":?" and not value:
+            return match[0]
+        return value
+
+    return ARG_REFERENCE.sub(replace, text)
 
 
 @dataclass
 class Dockerfile:
-    """The parts of a Dockerfile the tests reason about (instructions of each stage, continuation lines joined)."""
+    """The parts of a Dockerfile the tests reason about (instructions of each stage, continuation lines joined).
+
+    As parsed, the instructions are as written; :meth:`for_build` gives them as one build reads them."""
 
     path: Path
     stages: list[list[tuple[str, str]]]  # per stage: (INSTRUCTION, arguments)
+    # After for_build: per stage, the values of the ARGs it declares (what its RUN commands see in their environment).
+    args: list[dict[str, str]] = field(default_factory=list)
 
     @classmethod
     def parse(cls, path: Path) -> Dockerfile:
@@ -363,6 +407,43 @@ class Dockerfile:
             stages[-1].append((instruction, arguments.strip()))
         return cls(path, stages)
 
+    def for_build(self, build_args: Mapping[str, str]) -> Dockerfile:
+        """The instructions as the build with these ``--build-arg`` values (skaffold's ``buildArgs``) reads them.
+
+        Each ARG takes the build's value, else its default; a stage's ``ARG NAME`` without one takes the value of
+        the global ARG of that name (declared before the first FROM), which only FROM lines see otherwise. Its
+        references in the stage's later instructions are replaced, except in RUN, whose shell reads the ARGs from
+        its environment (``args``), as Docker does."""
+        global_args: dict[str, str] = {}
+        stages: list[list[tuple[str, str]]] = []
+        stage_args: list[dict[str, str]] = []
+        for stage in self.stages:
+            values: dict[str, str] = {}
+            instructions: list[tuple[str, str]] = []
+            started = False
+            for inst, arguments in stage:
+                if inst == "FROM":
+                    started = True
+                    instructions.append((inst, expand_args(arguments, global_args)))
+                    continue
+                scope = values if started else global_args
+                if inst == "ARG":
+                    name, has_default, default = arguments.partition("=")
+                    if name in build_args:
+                        scope[name] = build_args[name]
+                    elif has_default:
+                        scope[name] = expand_args(default.strip("\"'"), scope)
+                    else:
+                        scope[name] = global_args.get(name, "") if started else ""
+                    instructions.append((inst, arguments))
+                elif inst == "RUN":
+                    instructions.append((inst, arguments))
+                else:
+                    instructions.append((inst, expand_args(arguments, scope)))
+            stages.append(instructions)
+            stage_args.append(values)
+        return Dockerfile(self.path, stages, stage_args)
+
     @property
     def final(self) -> list[tuple[str, str]]:
         return self.stages[-1]
@@ -382,6 +463,10 @@ class Dockerfile:
     def entrypoint(self) -> list[str]:
         entries = [args for inst, args in self.final if inst == "ENTRYPOINT"]
         return [str(v) for v in json.loads(entries[-1])] if entries else []
+
+    @property
+    def exposed(self) -> list[str]:
+        return [port for inst, args in self.final if inst == "EXPOSE" for port in args.split()]
 
     @property
     def user(self) -> str | None:

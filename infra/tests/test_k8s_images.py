@@ -1,4 +1,5 @@
-"""The images: what each Dockerfile builds and runs, what skaffold builds, and a rehearsal of the build itself."""
+"""The images: what the one Dockerfile builds and runs for each service, what skaffold builds, and a rehearsal of
+each build itself."""
 
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ import pytest
 import yaml
 from deploy_support import (
     DEPLOYABLES,
+    DOCKERFILE,
     IMAGE_WORKDIR,
     K8S,
+    OVERLAYS,
     REPO,
     Deployable,
     Dockerfile,
     Manifests,
     docker_context_includes,
+    expand_args,
     skaffold_config,
 )
 
@@ -31,19 +35,8 @@ from ticketing_launcher.stack import SERVICES as LAUNCHED
 PINNED_PYTHON = re.compile(r"python:3\.11\.\d+-slim-bookworm")
 PINNED_UV = re.compile(r"ghcr\.io/astral-sh/uv:\d+\.\d+\.\d+")
 SECRET_NAME = re.compile(r"(^|_)(KEY|SECRET|PASSWORD|TOKEN)$", re.IGNORECASE)
-
-
-def _args(dockerfile: Dockerfile) -> dict[str, str]:
-    """ARG defaults (global and per stage), for resolving ${...} in FROM and COPY --from."""
-    values = {}
-    for args in dockerfile.all("ARG"):
-        name, _, default = args.partition("=")
-        values[name] = default
-    return values
-
-
-def _resolve(value: str, args: dict[str, str]) -> str:
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m[1] or m[2], m[0]), value)
+# The name every image gives its service's console script, so that one CMD runs whichever service it holds.
+IMAGE_COMMAND = "ticketing-service"
 
 
 def _copies(stage: list[tuple[str, str]]) -> list[tuple[dict[str, str], list[str], str]]:
@@ -64,23 +57,75 @@ def _workdir(stage: list[tuple[str, str]]) -> str:
     return dirs[-1] if dirs else "/"
 
 
+def _from_index(stage: list[tuple[str, str]]) -> int:
+    return next(i for i, (inst, _) in enumerate(stage) if inst == "FROM")
+
+
+def _main_command(manifests: Manifests, name: str) -> list[str]:
+    command: list[str] = manifests.get("Deployment", name)["spec"]["template"]["spec"]["containers"][0]["command"]
+    return command
+
+
 @pytest.fixture(params=DEPLOYABLES)
 def deployable(request: pytest.FixtureRequest, deployables: dict[str, Deployable]) -> Deployable:
     return deployables[request.param]
 
 
-# -- Dockerfiles -----------------------------------------------------------------------------------------------
+# -- the Dockerfile --------------------------------------------------------------------------------------------
 
 
-def test_every_deployable_has_a_dockerfile_and_only_deployables_have_one(deployables: dict[str, Deployable]) -> None:
+def test_one_dockerfile_builds_every_deployable_and_only_them(deployables: dict[str, Deployable]) -> None:
     assert set(deployables) == {"auth", "tickets", "orders", "expiration", "payments", "client"}
-    assert not (REPO / "services" / "gateway" / "Dockerfile").exists(), "the Ingress replaces the gateway"
+    assert "gateway" not in deployables, "the Gateway API (or the Ingress) replaces the gateway"
+    assert DOCKERFILE.exists()
+    others = [p for folder in ("services", "libs", "tools") for p in (REPO / folder).glob("*/Dockerfile")]
+    assert not others, "one Dockerfile, the service chosen by --build-arg SERVICE=<name>"
 
 
-def test_image_runs_the_entry_point_make_up_runs(deployable: Deployable, dockerfiles: dict[str, Dockerfile]) -> None:
-    command = dockerfiles[deployable.name].cmd
-    assert command == [deployable.distribution, "serve"]
-    target = deployable.scripts.get(command[0])
+def test_the_build_stops_at_once_without_a_service() -> None:
+    """Without --build-arg SERVICE, the build's first RUN that reads it stops the build with a message, before uv
+    runs and before `COPY services/${SERVICE}` could take every service (run here with sh, as Docker does)."""
+    dockerfile = Dockerfile.parse(DOCKERFILE).for_build({})
+    build = dockerfile.stages[0]
+    assert dockerfile.args[0] == {"SERVICE": ""}
+    first = next(args for inst, args in build if inst == "RUN" and "SERVICE" in args)
+    command = re.sub(r"--mount=\S+\s*", "", first)
+    result = subprocess.run(
+        ["/bin/sh", "-c", command],
+        env={"SERVICE": "", "PATH": "/nonexistent"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    )
+    assert result.returncode != 0
+    assert "--build-arg SERVICE=" in result.stderr
+    assert "not found" not in result.stderr, "it stopped before running uv"
+
+
+def test_what_every_image_shares_is_built_once() -> None:
+    """Docker reuses a layer only while the build arguments a stage has declared so far are unchanged: the steps
+    that are the same for every service (and every code owner) come before the stage declares them."""
+    raw = Dockerfile.parse(DOCKERFILE)
+    build, runtime = raw.stages
+    for stage in (build, runtime):
+        first_arg = next(i for i, (inst, _) in enumerate(stage) if inst == "ARG" and i > _from_index(stage))
+        shared = stage[:first_arg]
+        assert not [args for _, args in shared if "SERVICE" in args or "CODE_OWNER" in args]
+        if stage is build:
+            assert ("COPY", "pyproject.toml uv.lock ./") in shared, "uv and the lockfile, once for every service"
+        else:
+            assert any(inst == "RUN" and "useradd" in args for inst, args in shared), "the user, once for all"
+
+
+def test_image_runs_the_entry_point_make_up_runs(
+    deployable: Deployable, dockerfiles: dict[str, Dockerfile], rendered: dict[str, Manifests]
+) -> None:
+    assert dockerfiles[deployable.name].cmd == [IMAGE_COMMAND, "serve"], "the rehearsal checks what it runs"
+    for overlay in OVERLAYS:
+        if overlay != "dev":  # dev runs it under watchfiles (test_dev_overlay_restarts_...)
+            assert _main_command(rendered[overlay], deployable.name) == [deployable.distribution, "serve"]
+    target = deployable.scripts.get(deployable.distribution)
     assert target == f"{deployable.package}.__main__:main", "the console script is `python -m <package>`"
     launched = {spec.name: spec for spec in LAUNCHED}
     assert launched[deployable.name].module == deployable.package, "make up runs python -m <the same package>"
@@ -94,15 +139,15 @@ def test_image_is_built_from_pinned_official_images_with_the_lockfile(
     deployable: Deployable, dockerfiles: dict[str, Dockerfile]
 ) -> None:
     dockerfile = dockerfiles[deployable.name]
-    args = _args(dockerfile)
-    bases = [_resolve(f.split()[0], args) for f in dockerfile.all("FROM")]
+    bases = [f.split()[0] for f in dockerfile.all("FROM")]
     assert len(bases) == 2, "a build stage and a runtime stage"
     assert all(PINNED_PYTHON.fullmatch(base) for base in bases), bases
     assert bases[0] == bases[1], "the virtualenv's interpreter is the runtime's"
-    sources = [_resolve(flags["from"], args) for flags, _, _ in _copies(dockerfile.stages[0]) if "from" in flags]
+    sources = [flags["from"] for flags, _, _ in _copies(dockerfile.stages[0]) if "from" in flags]
     assert sources, "uv comes from its official image"
     assert all(PINNED_UV.fullmatch(source) for source in sources), sources
-    syncs = [run for run in dockerfile.all("RUN") if "uv sync" in run]
+    build_args = dockerfile.args[0]
+    syncs = [expand_args(run, build_args).replace('"', "") for run in dockerfile.all("RUN") if "uv sync" in run]
     assert len(syncs) == 2, "dependencies first (a cached layer), then the code"
     assert "--no-install-workspace" in syncs[0]
     for run in syncs:
@@ -140,8 +185,21 @@ def test_image_runs_as_the_unprivileged_user_of_the_pods(
         pod = manifests.get("Deployment", deployable.name)["spec"]["template"]["spec"]["securityContext"]
         assert (pod["runAsUser"], pod["runAsGroup"]) == (uid, gid)
     for flags, _, _ in _copies(dockerfile.final):
-        owner = _resolve(flags.get("chown", "0:0"), _args(dockerfile)).split(":")[0]
+        owner = flags.get("chown", "0:0").split(":")[0]
         assert owner == "0", "the code belongs to root unless the local profile says otherwise"
+
+
+def test_image_exposes_the_port_its_pods_serve_on(
+    deployable: Deployable, dockerfiles: dict[str, Dockerfile], rendered: dict[str, Manifests]
+) -> None:
+    """As each image did before it was built from one Dockerfile: port 3000, and no HEALTHCHECK (Kubernetes ignores
+    it; the probes are in the manifests)."""
+    dockerfile = dockerfiles[deployable.name]
+    assert dockerfile.exposed == ["3000"]
+    assert not dockerfile.all("HEALTHCHECK")
+    for manifests in rendered.values():
+        container = manifests.get("Deployment", deployable.name)["spec"]["template"]["spec"]["containers"][0]
+        assert [str(p["containerPort"]) for p in container["ports"]] == dockerfile.exposed
 
 
 def test_image_holds_no_secret(deployable: Deployable, dockerfiles: dict[str, Dockerfile]) -> None:
@@ -207,9 +265,9 @@ def test_skaffold_builds_exactly_the_images_the_overlay_deploys(
     for image, artifact in artifacts.items():
         name = image.rpartition("/")[2].removeprefix("ticketing-")
         assert artifact["context"] == "."
-        assert artifact["docker"]["dockerfile"] == f"services/{name}/Dockerfile"
-        assert (REPO / artifact["docker"]["dockerfile"]) == deployables[name].dockerfile
-        assert deployables[name].dockerfile.exists()
+        assert artifact["docker"]["dockerfile"] == "Dockerfile"
+        assert (REPO / artifact["docker"]["dockerfile"]) == deployables[name].dockerfile == DOCKERFILE
+        assert artifact["docker"]["buildArgs"]["SERVICE"] == name, "the image of the service it is named after"
 
 
 def test_skaffold_syncs_python_files_to_where_the_image_keeps_them(dockerfiles: dict[str, Dockerfile]) -> None:
@@ -229,15 +287,20 @@ def test_skaffold_syncs_python_files_to_where_the_image_keeps_them(dockerfiles: 
             assert list((REPO / folder).rglob("*.py")), f"{rule['src']} matches nothing"
 
 
-def test_skaffold_local_profile_lets_file_sync_write_the_code(dockerfiles: dict[str, Dockerfile]) -> None:
+def test_skaffold_local_profile_lets_file_sync_write_the_code(deployables: dict[str, Deployable]) -> None:
     config = skaffold_config("local")
     assert config["build"]["local"]["push"] is False
     for artifact in config["build"]["artifacts"]:
-        dockerfile = dockerfiles[artifact["image"].removeprefix("ticketing-")]
-        owner = artifact["docker"]["buildArgs"]["CODE_OWNER"]
+        deployable = deployables[artifact["image"].removeprefix("ticketing-")]
+        build_args = deployable.build_args("local")
+        assert build_args["SERVICE"] == deployable.name
+        dockerfile = Dockerfile.parse(DOCKERFILE).for_build(build_args)
         assert dockerfile.user is not None
-        assert owner == dockerfile.user.split(":")[0], "sync writes as the container's user"
-        assert any(flags.get("chown", "").startswith("${CODE_OWNER}") for flags, _, _ in _copies(dockerfile.final))
+        uid = dockerfile.user.split(":")[0]
+        assert build_args["CODE_OWNER"] == uid, "sync writes as the container's user"
+        code = [flags for flags, sources, _ in _copies(dockerfile.final) if not sources[0].endswith("/.venv")]
+        assert code
+        assert all(flags.get("chown", "0:0").split(":")[0] == uid for flags in code), "the user owns the code"
     activations = next(
         p for p in yaml.safe_load((REPO / "skaffold.yaml").read_text())["profiles"] if p["name"] == "local"
     )
@@ -248,11 +311,12 @@ def test_skaffold_gke_profile_pushes_images_for_the_nodes() -> None:
     config = skaffold_config("gke")
     assert config["build"]["local"]["push"] is True
     assert config["build"]["platforms"] == ["linux/amd64"]
-    assert all("buildArgs" not in a["docker"] for a in config["build"]["artifacts"]), "code owned by root on GKE"
+    for artifact in config["build"]["artifacts"]:
+        assert set(artifact["docker"]["buildArgs"]) == {"SERVICE"}, "code owned by root on GKE"
 
 
 def test_dev_overlay_restarts_the_image_entry_point_on_synced_changes(
-    rendered: dict[str, Manifests], dockerfiles: dict[str, Dockerfile]
+    rendered: dict[str, Manifests], deployables: dict[str, Deployable]
 ) -> None:
     manifests = rendered["dev"]
     rules = {a["image"]: a["sync"]["manual"] for a in skaffold_config("local")["build"]["artifacts"]}
@@ -260,8 +324,8 @@ def test_dev_overlay_restarts_the_image_entry_point_on_synced_changes(
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         command = container["command"]
         assert command[:3] == ["watchfiles", "--filter", "python"]
-        name = deployment["metadata"]["name"]
-        assert shlex.split(command[3]) == dockerfiles[name].cmd, "the same entry point, restarted on change"
+        deployable = deployables[deployment["metadata"]["name"]]
+        assert shlex.split(command[3]) == [deployable.distribution, "serve"], "the same entry point, restarted"
         watched = set(command[4:])
         synced = {f"{IMAGE_WORKDIR}/{r['src'].removesuffix('/**/*.py')}" for r in rules[container["image"]]}
         assert watched == synced
@@ -271,12 +335,14 @@ def test_dev_overlay_restarts_the_image_entry_point_on_synced_changes(
 
 
 def _rehearse(deployable: Deployable, dockerfile: Dockerfile, root: Path) -> tuple[Path, str]:
-    """Replay the build stage in ``root`` (standing for /app): its COPY from the context (through .dockerignore)
-    and its RUN commands, with the same uv and flags; then drop what the runtime stage does not copy."""
+    """Replay the build stage, as built for ``deployable``, in ``root`` (standing for /app): its COPY from the
+    context (through .dockerignore) and its RUN commands, with the same uv and flags and the build arguments in
+    their environment; then drop what the runtime stage does not copy."""
     stage = dockerfile.stages[0]
     # The image's interpreter is the python image's; here, the one running the tests (same minor version).
     python = Path(getattr(sys, "_base_executable", sys.executable))
-    env = {**dockerfile_stage_env(stage), "PATH": f"{_uv_folder()}:{python.parent}:/usr/local/bin:/usr/bin:/bin"}
+    env = {**dockerfile_stage_env(stage), **dockerfile.args[0]}
+    env |= {"PATH": f"{_uv_folder()}:{python.parent}:/usr/local/bin:/usr/bin:/bin"}
     env |= {"HOME": str(Path.home()), "UV_PYTHON": str(python)}
     env |= {key: os.environ[key] for key in ("UV_CACHE_DIR", "XDG_CACHE_HOME") if key in os.environ}
     # Same result, faster: link from uv's cache rather than copy (the image copies only because its cache is a
@@ -292,7 +358,7 @@ def _rehearse(deployable: Deployable, dockerfile: Dockerfile, root: Path) -> tup
         elif inst == "RUN":
             command = re.sub(r"--mount=\S+\s*", "", args)
             result = subprocess.run(
-                ["bash", "-c", command], cwd=root, env=env, capture_output=True, text=True, check=False, timeout=240
+                ["/bin/sh", "-c", command], cwd=root, env=env, capture_output=True, text=True, check=False, timeout=240
             )
             log.append(f"$ {command}\n{result.stdout}{result.stderr}")
             if result.returncode != 0 and "found in the cache" in result.stderr:
@@ -339,13 +405,32 @@ def _copy_from_context(source: str, dest: str, root: Path) -> None:
         shutil.copy2(file, destination)
 
 
-def _check_image(deployable: Deployable, venv: Path, root: Path, env: dict[str, str]) -> list[str]:
-    """In the rehearsed image: the entry point's script and module, no dev tools or other services, migrations."""
+def _on_image_path(dockerfile: Dockerfile, program: str, root: Path) -> Path | None:
+    """Where the image's PATH finds ``program`` in the rehearsed image (its folders under /app are under ``root``)."""
+    for folder in dockerfile.env["PATH"].split(":"):
+        if folder == IMAGE_WORKDIR or folder.startswith(IMAGE_WORKDIR + "/"):
+            candidate = root / folder.removeprefix(IMAGE_WORKDIR).lstrip("/") / program
+            if candidate.exists():
+                return candidate
+    return None
+
+
+def _check_image(
+    deployable: Deployable, dockerfile: Dockerfile, venv: Path, root: Path, env: dict[str, str]
+) -> list[str]:
+    """In the rehearsed image: the command runs the service's entry point, its script and module are there, no dev
+    tools or other services, the migrations."""
     script = venv / "bin" / deployable.distribution
     if not script.exists():
         return [f"{deployable.name}: no {script.name} in the image's virtualenv"]
     if script.read_text().splitlines()[0] != f"#!{venv}/bin/python":
         return [f"{deployable.name}: {script.name} does not run the image's interpreter"]
+    program = _on_image_path(dockerfile, dockerfile.cmd[0], root)
+    if program is None or program.resolve() != script.resolve():
+        return [f"{deployable.name}: the image's command {dockerfile.cmd} is not {script.name} ({program})"]
+    usage = subprocess.run([str(program), "--help"], capture_output=True, text=True, check=False, env=env, timeout=120)
+    if usage.returncode != 0 or "{serve,migrate}" not in usage.stdout:
+        return [f"{deployable.name}: {dockerfile.cmd[0]} --help failed in the image:\n{usage.stdout}{usage.stderr}"]
     module, _, function = deployable.scripts[deployable.distribution].partition(":")
     others = [f"ticketing_{n}" for n in DEPLOYABLES if n != deployable.name]
     probe = "\n".join(
@@ -388,8 +473,9 @@ def _check_image(deployable: Deployable, venv: Path, root: Path, env: dict[str, 
 def test_dockerfile_build_steps_produce_a_runnable_image_layout(
     deployables: dict[str, Deployable], dockerfiles: dict[str, Dockerfile], tmp_path: Path
 ) -> None:
-    """Without a Docker engine: replay each build stage with uv (offline, from its cache) in a scratch /app, keep
-    what the runtime stage keeps, and check that the entry point imports with only the image's packages, that the
+    """Without a Docker engine: replay the build stage for each service (its build arguments from skaffold.yaml)
+    with uv (offline, from its cache) in a scratch /app, keep what the runtime stage keeps, and check that the
+    image's command runs the service's entry point, which imports with only the image's packages, that the
     migrations are found, and that nothing else (dev tools, other services) came along."""
     problems = []
     # One folder for every image in turn, as /app is: the interpreter's bytecode cache is then shared.
@@ -402,5 +488,5 @@ def test_dockerfile_build_steps_produce_a_runnable_image_layout(
             shutil.rmtree(root)
         root.mkdir()
         venv, _ = _rehearse(deployable, dockerfiles[deployable.name], root)
-        problems += _check_image(deployable, venv, root, env)
+        problems += _check_image(deployable, dockerfiles[deployable.name], venv, root, env)
     assert not problems, "\n".join(problems)

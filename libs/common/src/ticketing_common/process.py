@@ -8,10 +8,9 @@ import gc
 def freeze_startup_heap() -> None:
     """Exclude every object alive now (modules, the app, its libraries) from future garbage collections.
 
-    A full collection walks every tracked object: over 100 ms in a service process on a 2-core machine, a pause
-    every request and event in flight waits through. After the freeze it walks only what was allocated since
-    (under 5 ms measured in the expiration service). Frozen objects are never freed, which is what start-up
-    state is for anyway. No collection first: in a test process, which starts many apps, each would walk the
-    whole test session's heap.
+    A full collection walks every tracked object, a pause every request and event in flight waits through; after
+    the freeze it walks only what was allocated since (bench/README.md has the pauses). Frozen objects are never
+    freed, which is what start-up state is for anyway. No collection first: in a test process, which starts many
+    apps, each would walk the whole test session's heap.
     """
     gc.freeze()

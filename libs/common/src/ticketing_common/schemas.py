@@ -66,9 +66,9 @@ def _strings(data: Any, loc: tuple[str | int, ...]) -> list[tuple[tuple[str | in
     return []
 
 
-def _money_to_json(value: Decimal) -> float | int:
+def _money_to_json(value: Decimal) -> float:
     # JSON shows money as a number (19.99); two decimals round-trip exactly through a double's shortest repr.
-    return int(value) if value == value.to_integral_value() else float(value)
+    return float(value)
 
 
 Money = Annotated[Decimal, PlainSerializer(_money_to_json, return_type=float, when_used="json")]

@@ -115,21 +115,6 @@ class ChargeCreated(Event):
     currency: str
 
 
-CATALOGUE: dict[Subject, type[Event]] = {
-    cls.subject: cls
-    for cls in (
-        UserCreated,
-        UserUpdated,
-        TicketCreated,
-        TicketUpdated,
-        OrderCreated,
-        OrderCancelled,
-        OrderExpired,
-        ChargeCreated,
-    )
-}
-
-
 def encode_text(event: BaseModel) -> str:
     """The event's message body as text (camelCase JSON)."""
     return event.model_dump_json(by_alias=True)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncpg
+import pytest
 
 from ticketing_common.db import is_connection_error, violated_constraint
+
+pytestmark = pytest.mark.unit
 
 
 def test_a_server_that_is_starting_up_is_a_connection_error_even_when_wrapped() -> None:
