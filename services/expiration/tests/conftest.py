@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,7 +17,7 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from ticketing_common.config import ServiceSettings
-from ticketing_common.db import Database, cloudevent_headers, create_database
+from ticketing_common.db import Database, Executor, cloudevent_headers, create_database
 from ticketing_common.events import OrderCancelled, OrderCreated, OrderStatus
 from ticketing_common.events.bus import ensure_stream
 from ticketing_common.events.catalogue import OrderTicket, TicketRef, encode
@@ -30,6 +30,36 @@ from ticketing_expiration.schedules import schedule_subject
 @pytest.fixture
 def service() -> ServiceUnderTest:
     return ServiceUnderTest(Settings, create_app, MIGRATIONS_DIR)
+
+
+@dataclass(frozen=True)
+class OrderExpiry:
+    """An order's row of ``order_expiries``: what the service decided for it, its schedule (``expires_at`` and the
+    outbox id of the schedule message) or, when ``order.cancelled`` came first, a tombstone (``cancelled_at``)."""
+
+    order_id: uuid.UUID
+    expires_at: datetime | None
+    schedule_event_id: uuid.UUID | None
+    cancelled_at: datetime | None
+    recorded_at: datetime
+
+
+async def _find_expiry(db: Executor, order_id: uuid.UUID) -> OrderExpiry | None:
+    row = await db.fetchrow(
+        "SELECT order_id, expires_at, schedule_event_id, cancelled_at, recorded_at FROM order_expiries"
+        " WHERE order_id = $1",
+        order_id,
+    )
+    return OrderExpiry(**dict(row)) if row is not None else None
+
+
+FindExpiry = Callable[[Executor, uuid.UUID], Awaitable[OrderExpiry | None]]
+
+
+@pytest.fixture
+def find_expiry() -> FindExpiry:
+    """Reads an order's row of ``order_expiries`` (the service itself reads it only inside its statements)."""
+    return _find_expiry
 
 
 @dataclass

@@ -43,7 +43,7 @@ def at(minutes: float) -> datetime:
 
 
 async def test_a_batch_of_order_created_schedules_each_new_order_once_in_one_transaction(
-    db: Database, bus: Any, js: JetStreamContext, settings: ServiceSettings
+    db: Database, bus: Any, find_expiry: Any, js: JetStreamContext, settings: ServiceSettings
 ) -> None:
     new = {uuid.uuid4(): at(10 + i) for i in range(5)}
     known, tombstoned = uuid.uuid4(), uuid.uuid4()
@@ -63,7 +63,7 @@ async def test_a_batch_of_order_created_schedules_each_new_order_once_in_one_tra
     outcomes = await apply_in_one_batch(OrderCreatedListener(), 10, db=db, js=js, settings=settings)
     assert outcomes == ["ok"] * 9 + ["duplicate"]
 
-    rows = {row.order_id: row for order_id in new if (row := await queries.find_expiry(db.pool, order_id))}
+    rows = {row.order_id: row for order_id in new if (row := await find_expiry(db.pool, order_id))}
     assert {order_id: row.expires_at for order_id, row in rows.items()} == new
     assert len({row.recorded_at for row in rows.values()}) == 1  # one transaction, not a replay one by one
     outbox = await db.pool.fetch("SELECT event_id, subject, headers FROM outbox ORDER BY id")
@@ -76,8 +76,8 @@ async def test_a_batch_of_order_created_schedules_each_new_order_once_in_one_tra
         assert headers["Nats-Schedule-Target"] == "order.expired"
         assert headers["ce-id"] == str(expired_event_id(order_id))
 
-    known_row = await queries.find_expiry(db.pool, known)
-    tombstone = await queries.find_expiry(db.pool, tombstoned)
+    known_row = await find_expiry(db.pool, known)
+    tombstone = await find_expiry(db.pool, tombstoned)
     assert known_row is not None
     assert known_row.schedule_event_id == known_schedule
     assert tombstone is not None
@@ -86,13 +86,13 @@ async def test_a_batch_of_order_created_schedules_each_new_order_once_in_one_tra
 
 
 async def test_a_batch_of_cancellations_with_one_schedule_maybe_being_published_applies_the_others_and_holds_it(
-    db: Database, bus: Any, js: JetStreamContext, settings: ServiceSettings
+    db: Database, bus: Any, find_expiry: Any, js: JetStreamContext, settings: ServiceSettings
 ) -> None:
     sent, publishing, unknown = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     for order_id in (sent, publishing):
         async with db.unit_of_work() as uow:
             assert await schedule_expiry(uow=uow, order_id=order_id, expires_at=at(60))
-    sent_row = await queries.find_expiry(db.pool, sent)
+    sent_row = await find_expiry(db.pool, sent)
     assert sent_row is not None
     schedule = await db.pool.fetchrow(
         "UPDATE outbox SET sent_at = now() WHERE event_id = $1 RETURNING subject, payload, headers",
@@ -108,12 +108,12 @@ async def test_a_batch_of_cancellations_with_one_schedule_maybe_being_published_
 
     for order_id in (sent, publishing, unknown):
         await bus.cancelled(order_id)
-    listener = OrderCancelledListener(jetstream=lambda: js, stream=settings.nats_stream)
+    listener = OrderCancelledListener(js, stream=settings.nats_stream)
     outcomes = await apply_in_one_batch(listener, 3, db=db, js=js, settings=settings)
 
     # The batch failed on the held one and was replayed one event at a time: the others applied.
     assert outcomes == ["ok", "not_yet", "ok"]
-    cancelled, held, tombstone = [await queries.find_expiry(db.pool, o) for o in (sent, publishing, unknown)]
+    cancelled, held, tombstone = [await find_expiry(db.pool, o) for o in (sent, publishing, unknown)]
     assert cancelled is not None
     assert cancelled.cancelled_at is not None
     assert await bus.schedule(sent) is None  # purged

@@ -16,7 +16,6 @@ from ticketing_common.db import UnitOfWork
 from ticketing_common.events import EventContext, Listener, OrderExpired
 from ticketing_common.events.listener import ListenerRunner
 from ticketing_common.testing import ServiceUnderTest, running, wait_until
-from ticketing_expiration.queries import OrderExpiry, find_expiry
 from ticketing_expiration.schedules import expired_event_id, schedule_subject
 
 
@@ -26,10 +25,6 @@ def in_seconds(seconds: float) -> datetime:
 
 async def sleep_until(moment: datetime) -> None:
     await asyncio.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
-
-
-async def _expiry(app: FastAPI, order_id: uuid.UUID) -> OrderExpiry | None:
-    return await find_expiry(app.state.db.pool, order_id)
 
 
 async def test_an_order_expires_by_its_schedule_alone_never_before_expires_at(app: FastAPI, bus: Any) -> None:
@@ -106,7 +101,7 @@ async def test_an_order_created_published_twice_yields_one_order_expired_even_af
     assert await bus.schedule(order_id) is None
 
 
-async def test_a_cancelled_order_loses_its_pending_expiry(app: FastAPI, bus: Any) -> None:
+async def test_a_cancelled_order_loses_its_pending_expiry(app: FastAPI, bus: Any, find_expiry: Any) -> None:
     cancelled, kept = uuid.uuid4(), uuid.uuid4()
     expires_at = in_seconds(2)
     await bus.created(cancelled, expires_at)
@@ -118,7 +113,7 @@ async def test_a_cancelled_order_loses_its_pending_expiry(app: FastAPI, bus: Any
 
     await sleep_until(expires_at + timedelta(seconds=1))
     assert [f.order_id for f in await bus.expired()] == [kept]
-    row = await _expiry(app, cancelled)
+    row = await find_expiry(app.state.db.pool, cancelled)
     assert row is not None
     assert row.cancelled_at is not None
 
@@ -134,10 +129,12 @@ async def test_a_cancellation_after_the_expiry_fired_is_handled_without_effect(a
     assert _count(app, "order.cancelled", "retry") == _count(app, "order.cancelled", "parked") == 0
 
 
-async def test_a_cancellation_that_arrives_before_the_creation_prevents_the_expiry(app: FastAPI, bus: Any) -> None:
+async def test_a_cancellation_that_arrives_before_the_creation_prevents_the_expiry(
+    app: FastAPI, bus: Any, find_expiry: Any
+) -> None:
     order_id = uuid.uuid4()
     await bus.cancelled(order_id)
-    await wait_until(lambda: _expiry(app, order_id))  # the tombstone
+    await wait_until(lambda: find_expiry(app.state.db.pool, order_id))  # the tombstone
 
     expires_at = in_seconds(0.5)
     await bus.created(order_id, expires_at)
@@ -149,13 +146,13 @@ async def test_a_cancellation_that_arrives_before_the_creation_prevents_the_expi
 
 
 async def test_a_cancellation_removes_a_schedule_left_unsent_in_the_outbox(
-    app: FastAPI, bus: Any, settings: ServiceSettings
+    app: FastAPI, bus: Any, find_expiry: Any
 ) -> None:
     await app.state.events.stop_publisher()  # as if NATS were down: the schedule stays in the outbox
     order_id = uuid.uuid4()
     expires_at = in_seconds(1)
     await bus.created(order_id, expires_at)
-    row = await wait_until(lambda: _expiry(app, order_id))
+    row = await wait_until(lambda: find_expiry(app.state.db.pool, order_id))
     assert await _outbox_row(app, row.schedule_event_id) is not None
     await _age_outbox_row(app, row.schedule_event_id)  # no publisher can still be sending it
 
@@ -170,7 +167,7 @@ async def test_a_cancellation_removes_a_schedule_left_unsent_in_the_outbox(
 
 
 async def test_a_cancellation_waits_while_a_publisher_may_still_be_sending_the_schedule_then_purges_it(
-    app: FastAPI, bus: Any, js: JetStreamContext, settings: ServiceSettings
+    app: FastAPI, bus: Any, find_expiry: Any, js: JetStreamContext, settings: ServiceSettings
 ) -> None:
     # A publisher sends committed events from memory, holding no lock: had the cancellation deleted the row and
     # purged at once, a publish still in flight would land after the purge and the expiry would fire.
@@ -178,13 +175,13 @@ async def test_a_cancellation_waits_while_a_publisher_may_still_be_sending_the_s
     order_id = uuid.uuid4()
     expires_at = in_seconds(3)
     await bus.created(order_id, expires_at)
-    row = await wait_until(lambda: _expiry(app, order_id))
+    row = await wait_until(lambda: find_expiry(app.state.db.pool, order_id))
     schedule = await _outbox_row(app, row.schedule_event_id)
 
     await bus.cancelled(order_id)
     await wait_until(lambda: _handled(app, "order.cancelled", "not_yet", 2))
     assert await _outbox_row(app, row.schedule_event_id) is not None
-    held = await _expiry(app, order_id)
+    held = await find_expiry(app.state.db.pool, order_id)
     assert held is not None
     assert held.cancelled_at is None  # nothing decided while held
 
@@ -201,7 +198,7 @@ async def test_a_cancellation_waits_while_a_publisher_may_still_be_sending_the_s
     assert await bus.schedule(order_id) is None  # purged once it had landed
     await sleep_until(expires_at + timedelta(seconds=1))
     assert await bus.expired() == []
-    cancelled = await _expiry(app, order_id)
+    cancelled = await find_expiry(app.state.db.pool, order_id)
     assert cancelled is not None
     assert cancelled.cancelled_at is not None
 

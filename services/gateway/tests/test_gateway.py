@@ -11,11 +11,13 @@ import pytest
 import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI, Request, Response
+from pydantic import ValidationError
+from yarl import URL
 
 from ticketing_common.embedded import free_port
 from ticketing_common.routes import ROUTES, route_for
-from ticketing_gateway.app import create_app
-from ticketing_gateway.config import GatewaySettings
+from ticketing_gateway.config import Settings
+from ticketing_gateway.main import create_app
 
 
 def echo_service(name: str, *, ready: bool = True) -> FastAPI:
@@ -61,7 +63,7 @@ async def serve(app: FastAPI) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def gateway(**urls: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(GatewaySettings(**urls))
+    app = create_app(Settings(**urls))
     async with LifespanManager(app):  # type: ignore[arg-type]
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 1234))  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://ticketing.dev") as client:
@@ -155,3 +157,23 @@ async def test_healthz_is_200_only_when_every_service_is_ready() -> None:
     assert healthy.json()["services"] == {"auth": True}
     assert unhealthy.status_code == 503
     assert unhealthy.json()["errors"] == [{"message": "orders is not ready"}]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://127.0.0.1:9000",
+        "http://127.0.0.1:9000/api",
+        "http://user@127.0.0.1:9000",
+        "http://127.0.0.1:9000?to=elsewhere",
+        "http://127.0.0.1:9000#fragment",
+        "127.0.0.1:9000",
+    ],
+)
+def test_a_service_url_is_refused_at_start_unless_it_is_a_scheme_host_and_port(url: str) -> None:
+    with pytest.raises(ValidationError, match=r"must be http\(s\)://host:port with nothing else"):
+        Settings(auth_url=url)
+
+
+def test_a_service_url_may_end_with_a_slash_and_a_service_without_one_is_not_routed() -> None:
+    assert Settings(auth_url="http://127.0.0.1:9000/").upstreams() == {"auth": URL("http://127.0.0.1:9000")}

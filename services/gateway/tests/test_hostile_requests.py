@@ -24,8 +24,8 @@ from ticketing_common.testing.raw_http import (
     listening,
     read_response,
 )
-from ticketing_gateway.app import create_app
-from ticketing_gateway.config import GatewaySettings
+from ticketing_gateway.config import Settings
+from ticketing_gateway.main import create_app
 
 HEADER_TIMEOUT = 1.0
 MAX_BODY = 64 * 1024
@@ -53,7 +53,7 @@ async def running() -> AsyncIterator[Running]:
 
 @contextlib.asynccontextmanager
 async def _gateway(upstream: Listener) -> AsyncIterator[int]:
-    settings = GatewaySettings(
+    settings = Settings(
         **{f"{route.service}_url": upstream.url for route in ROUTES},
         max_body_bytes=MAX_BODY,
         log_json=False,

@@ -23,10 +23,9 @@ from ticketing_common.embedded import free_port, wait_for_port
 from ticketing_common.events import Event, OrderCancelled, OrderCreated, OrderStatus, UserCreated, UserUpdated
 from ticketing_common.events.catalogue import OrderTicket, TicketRef, encode
 from ticketing_common.testing import ServiceUnderTest, wait_until
-from ticketing_payments import queries
 from ticketing_payments.config import Settings
 from ticketing_payments.main import MIGRATIONS_DIR, create_app
-from ticketing_payments.queries import OrderCopy, UserCopy
+from ticketing_payments.queries import PAYMENT_COLUMNS, Payment
 
 STRIPE_TEST_KEY = "sk_test_payments_service_tests"
 
@@ -112,9 +111,30 @@ def service(stripe_fake: FakeStripe) -> ServiceUnderTest:
     )
 
 
+@dataclass(frozen=True)
+class OrderCopy:
+    """The service's copy of an order, as the tests read it back."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    price: Decimal
+    expires_at: datetime
+    version: int
+    charge_attempt: int
+
+
+@dataclass(frozen=True)
+class UserCopy:
+    id: uuid.UUID
+    email: str
+    version: int
+
+
 @dataclass
 class Bus:
-    """Publishes other services' events as their relays would, and waits for this service's copies."""
+    """Publishes other services' events as their relays would, and reads back (or waits for) what this service
+    stored."""
 
     js: JetStreamContext
     app: FastAPI
@@ -172,10 +192,25 @@ class Bus:
         await self.publish(event)
 
     async def order_copy(self, order_id: uuid.UUID) -> OrderCopy | None:
-        return await queries.find_order(self.app.state.db.pool, order_id)
+        row = await self.app.state.db.pool.fetchrow(
+            "SELECT id, user_id, status, price, expires_at, version, charge_attempt FROM orders WHERE id = $1", order_id
+        )
+        return OrderCopy(**row) if row is not None else None
 
     async def user_copy(self, user_id: uuid.UUID) -> UserCopy | None:
-        return await queries.find_user(self.app.state.db.pool, user_id)
+        row = await self.app.state.db.pool.fetchrow("SELECT id, email, version FROM users WHERE id = $1", user_id)
+        return UserCopy(**row) if row is not None else None
+
+    async def payment(
+        self, *, payment_id: uuid.UUID | None = None, order_id: uuid.UUID | None = None
+    ) -> Payment | None:
+        """The payment with this id, or of this order."""
+        column, value = ("id", payment_id) if payment_id is not None else ("order_id", order_id)
+        row = await self.app.state.db.pool.fetchrow(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE {column} = $1",  # noqa: S608 (constant names)
+            value,
+        )
+        return Payment(**row) if row is not None else None
 
     async def wait_for_order(
         self, order_id: uuid.UUID, *, status: str | None = None, version: int | None = None, timeout: float = 15
@@ -199,7 +234,7 @@ class Bus:
 
     async def payments(self) -> int:
         """How many payments are stored."""
-        return await queries.count_payments(self.app.state.db.pool)
+        return int(await self.app.state.db.pool.fetchval("SELECT count(*) FROM payments"))
 
 
 @pytest.fixture

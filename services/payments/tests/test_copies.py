@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from ticketing_common.events import OrderCancelled, OrderStatus, UserUpdated
 from ticketing_common.events.catalogue import TicketRef
 from ticketing_common.testing import signin, wait_until
-from ticketing_payments import queries
 from ticketing_payments.queries import Payment
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -67,7 +66,7 @@ async def test_a_republished_order_created_does_not_undo_a_cancellation(bus: Any
 
 
 async def test_a_paid_order_cancelled_later_is_cancelled_in_the_copy_and_refunded_once(
-    client: httpx.AsyncClient, bus: Any, stripe_fake: Any, app: FastAPI
+    client: httpx.AsyncClient, bus: Any, stripe_fake: Any
 ) -> None:
     user = signin(client)
     order = await bus.order(user_id=user.id)
@@ -82,7 +81,7 @@ async def test_a_paid_order_cancelled_later_is_cancelled_in_the_copy_and_refunde
     assert again.json() == {"errors": [{"message": "Cannot pay for a cancelled order"}]}
     [charge] = await stripe_fake.charges()
     assert (charge["refunded"], charge["amount_refunded"]) == (True, 1999)
-    payment = await wait_until(lambda: _refunded_payment(app, order.id))
+    payment = await wait_until(lambda: _refunded_payment(bus, order.id))
     assert str(payment.refund_id).startswith("re_")
     await asyncio.sleep(0.3)
     refunds = [r for r in await stripe_fake.requests() if r["path"] == "/v1/refunds"]
@@ -90,9 +89,7 @@ async def test_a_paid_order_cancelled_later_is_cancelled_in_the_copy_and_refunde
     assert sum(1 for r in refunds if not r["replayed"]) == 1
 
 
-async def test_a_refund_waits_out_a_stripe_outage(
-    client: httpx.AsyncClient, bus: Any, stripe_fake: Any, app: FastAPI
-) -> None:
+async def test_a_refund_waits_out_a_stripe_outage(client: httpx.AsyncClient, bus: Any, stripe_fake: Any) -> None:
     user = signin(client)
     order = await bus.order(user_id=user.id)
     assert (await client.post("/api/payments", json={"orderId": str(order.id), "token": "tok_visa"})).status_code == 201
@@ -100,7 +97,7 @@ async def test_a_refund_waits_out_a_stripe_outage(
 
     await bus.cancel(order, version=1, wait=False)
 
-    payment = await wait_until(lambda: _refunded_payment(app, order.id), timeout=20)
+    payment = await wait_until(lambda: _refunded_payment(bus, order.id), timeout=20)
     assert payment.refunded_at is not None
     [charge] = await stripe_fake.charges()
     assert charge["refunded"] is True
@@ -114,8 +111,8 @@ async def test_a_cancelled_order_that_was_never_paid_refunds_nothing(bus: Any, s
     assert [r for r in await stripe_fake.requests() if r["path"] == "/v1/refunds"] == []
 
 
-async def _refunded_payment(app: FastAPI, order_id: uuid.UUID) -> Payment | None:
-    payment = await queries.find_payment_of_order(app.state.db.pool, order_id)
+async def _refunded_payment(bus: Any, order_id: uuid.UUID) -> Payment | None:
+    payment = await bus.payment(order_id=order_id)
     return payment if payment is not None and payment.refunded_at is not None else None
 
 
@@ -180,7 +177,7 @@ async def test_an_order_cancelled_while_its_payment_is_with_stripe_is_refunded_o
     assert not paying.done()
 
     assert (await paying).status_code == 201
-    payment = await wait_until(lambda: _refunded_payment(app, order.id))
+    payment = await wait_until(lambda: _refunded_payment(bus, order.id))
     assert str(payment.refund_id).startswith("re_")
     copy = await bus.wait_for_order(order.id, status=OrderStatus.CANCELLED, version=1)
     assert copy.version == 1

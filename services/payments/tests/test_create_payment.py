@@ -14,7 +14,6 @@ from nats.js import JetStreamContext
 
 from ticketing_common.embedded import free_port
 from ticketing_common.testing import http_client, running, signin, stream_events, wait_for_events
-from ticketing_payments import queries
 from ticketing_payments.config import Settings
 from ticketing_payments.main import create_app
 from ticketing_payments.service import ATTEMPT_IN_DOUBT
@@ -162,7 +161,7 @@ async def test_charges_exactly_the_order_price_in_cents(
 
 
 async def test_stores_the_payment_completes_the_order_and_publishes_charge_created(
-    client: httpx.AsyncClient, bus: Any, js: JetStreamContext, app: FastAPI
+    client: httpx.AsyncClient, bus: Any, js: JetStreamContext
 ) -> None:
     user = signin(client)
     order = await bus.order(user_id=user.id, price="19.99")
@@ -178,7 +177,7 @@ async def test_stores_the_payment_completes_the_order_and_publishes_charge_creat
         "currency": "usd",
     }
     assert event.headers["ce-source"] == "payments"
-    payment = await queries.find_payment(app.state.db.pool, uuid.UUID(body["id"]))
+    payment = await bus.payment(payment_id=uuid.UUID(body["id"]))
     assert payment is not None
     assert (payment.order_id, payment.stripe_id, payment.amount, payment.currency) == (
         order.id,

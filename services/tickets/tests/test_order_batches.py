@@ -39,9 +39,9 @@ async def _edit(client: httpx.AsyncClient, ticket_id: str, times: int) -> None:
         assert response.status_code == 200
 
 
-async def _reserve(app: FastAPI, order_id: uuid.UUID, ticket_id: str | uuid.UUID) -> None:
+async def _hold(app: FastAPI, order_id: uuid.UUID, ticket_id: str | uuid.UUID) -> None:
     async with app.state.db.unit_of_work() as uow:
-        await service.reserve_for_order(uow=uow, order_id=order_id, ticket_id=uuid.UUID(str(ticket_id)))
+        await service.hold_for_order(uow=uow, order_id=order_id, ticket_id=uuid.UUID(str(ticket_id)))
 
 
 async def _cancel(app: FastAPI, order_id: uuid.UUID, ticket_id: str | uuid.UUID) -> None:
@@ -50,7 +50,7 @@ async def _cancel(app: FastAPI, order_id: uuid.UUID, ticket_id: str | uuid.UUID)
 
 
 async def _apply(app: FastAPI, apply: str, orders: list[tuple[uuid.UUID, uuid.UUID]], *, in_one_go: bool) -> None:
-    """Apply ``order.created`` (``apply="reserve"``) or ``order.cancelled`` events in one unit of work, set-based
+    """Apply ``order.created`` (``apply="hold"``) or ``order.cancelled`` events in one unit of work, set-based
     or one by one."""
     async with app.state.db.unit_of_work() as uow:
         if in_one_go:
@@ -77,12 +77,12 @@ async def test_holding_tickets_in_one_go_has_exactly_the_effects_of_holding_them
     free, edited, held_already, cancelled_order = [await make_ticket(f"T{i}", 10) for i in range(4)]
     await _edit(client, edited["id"], 2)
     orders = [uuid.uuid4() for _ in range(4)]
-    await _reserve(app, orders[2], held_already["id"])  # the same order.created again, under a new event id
+    await _hold(app, orders[2], held_already["id"])  # the same order.created again, under a new event id
     await _cancel(app, orders[3], cancelled_order["id"])  # its cancellation arrived before its creation
 
     await _apply(
         app,
-        "reserve",
+        "hold",
         list(zip(orders, _ids(free, edited, held_already, cancelled_order), strict=True)),
         in_one_go=in_one_go,
     )
@@ -112,8 +112,8 @@ async def test_releasing_tickets_in_one_go_has_exactly_the_effects_of_releasing_
     unknown = uuid.uuid4()
     orders = [uuid.uuid4() for _ in range(4)]
     other_order = uuid.uuid4()
-    await _reserve(app, orders[0], held["id"])
-    await _reserve(app, other_order, held_by_another["id"])
+    await _hold(app, orders[0], held["id"])
+    await _hold(app, other_order, held_by_another["id"])
 
     releases = list(zip(orders, [*_ids(held, held_by_another, free), unknown], strict=True))
     await _apply(app, "release", releases, in_one_go=in_one_go)
@@ -133,9 +133,9 @@ async def test_releasing_tickets_in_one_go_has_exactly_the_effects_of_releasing_
 @pytest.mark.parametrize(
     ("apply", "shape", "error"),
     [
-        pytest.param("reserve", "same-ticket-twice", NotInOneGo, id="hold-a-ticket-twice"),
-        pytest.param("reserve", "unknown-ticket", NotInOneGo, id="hold-an-unknown-ticket"),
-        pytest.param("reserve", "held-by-another", NotYet, id="hold-a-ticket-another-order-holds"),
+        pytest.param("hold", "same-ticket-twice", NotInOneGo, id="hold-a-ticket-twice"),
+        pytest.param("hold", "unknown-ticket", NotInOneGo, id="hold-an-unknown-ticket"),
+        pytest.param("hold", "held-by-another", NotYet, id="hold-a-ticket-another-order-holds"),
         pytest.param("release", "same-ticket-twice", NotInOneGo, id="release-a-ticket-twice"),
         pytest.param("release", "same-order-twice", NotInOneGo, id="cancel-an-order-twice"),
     ],
@@ -146,9 +146,9 @@ async def test_a_batch_the_set_based_path_does_not_take_raises_and_changes_nothi
     signin(client)
     plain, other = _ids(await make_ticket("plain", 10), await make_ticket("other", 10))
     holder = uuid.uuid4()
-    await _reserve(app, holder, other)
+    await _hold(app, holder, other)
     if apply == "release":
-        await _reserve(app, (order := uuid.uuid4()), plain)
+        await _hold(app, (order := uuid.uuid4()), plain)
     else:
         order = uuid.uuid4()
     batch = {
@@ -355,8 +355,8 @@ async def test_a_batch_of_order_cancelled_releases_in_one_go_what_its_orders_hol
     signin(client)
     held, never_held, also_held = [await make_ticket(f"T{i}", 10) for i in range(3)]
     held_by, early, also_held_by = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    await _reserve(app, held_by, held["id"])
-    await _reserve(app, also_held_by, also_held["id"])
+    await _hold(app, held_by, held["id"])
+    await _hold(app, also_held_by, also_held["id"])
     events = [
         orders.cancelled_event(held["id"], held_by),
         orders.cancelled_event(never_held["id"], early),  # before its order.created
@@ -386,7 +386,7 @@ async def test_a_cancellation_republished_in_the_same_batch_is_applied_once(
     signin(client)
     ticket = await make_ticket()
     order_id = uuid.uuid4()
-    await _reserve(app, order_id, ticket["id"])
+    await _hold(app, order_id, ticket["id"])
     # The same cancellation under two event ids (the orders outbox replayed): one ticket twice in the batch.
     events = [orders.cancelled_event(ticket["id"], order_id), orders.cancelled_event(ticket["id"], order_id)]
     listener, calls = recording(OrderCancelledListener)

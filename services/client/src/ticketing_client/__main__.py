@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ticketing_client.config import Settings
+from ticketing_client.main import create_app
 from ticketing_common.cli import service_main
-
-
-def _create_app(settings: Settings) -> Any:
-    from ticketing_client.main import create_app
-
-    return create_app(settings)
 
 
 def main(argv: list[str] | None = None) -> None:
     """``serve`` (default) runs the client with uvicorn; ``migrate`` does nothing (the client has no database)."""
-    service_main(Settings, _create_app, migrations_dir=None, argv=argv)
+    service_main(Settings, create_app, migrations_dir=None, argv=argv)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 One pooled ``aiohttp.ClientSession`` serves every visitor, so it must never remember cookies: its jar refuses
 them all, the visitor's ``session`` is sent per call, and ``Set-Cookie`` answers are handed back to be relayed
-to the browser. aiohttp rather than httpx: httpcore's pool spends most of the process's CPU on bookkeeping and
-reconnects past 20 idle connections once a few hundred calls are in flight (see ``bench/README.md``).
+to the browser. aiohttp rather than httpx: its pool keeps connections alive under hundreds of calls in flight,
+where httpx's reconnected and cost more CPU than the pages (``bench/README.md``, the web client under load).
 """
 
 from __future__ import annotations

@@ -130,9 +130,6 @@ class OrderView:
         return self.state in ("paid", "expired", "cancelled")
 
 
-ACTIVE_STATUSES = ("created", "awaiting:payment")
-
-
 def order_view(order: dict[str, Any], *, now: datetime, payment_received: bool = False) -> OrderView:
     """The order's state and label. The API does not tell an expired order from a cancelled one: a cancelled
     order whose ``expiresAt`` has passed is shown as expired, any other cancelled one as cancelled."""

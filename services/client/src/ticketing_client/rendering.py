@@ -1,4 +1,5 @@
-"""Jinja2 templates (autoescaped: every title, email and message is HTML-escaped) and page responses."""
+"""Jinja2 templates (autoescaped: every title, email and message is HTML-escaped), page responses, and the headers
+every answer carries (what a page may load, framing, caching)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticketing_client.config import Settings
 from ticketing_client.presenters import format_amount, format_clock, format_price
@@ -66,3 +68,32 @@ def content_security_policy(settings: Settings) -> str:
         f"connect-src {connect}; frame-src {frames}; form-action 'self'; frame-ancestors 'none'; "
         "base-uri 'self'; object-src 'none'"
     )
+
+
+class SecurityHeadersMiddleware:
+    """CSP (this origin only), no sniffing, no framing, same-origin referrers; pages are never cached."""
+
+    def __init__(self, app: ASGIApp, *, policy: str) -> None:
+        self.app = app
+        self.headers = [
+            (b"content-security-policy", policy.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"same-origin"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope["path"].startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", [])) + self.headers
+                if not static and not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

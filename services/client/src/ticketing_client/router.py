@@ -1,4 +1,4 @@
-"""The pages. Thin: each calls the APIs through the gateway with the visitor's cookie and renders a template.
+"""The pages. Thin: each calls the APIs with the visitor's cookie (``api.Api``) and renders a template.
 
 Forms follow Post/Redirect/Get: a successful post answers 303 to the resulting page; a failed one renders the
 form again with the API's status and its errors (field errors next to their fields, the others on top).
@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from ticketing_client.api import Api, ApiResponse, as_uuid
 from ticketing_client.config import Settings
-from ticketing_client.dependencies import ApiDep, SettingsDep, Visitor
+from ticketing_client.dependencies import ApiDep, CurrentUserDep, SettingsDep, current_user
 from ticketing_client.forms import read_form
 from ticketing_client.presenters import (
     format_amount,
@@ -65,7 +65,7 @@ def to_sign_in(request: Request, back: str | None = None) -> RedirectResponse:
 
 @router.get("/", response_class=HTMLResponse)
 async def home(
-    request: Request, api: ApiDep, user: Visitor, settings: SettingsDep, cursor: str | None = None
+    request: Request, api: ApiDep, user: CurrentUserDep, settings: SettingsDep, cursor: str | None = None
 ) -> Response:
     """Tickets for sale, newest first, one page at a time."""
     page = (await api.list_tickets(limit=settings.tickets_per_page, cursor=cursor)).json_or_raise()
@@ -98,8 +98,23 @@ def _auth_page(
     return relay_retry_after(page, result)
 
 
+async def _submit_auth_form(
+    request: Request, api: Api, mode: str, call: Callable[[str, str], Awaitable[ApiResponse]]
+) -> Response:
+    """Send the posted email and password to the API: on success, back to ``next`` with the API's cookies; else
+    the form again with the API's errors."""
+    form = await read_form(request)
+    next_url = safe_next(form.get("next"))
+    email = form.get("email", "")
+    result = await call(email, form.get("password", ""))
+    if result.ok:
+        return redirect(next_url, result.set_cookies)
+    await current_user(request, api)  # for the header of the form shown again
+    return _auth_page(request, mode, next_url=next_url, email=email, result=result)
+
+
 @router.get("/signup", response_class=HTMLResponse)
-async def signup_page(request: Request, user: Visitor, next: str | None = None) -> Response:
+async def signup_page(request: Request, user: CurrentUserDep, next: str | None = None) -> Response:
     """The sign-up form."""
     return _auth_page(request, "signup", next_url=safe_next(next))
 
@@ -107,17 +122,11 @@ async def signup_page(request: Request, user: Visitor, next: str | None = None) 
 @router.post("/signup", response_class=HTMLResponse)
 async def signup(request: Request, api: ApiDep) -> Response:
     """Create an account; the API's session cookie is relayed to the browser."""
-    form = await read_form(request)
-    next_url = safe_next(form.get("next"))
-    result = await api.sign_up(form.get("email", ""), form.get("password", ""))
-    if result.ok:
-        return redirect(next_url, result.set_cookies)
-    await _resolve_visitor(request, api)
-    return _auth_page(request, "signup", next_url=next_url, email=form.get("email", ""), result=result)
+    return await _submit_auth_form(request, api, "signup", api.sign_up)
 
 
 @router.get("/signin", response_class=HTMLResponse)
-async def signin_page(request: Request, user: Visitor, next: str | None = None) -> Response:
+async def signin_page(request: Request, user: CurrentUserDep, next: str | None = None) -> Response:
     """The sign-in form."""
     return _auth_page(request, "signin", next_url=safe_next(next))
 
@@ -125,17 +134,11 @@ async def signin_page(request: Request, user: Visitor, next: str | None = None) 
 @router.post("/signin", response_class=HTMLResponse)
 async def signin(request: Request, api: ApiDep) -> Response:
     """Sign in; the API's session cookie is relayed to the browser."""
-    form = await read_form(request)
-    next_url = safe_next(form.get("next"))
-    result = await api.sign_in(form.get("email", ""), form.get("password", ""))
-    if result.ok:
-        return redirect(next_url, result.set_cookies)
-    await _resolve_visitor(request, api)
-    return _auth_page(request, "signin", next_url=next_url, email=form.get("email", ""), result=result)
+    return await _submit_auth_form(request, api, "signin", api.sign_in)
 
 
 @router.get("/signout", response_class=HTMLResponse)
-async def signout_page(request: Request, user: Visitor) -> Response:
+async def signout_page(request: Request, user: CurrentUserDep) -> Response:
     """A page with the sign-out button (signing out changes state, so it is a post)."""
     return render(request, "signout.html")
 
@@ -147,12 +150,6 @@ async def signout(request: Request, api: ApiDep) -> Response:
     result = await api.sign_out()
     result.json_or_raise()
     return redirect("/", result.set_cookies)
-
-
-async def _resolve_visitor(request: Request, api: Api) -> None:
-    """Who is signed in, for the header of a page rendered by a form post."""
-    request.state.user = await api.current_user()
-    request.state.user_resolved = True
 
 
 # -- tickets -----------------------------------------------------------------------------------------------------
@@ -180,7 +177,7 @@ def _ticket_form(
 
 
 @router.get("/tickets/new", response_class=HTMLResponse)
-async def new_ticket_page(request: Request, user: Visitor) -> Response:
+async def new_ticket_page(request: Request, user: CurrentUserDep) -> Response:
     """The form to sell a ticket."""
     if user is None:
         return to_sign_in(request)
@@ -188,7 +185,7 @@ async def new_ticket_page(request: Request, user: Visitor) -> Response:
 
 
 @router.post("/tickets/new", response_class=HTMLResponse)
-async def create_ticket(request: Request, api: ApiDep, user: Visitor) -> Response:
+async def create_ticket(request: Request, api: ApiDep, user: CurrentUserDep) -> Response:
     """Put a ticket on sale and show it."""
     if user is None:
         return to_sign_in(request)
@@ -222,7 +219,7 @@ def _ticket_page(
 
 
 @router.get("/tickets/{ticket_id:uuid}", response_class=HTMLResponse)
-async def ticket_page(request: Request, ticket_id: uuid.UUID, api: ApiDep, user: Visitor) -> Response:
+async def ticket_page(request: Request, ticket_id: uuid.UUID, api: ApiDep, user: CurrentUserDep) -> Response:
     """One ticket, with "Purchase" for a signed-in buyer or "Edit" for its owner."""
     ticket = (await api.get_ticket(ticket_id)).json_or_raise()
     return _ticket_page(request, ticket, user)
@@ -230,7 +227,7 @@ async def ticket_page(request: Request, ticket_id: uuid.UUID, api: ApiDep, user:
 
 @router.post("/tickets/{ticket_id:uuid}/purchase", response_class=HTMLResponse)
 async def purchase(
-    request: Request, ticket_id: uuid.UUID, api: ApiDep, user: Visitor, settings: SettingsDep
+    request: Request, ticket_id: uuid.UUID, api: ApiDep, user: CurrentUserDep, settings: SettingsDep
 ) -> Response:
     """Reserve the ticket with an order and go to the order's page to pay."""
     if user is None:
@@ -256,7 +253,7 @@ async def _own_ticket(api: Api, ticket_id: uuid.UUID, user: dict[str, Any]) -> d
 
 
 @router.get("/tickets/{ticket_id:uuid}/edit", response_class=HTMLResponse)
-async def edit_ticket_page(request: Request, ticket_id: uuid.UUID, api: ApiDep, user: Visitor) -> Response:
+async def edit_ticket_page(request: Request, ticket_id: uuid.UUID, api: ApiDep, user: CurrentUserDep) -> Response:
     """The owner's edit form, disabled while an order holds the ticket."""
     if user is None:
         return to_sign_in(request)
@@ -266,7 +263,7 @@ async def edit_ticket_page(request: Request, ticket_id: uuid.UUID, api: ApiDep, 
 
 
 @router.post("/tickets/{ticket_id:uuid}/edit", response_class=HTMLResponse)
-async def update_ticket(request: Request, ticket_id: uuid.UUID, api: ApiDep, user: Visitor) -> Response:
+async def update_ticket(request: Request, ticket_id: uuid.UUID, api: ApiDep, user: CurrentUserDep) -> Response:
     """Save the owner's changes; the version the form was loaded with guards against overwriting a newer one."""
     if user is None:
         return to_sign_in(request)
@@ -294,7 +291,7 @@ def _orders_of(body: Any) -> list[dict[str, Any]]:
 
 
 @router.get("/orders", response_class=HTMLResponse)
-async def orders_page(request: Request, api: ApiDep, user: Visitor) -> Response:
+async def orders_page(request: Request, api: ApiDep, user: CurrentUserDep) -> Response:
     """My orders, newest first, each with its ticket and status."""
     if user is None:
         return to_sign_in(request)
@@ -337,7 +334,12 @@ async def _order_page(
 
 @router.get("/orders/{order_id:uuid}", response_class=HTMLResponse)
 async def order_page(
-    request: Request, order_id: uuid.UUID, api: ApiDep, user: Visitor, settings: SettingsDep, payment: str | None = None
+    request: Request,
+    order_id: uuid.UUID,
+    api: ApiDep,
+    user: CurrentUserDep,
+    settings: SettingsDep,
+    payment: str | None = None,
 ) -> Response:
     """The order: a live countdown and the payment form while it is payable, then "Paid" or "Order expired"."""
     if user is None:
@@ -375,7 +377,9 @@ async def order_status(order_id: uuid.UUID, api: ApiDep, payment: str | None = N
 
 
 @router.post("/orders/{order_id:uuid}/pay", response_class=HTMLResponse)
-async def pay(request: Request, order_id: uuid.UUID, api: ApiDep, user: Visitor, settings: SettingsDep) -> Response:
+async def pay(
+    request: Request, order_id: uuid.UUID, api: ApiDep, user: CurrentUserDep, settings: SettingsDep
+) -> Response:
     """Charge the order with the chosen card token; on success wait briefly for the order to turn complete."""
     if user is None:
         return to_sign_in(request, back=f"/orders/{order_id}")
@@ -426,7 +430,9 @@ async def _completed(api: Api, order_id: uuid.UUID, *, within: float) -> bool:
 
 
 @router.post("/orders/{order_id:uuid}/cancel", response_class=HTMLResponse)
-async def cancel(request: Request, order_id: uuid.UUID, api: ApiDep, user: Visitor, settings: SettingsDep) -> Response:
+async def cancel(
+    request: Request, order_id: uuid.UUID, api: ApiDep, user: CurrentUserDep, settings: SettingsDep
+) -> Response:
     """Cancel the order, releasing the ticket."""
     if user is None:
         return to_sign_in(request, back=f"/orders/{order_id}")

@@ -1,21 +1,17 @@
-"""Entry points of the expiration service: ``order.created`` schedules, ``order.cancelled`` unschedules."""
+"""Event listeners of the expiration service: ``order.created`` schedules an expiry, ``order.cancelled`` removes it."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from fastapi import FastAPI
 from nats.js import JetStreamContext
 
 from ticketing_common.db import UnitOfWork
 from ticketing_common.events import EventContext, Listener, OrderCancelled, OrderCreated
 from ticketing_expiration.config import Settings
-from ticketing_expiration.schedules import remove_schedule
 from ticketing_expiration.service import cancel_expiry, schedule_expiries, schedule_expiry
-
-JetStreamProvider = Callable[[], JetStreamContext | None]
-"""The running app's JetStream connection (None until it is connected)."""
 
 
 class OrderCreatedListener(Listener[OrderCreated]):
@@ -36,22 +32,18 @@ class OrderCancelledListener(Listener[OrderCancelled]):
 
     event = OrderCancelled
 
-    def __init__(self, *, jetstream: JetStreamProvider, stream: str) -> None:
-        self._jetstream = jetstream
-        self._stream = stream
+    def __init__(self, js: JetStreamContext, *, stream: str) -> None:
+        self.js = js
+        self.stream = stream
 
     async def handle(self, event: OrderCancelled, uow: UnitOfWork, context: EventContext) -> None:
-        await cancel_expiry(uow=uow, order_id=event.id, remove_schedule=self._remove)
-
-    async def _remove(self, order_id: uuid.UUID) -> None:
-        js = self._jetstream()
-        if js is None:
-            raise ConnectionError("not connected to NATS")  # retried: the runner naks and redelivers
-        await remove_schedule(js, stream=self._stream, order_id=order_id)
+        await cancel_expiry(uow=uow, order_id=event.id, js=self.js, stream=self.stream)
 
 
-def listeners(settings: Settings, *, jetstream: JetStreamProvider) -> Sequence[Listener[Any]]:
+def listeners(app: FastAPI) -> Sequence[Listener[Any]]:
+    settings: Settings = app.state.settings
+    js: JetStreamContext = app.state.events.js  # connected: listeners are built once NATS is
     return [
         OrderCreatedListener(),
-        OrderCancelledListener(jetstream=jetstream, stream=settings.nats_stream),
+        OrderCancelledListener(js, stream=settings.nats_stream),
     ]

@@ -1,4 +1,4 @@
-"""Every SQL statement of the expiration service, and the rows they return.
+"""Every SQL statement of the expiration service.
 
 ``order_expiries`` is keyed by the order, so every decision is one statement settled by that primary key: the
 first ``order.created`` of an order claims it (``ON CONFLICT DO NOTHING``), a cancellation marks it (or leaves
@@ -9,28 +9,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from ticketing_common.db import Executor
-
-
-@dataclass(frozen=True)
-class OrderExpiry:
-    """What the service decided for one order: its schedule (``expires_at`` and the outbox id of the schedule
-    message) or, when ``order.cancelled`` came first, a tombstone (``cancelled_at`` only) that keeps a late
-    ``order.created`` from scheduling anything. The timers themselves live in JetStream."""
-
-    order_id: uuid.UUID
-    expires_at: datetime | None
-    schedule_event_id: uuid.UUID | None
-    cancelled_at: datetime | None
-    recorded_at: datetime
-
-
-FIND_EXPIRY = """
-SELECT order_id, expires_at, schedule_event_id, cancelled_at, recorded_at FROM order_expiries WHERE order_id = $1
-"""
 
 CLAIM_EXPIRY = """
 INSERT INTO order_expiries (order_id, expires_at, schedule_event_id) VALUES ($1, $2, $3)
@@ -68,11 +49,6 @@ SELECT EXISTS (
     SELECT FROM outbox WHERE event_id = $1 AND sent_at IS NULL AND created_at >= now() - make_interval(secs => $2)
 )
 """
-
-
-async def find_expiry(db: Executor, order_id: uuid.UUID) -> OrderExpiry | None:
-    row = await db.fetchrow(FIND_EXPIRY, order_id)
-    return OrderExpiry(**dict(row)) if row is not None else None
 
 
 async def claim_expiry(

@@ -11,23 +11,28 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
+
+from nats.js import JetStreamContext
 
 from ticketing_common.db import UnitOfWork, new_id
 from ticketing_common.events import NotYet
 from ticketing_common.events.outbox import PUBLISH_TIMEOUT_SECONDS
 from ticketing_expiration import queries
-from ticketing_expiration.schedules import as_utc, expired_event, schedule_headers, schedule_subject
+from ticketing_expiration.schedules import (
+    as_utc,
+    expired_event,
+    remove_schedule,
+    schedule_headers,
+    schedule_subject,
+)
 
 logger = logging.getLogger("ticketing.expiration")
 
 # How long after its commit a publisher may still be sending an event from memory: one publish batch ahead of it
 # and its own, each given up after PUBLISH_TIMEOUT_SECONDS. Older and unsent, the sweeper alone can send it.
 PUBLISHING_SECONDS = 2 * PUBLISH_TIMEOUT_SECONDS
-
-RemoveSchedule = Callable[[uuid.UUID], Awaitable[None]]
-"""Deletes an order's schedule message from JetStream."""
 
 
 async def schedule_expiry(*, uow: UnitOfWork, order_id: uuid.UUID, expires_at: datetime) -> bool:
@@ -47,9 +52,7 @@ async def schedule_expiry(*, uow: UnitOfWork, order_id: uuid.UUID, expires_at: d
 async def schedule_expiries(*, uow: UnitOfWork, orders: Sequence[tuple[uuid.UUID, datetime]]) -> list[uuid.UUID]:
     """:func:`schedule_expiry` for many ``(order_id, expires_at)`` in one statement, with the same outcome as
     one by one in this order (the first copy of an order decides); returns the orders scheduled, in order."""
-    first: dict[uuid.UUID, tuple[datetime, uuid.UUID]] = {}
-    for order_id, expires_at in orders:
-        first.setdefault(order_id, (as_utc(expires_at), new_id()))
+    first = {order_id: (expires_at, new_id()) for order_id, expires_at in first_copies(orders).items()}
     claimed = await queries.claim_expiries(
         uow.conn, [(order_id, expires_at, event_id) for order_id, (expires_at, event_id) in first.items()]
     )
@@ -62,6 +65,15 @@ async def schedule_expiries(*, uow: UnitOfWork, orders: Sequence[tuple[uuid.UUID
     return scheduled
 
 
+def first_copies(orders: Sequence[tuple[uuid.UUID, datetime]]) -> dict[uuid.UUID, datetime]:
+    """Each order once, with the expiry of its first copy (in UTC), in the order first seen: what handling the
+    copies one by one would decide, since the first claims the order and the later ones find it known."""
+    first: dict[uuid.UUID, datetime] = {}
+    for order_id, expires_at in orders:
+        first.setdefault(order_id, as_utc(expires_at))
+    return first
+
+
 def _stage_schedule(uow: UnitOfWork, order_id: uuid.UUID, expires_at: datetime, event_id: uuid.UUID) -> None:
     uow.publish(
         expired_event(order_id),
@@ -72,10 +84,10 @@ def _stage_schedule(uow: UnitOfWork, order_id: uuid.UUID, expires_at: datetime, 
     logger.debug("expiry scheduled", extra={"order_id": str(order_id), "expires_at": expires_at.isoformat()})
 
 
-async def cancel_expiry(*, uow: UnitOfWork, order_id: uuid.UUID, remove_schedule: RemoveSchedule) -> bool:
+async def cancel_expiry(*, uow: UnitOfWork, order_id: uuid.UUID, js: JetStreamContext, stream: str) -> bool:
     """Drop the order's pending expiry; returns whether one had been scheduled.
 
-    A schedule still waiting in the outbox is deleted there; one in the stream is purged (also when the row was
+    A schedule still waiting in the outbox is deleted there; one in ``stream`` is purged (also when the row was
     unsent: a publisher may have sent it and stopped before marking it). An order not seen yet gets a tombstone.
     Raises :class:`NotYet` while a publisher may be sending the schedule from memory: a purge now could come
     before the schedule reaches the stream, so the cancellation is redelivered once it was sent or given up.
@@ -85,6 +97,6 @@ async def cancel_expiry(*, uow: UnitOfWork, order_id: uuid.UUID, remove_schedule
         return False
     if await queries.drop_unsent_schedule(uow.conn, schedule_event_id, publishing_seconds=PUBLISHING_SECONDS):
         raise NotYet(f"the schedule of order {order_id} may be being published")
-    await remove_schedule(order_id)
+    await remove_schedule(js, stream=stream, order_id=order_id)
     logger.info("expiry cancelled", extra={"order_id": str(order_id)})
     return True

@@ -1,22 +1,14 @@
-"""``ticketing-gateway``: serve the gateway with uvicorn."""
+"""``ticketing-gateway [serve]``: the entry point of ``make up`` (the gateway has no database: no ``migrate``)."""
 
 from __future__ import annotations
 
-from ticketing_common.http_server import serve
-from ticketing_common.logging import configure_logging
-from ticketing_gateway.app import create_app
-from ticketing_gateway.config import GatewaySettings
+from ticketing_common.cli import service_main
+from ticketing_gateway.config import Settings
+from ticketing_gateway.main import create_app
 
 
-def main() -> None:
-    settings = GatewaySettings()
-    configure_logging("gateway", level=settings.log_level, json_lines=settings.log_json)
-    serve(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        header_timeout_seconds=settings.header_timeout_seconds,
-    )
+def main(argv: list[str] | None = None) -> None:
+    service_main(Settings, create_app, migrations_dir=None, argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,20 @@
-"""Gateway settings: where each service listens (``<SERVICE>_URL``) and where the gateway itself listens."""
+"""Settings of the gateway: where each service listens (``<SERVICE>_URL``) and where the gateway itself listens."""
 
 from __future__ import annotations
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from yarl import URL
 
 from ticketing_common.config import HEADER_TIMEOUT_SECONDS, ServiceSettings
 
 
-class GatewaySettings(BaseSettings):
+class Settings(BaseSettings):
+    """Every field is an environment variable of the same name (upper case)."""
+
     model_config = SettingsConfigDict(extra="ignore")
 
+    service_name: str = "gateway"
     host: str = "127.0.0.1"
     port: int = 8080
     auth_url: str = ""
@@ -26,6 +30,24 @@ class GatewaySettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    @field_validator("auth_url", "tickets_url", "orders_url", "payments_url", "client_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        """A service's base URL: scheme, host and port only, so a request's path is all the gateway adds."""
+        if not value:
+            return value
+        parsed = URL(value.rstrip("/"))
+        if (
+            parsed.scheme not in ("http", "https")
+            or not parsed.host
+            or parsed.user
+            or parsed.path not in ("", "/")
+            or parsed.query_string
+            or parsed.fragment
+        ):
+            raise ValueError(f"must be http(s)://host:port with nothing else, not {value!r}")
+        return str(parsed)
+
     def upstreams(self) -> dict[str, URL]:
         """Configured services by name (a service without a URL is not part of this deployment)."""
         urls = {
@@ -35,14 +57,4 @@ class GatewaySettings(BaseSettings):
             "payments": self.payments_url,
             "client": self.client_url,
         }
-        return {name: _base_url(name, url) for name, url in urls.items() if url}
-
-
-def _base_url(name: str, url: str) -> URL:
-    """A service's base URL: scheme, host and port only, so a request's path is all the gateway adds."""
-    parsed = URL(url.rstrip("/"))
-    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.user or parsed.path not in ("", "/"):
-        raise ValueError(f"{name.upper()}_URL must be http(s)://host:port with nothing else, not {url!r}")
-    if parsed.query_string or parsed.fragment:
-        raise ValueError(f"{name.upper()}_URL must be http(s)://host:port with nothing else, not {url!r}")
-    return parsed
+        return {name: URL(url) for name, url in urls.items() if url}

@@ -1,5 +1,5 @@
 """Event listeners of the payments service: its copies of orders (to charge them) and of users' emails (for the
-receipt). Redeliveries are absorbed by the shared inbox; versions keep replicas and reordered events in step."""
+receipt), and the refund of an order cancelled after this service charged it."""
 
 from __future__ import annotations
 

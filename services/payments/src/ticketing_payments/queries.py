@@ -1,7 +1,8 @@
 """Every SQL statement of the payments service, and the rows they return as plain typed objects.
 
-Tables (created by the migrations): ``orders`` (copies of the orders service's orders), ``users`` (copies of
-users' emails), ``payments`` (at most one per order: ``uq_payments_order_id``).
+Tables (created by ``migrations/versions/0001_initial.py``): ``orders`` (copies of the orders service's orders,
+whose ``charge_attempt`` numbers the Stripe idempotency key of the next charge), ``users`` (copies of users'
+emails), ``payments`` (at most one per order: ``uq_payments_order_id``).
 """
 
 from __future__ import annotations
@@ -16,33 +17,6 @@ from ticketing_common.db import Executor
 from ticketing_common.events import OrderCreated, OrderStatus
 
 PAYMENTS_ORDER_UNIQUE = "uq_payments_order_id"
-
-
-@dataclass(frozen=True)
-class OrderCopy:
-    """The orders service's order as ``order.created`` / ``order.cancelled`` describe it (``version`` is theirs).
-
-    ``status`` also turns ``complete`` here when this service records the order's payment. ``charge_attempt``
-    numbers the Stripe idempotency key of the next charge: it moves on only when Stripe has definitively said no
-    (a decline), so every retry of an attempt whose outcome is unknown reuses the same key.
-    """
-
-    id: uuid.UUID
-    user_id: uuid.UUID
-    status: str
-    price: Decimal
-    expires_at: datetime
-    version: int
-    charge_attempt: int
-
-
-@dataclass(frozen=True)
-class UserCopy:
-    """A user's email (for Stripe's receipt), from ``user.created`` / ``user.updated``."""
-
-    id: uuid.UUID
-    email: str
-    version: int
 
 
 @dataclass(frozen=True)
@@ -83,9 +57,6 @@ class CopyVersion:
 
 
 # -- orders ------------------------------------------------------------------------------------------------------
-
-ORDER_COLUMNS = "id, user_id, status, price, expires_at, version, charge_attempt"
-FIND_ORDER = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"  # noqa: S608 (constant column list)
 
 COPY_ORDER = """
 INSERT INTO orders (id, user_id, status, price, expires_at, version) VALUES ($1, $2, $3, $4, $5, $6)
@@ -136,11 +107,6 @@ SELECT * FROM paid
 """  # noqa: S608 (a constant constraint name)
 
 
-async def find_order(db: Executor, order_id: uuid.UUID) -> OrderCopy | None:
-    row = await db.fetchrow(FIND_ORDER, order_id)
-    return OrderCopy(**row) if row is not None else None
-
-
 async def copy_order(db: Executor, event: OrderCreated) -> None:
     """Start the order's copy; a copy that exists already stays as it is."""
     await db.execute(
@@ -148,12 +114,8 @@ async def copy_order(db: Executor, event: OrderCreated) -> None:
     )
 
 
-async def copy_orders(db: Executor, events: Sequence[OrderCreated]) -> None:
-    """:func:`copy_order` for many events in one statement: the first event of an order wins, like one by one."""
-    first: dict[uuid.UUID, OrderCreated] = {}
-    for event in events:
-        first.setdefault(event.id, event)
-    copies = list(first.values())
+async def copy_orders(db: Executor, copies: Sequence[OrderCreated]) -> None:
+    """:func:`copy_order` for the events of distinct orders, in one statement."""
     await db.execute(
         COPY_ORDERS,
         [e.id for e in copies],
@@ -200,21 +162,8 @@ async def record_payment(
 # -- payments ----------------------------------------------------------------------------------------------------
 
 PAYMENT_COLUMNS = "id, order_id, stripe_id, amount, currency, created_at, refund_id, refunded_at"
-FIND_PAYMENT = f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1"  # noqa: S608 (constant column list)
-FIND_PAYMENT_OF_ORDER = f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1"  # noqa: S608
 FIND_UNREFUNDED_PAYMENT = f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 AND refunded_at IS NULL"  # noqa: S608
 RECORD_REFUND = "UPDATE payments SET refund_id = $2, refunded_at = now() WHERE id = $1"
-COUNT_PAYMENTS = "SELECT count(*) FROM payments"
-
-
-async def find_payment(db: Executor, payment_id: uuid.UUID) -> Payment | None:
-    row = await db.fetchrow(FIND_PAYMENT, payment_id)
-    return Payment(**row) if row is not None else None
-
-
-async def find_payment_of_order(db: Executor, order_id: uuid.UUID) -> Payment | None:
-    row = await db.fetchrow(FIND_PAYMENT_OF_ORDER, order_id)
-    return Payment(**row) if row is not None else None
 
 
 async def find_unrefunded_payment(db: Executor, order_id: uuid.UUID) -> Payment | None:
@@ -226,13 +175,8 @@ async def record_refund(db: Executor, payment_id: uuid.UUID, refund_id: str | No
     await db.execute(RECORD_REFUND, payment_id, refund_id)
 
 
-async def count_payments(db: Executor) -> int:
-    return int(await db.fetchval(COUNT_PAYMENTS))
-
-
 # -- users -------------------------------------------------------------------------------------------------------
 
-FIND_USER = "SELECT id, email, version FROM users WHERE id = $1"
 COPY_USER = "INSERT INTO users (id, email, version) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING"
 UPDATE_USER = """
 WITH copy AS (
@@ -244,11 +188,6 @@ WITH copy AS (
 )
 SELECT copy.version, EXISTS (SELECT FROM updated) AS applied FROM copy
 """
-
-
-async def find_user(db: Executor, user_id: uuid.UUID) -> UserCopy | None:
-    row = await db.fetchrow(FIND_USER, user_id)
-    return UserCopy(**row) if row is not None else None
 
 
 async def copy_user(db: Executor, user_id: uuid.UUID, email: str, version: int) -> None:

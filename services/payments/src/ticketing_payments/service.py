@@ -3,13 +3,12 @@ keep the copies of orders and users' emails."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
+from typing import TypeAlias
 
 from ticketing_common.auth import UserPayload
 from ticketing_common.db import Database, UnitOfWork, new_id, utcnow
@@ -34,11 +33,12 @@ from ticketing_common.events import (
 )
 from ticketing_common.schemas import to_cents
 from ticketing_payments import queries
-from ticketing_payments.order_waits import OrderCopyWaits
-from ticketing_payments.queries import Payment
+from ticketing_payments.order_waits import ORDER_NOT_FOUND, OrderCopyWaits, OrderNotCopiedYet
+from ticketing_payments.queries import OrderToPay, Payment
 from ticketing_payments.stripe_gateway import (
     AttemptInDoubt,
     CardDeclined,
+    Charge,
     ChargeRefused,
     ProviderUnavailable,
     StripeGateway,
@@ -47,72 +47,41 @@ from ticketing_payments.stripe_gateway import (
 logger = logging.getLogger("ticketing.payments")
 
 PROVIDER_UNAVAILABLE = "Payment provider unavailable"
-ORDER_NOT_FOUND = "Order not found"
 ORDER_ALREADY_PAID = "Order already paid"
-RECHECK_SECONDS = 1.0
 ATTEMPT_IN_DOUBT = (
     "An earlier payment attempt of this order, with another card or email, has an unknown outcome: "
     "retry with the same card"
 )
 
-
-def idempotency_key(order_id: uuid.UUID, attempt: int) -> str:
-    """Stripe's idempotency key of an order's charge attempt: every retry of one attempt sends the same key."""
-    return f"charge-{order_id}-{attempt}"
-
-
-class OrderNotCopiedYet(NotFoundError):
-    """This service has no copy of the order (yet): its ``order.created`` may still be on its way."""
-
-    default_message = ORDER_NOT_FOUND
+StripeOutcome: TypeAlias = CardDeclined | ChargeRefused | AttemptInDoubt | ProviderUnavailable
+"""What ``stripe_gateway`` raises instead of returning a charge."""
 
 
 async def create_payment(
     *,
     db: Database,
     stripe: StripeGateway,
+    waits: OrderCopyWaits,
     currency: str,
+    cutoff: timedelta,
+    wait_seconds: float,
     buyer: UserPayload,
     order_id: uuid.UUID,
     token: str,
-    cutoff: timedelta = timedelta(0),
-    waits: OrderCopyWaits | None = None,
-    wait_seconds: float = 0.0,
 ) -> Payment:
-    """Pay for the order as :func:`charge_order` does, waiting up to ``wait_seconds`` for its copy to arrive.
-
-    No database connection is held while waiting: each check is a transaction of its own. The waiter is
-    registered before the re-check that precedes every wait, so a copy committed in between still wakes it; the
-    periodic re-check covers a wake-up lost on its way from another replica.
-    """
+    """Pay for the order as :func:`charge_order` does; an order this service has no copy of yet (its
+    ``order.created`` is on its way) is waited for, up to ``wait_seconds``, before the 404."""
     charge = partial(
         charge_order,
         db=db,
         stripe=stripe,
         currency=currency,
+        cutoff=cutoff,
         buyer=buyer,
         order_id=order_id,
         token=token,
-        cutoff=cutoff,
     )
-    try:
-        return await charge()
-    except OrderNotCopiedYet:
-        if waits is None or wait_seconds <= 0:
-            raise
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_seconds
-    with waits.watch(order_id) as copied:
-        while True:
-            copied.clear()
-            try:
-                return await charge()
-            except OrderNotCopiedYet:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(copied.wait(), min(remaining, RECHECK_SECONDS))
+    return await waits.until_copied(order_id, charge, seconds=wait_seconds)
 
 
 async def charge_order(
@@ -120,10 +89,10 @@ async def charge_order(
     db: Database,
     stripe: StripeGateway,
     currency: str,
+    cutoff: timedelta,
     buyer: UserPayload,
     order_id: uuid.UUID,
     token: str,
-    cutoff: timedelta = timedelta(0),
 ) -> Payment:
     """Charge the buyer's order through Stripe and record it with its ``charge.created``, exactly once.
 
@@ -133,20 +102,9 @@ async def charge_order(
     crash before the commit replays Stripe's first answer instead of charging again.
     """
     refusal: CustomError | None = None
-    payment: Payment | None = None
     async with db.unit_of_work() as uow:
-        order = await queries.lock_order_to_pay(uow.conn, order_id, buyer.id)
-        if order is None:
-            raise OrderNotCopiedYet()
-        if order.user_id != buyer.id:
-            raise NotFoundError(ORDER_NOT_FOUND)  # at once: never wait on, or reveal, another buyer's order
-        if order.status == OrderStatus.CANCELLED:
-            raise BadRequestError("Cannot pay for a cancelled order")
-        if order.status == OrderStatus.COMPLETE or order.paid:
-            raise BadRequestError(ORDER_ALREADY_PAID)
-        if order.expires_at - cutoff <= utcnow():
-            # Its ticket is (about to be) released to other buyers: too late to start a charge.
-            raise BadRequestError("Cannot pay for an expired order")
+        found = await queries.lock_order_to_pay(uow.conn, order_id, buyer.id)
+        order = check_payable(found, buyer_id=buyer.id, now=utcnow(), cutoff=cutoff)
         try:
             charge = await stripe.charge(
                 amount=to_cents(order.price),
@@ -156,43 +114,82 @@ async def charge_order(
                 order_id=order_id,
                 idempotency_key=idempotency_key(order_id, order.charge_attempt),
             )
-        except CardDeclined as exc:
+        except (CardDeclined, ChargeRefused) as exc:
             # Stripe saved this "no" under the key: the next attempt (with another card) needs a new key.
             await queries.next_charge_attempt(uow.conn, order_id)
-            refusal = PaymentRequiredError(exc.message)
-        except ChargeRefused as exc:
-            await queries.next_charge_attempt(uow.conn, order_id)
-            refusal = FieldError("token", exc.message) if "token" in (exc.param or "") else BadRequestError(exc.message)
-        except AttemptInDoubt:
-            raise ConflictError(ATTEMPT_IN_DOUBT) from None
-        except ProviderUnavailable:
-            raise ServiceUnavailableError(PROVIDER_UNAVAILABLE) from None
+            refusal = refusal_of(exc)
+        except (AttemptInDoubt, ProviderUnavailable) as exc:
+            raise refusal_of(exc) from None
         else:
-            payment = await queries.record_payment(
-                uow.conn,
-                payment_id=new_id(),
-                order_id=order_id,
-                stripe_id=charge.stripe_id,
-                amount=charge.amount,
-                currency=charge.currency,
-            )
-            if payment is None:
-                # Unreachable while the row lock holds, but the constraint is the guarantee.
-                raise BadRequestError(ORDER_ALREADY_PAID)
-            uow.publish(
-                ChargeCreated(
-                    id=payment.id,
-                    order_id=order_id,
-                    stripe_id=payment.stripe_id,
-                    amount=payment.amount,
-                    currency=payment.currency,
-                )
-            )
+            payment = await _record_payment(uow, order_id=order_id, charge=charge)
     if refusal is not None:
         logger.info("payment refused", extra={"order_id": str(order_id), "reason": refusal.message})
-        raise refusal
-    assert payment is not None
+        raise refusal  # after the commit, which keeps the new attempt number
     logger.info("order paid", extra={"order_id": str(order_id), "stripe_id": payment.stripe_id})
+    return payment
+
+
+def check_payable(order: OrderToPay | None, *, buyer_id: uuid.UUID, now: datetime, cutoff: timedelta) -> OrderToPay:
+    """The order's copy when its buyer may start a charge now; otherwise the refusal, checked in this order: no
+    copy (yet), another buyer's order (404 at once: never waited on, nor revealed), cancelled, paid, and expired or
+    within ``cutoff`` of expiring (its ticket is about to be released to other buyers)."""
+    if order is None:
+        raise OrderNotCopiedYet()
+    if order.user_id != buyer_id:
+        raise NotFoundError(ORDER_NOT_FOUND)
+    if order.status == OrderStatus.CANCELLED:
+        raise BadRequestError("Cannot pay for a cancelled order")
+    if order.status == OrderStatus.COMPLETE or order.paid:
+        raise BadRequestError(ORDER_ALREADY_PAID)
+    if order.expires_at - cutoff <= now:
+        raise BadRequestError("Cannot pay for an expired order")
+    return order
+
+
+def refusal_of(outcome: StripeOutcome) -> CustomError:
+    """The answer to a charge Stripe did not make: 402 with Stripe's message for a declined card, 400 (on the
+    ``token`` field when Stripe names it) for a refused request, 409 while an earlier attempt is in doubt, 503 when
+    Stripe cannot be reached."""
+    if isinstance(outcome, CardDeclined):
+        return PaymentRequiredError(outcome.message)
+    if isinstance(outcome, ChargeRefused):
+        return (
+            FieldError("token", outcome.message)
+            if "token" in (outcome.param or "")
+            else BadRequestError(outcome.message)
+        )
+    if isinstance(outcome, AttemptInDoubt):
+        return ConflictError(ATTEMPT_IN_DOUBT)
+    return ServiceUnavailableError(PROVIDER_UNAVAILABLE)
+
+
+def idempotency_key(order_id: uuid.UUID, attempt: int) -> str:
+    """Stripe's idempotency key of an order's charge attempt: every retry of one attempt sends the same key."""
+    return f"charge-{order_id}-{attempt}"
+
+
+async def _record_payment(uow: UnitOfWork, *, order_id: uuid.UUID, charge: Charge) -> Payment:
+    """Store the charge as the order's payment, complete its copy and publish ``charge.created``."""
+    payment = await queries.record_payment(
+        uow.conn,
+        payment_id=new_id(),
+        order_id=order_id,
+        stripe_id=charge.stripe_id,
+        amount=charge.amount,
+        currency=charge.currency,
+    )
+    if payment is None:
+        # Unreachable while the row lock holds, but the constraint is the guarantee.
+        raise BadRequestError(ORDER_ALREADY_PAID)
+    uow.publish(
+        ChargeCreated(
+            id=payment.id,
+            order_id=order_id,
+            stripe_id=payment.stripe_id,
+            amount=payment.amount,
+            currency=payment.currency,
+        )
+    )
     return payment
 
 
@@ -203,7 +200,16 @@ async def copy_created_order(*, uow: UnitOfWork, event: OrderCreated) -> None:
 
 async def copy_created_orders(*, uow: UnitOfWork, events: Sequence[OrderCreated]) -> None:
     """:func:`copy_created_order` for a batch of events, in one statement."""
-    await queries.copy_orders(uow.conn, events)
+    await queries.copy_orders(uow.conn, first_event_per_order(events))
+
+
+def first_event_per_order(events: Sequence[OrderCreated]) -> list[OrderCreated]:
+    """The first event of each order, in order: applied one by one, a later one would find the copy and change
+    nothing."""
+    first: dict[uuid.UUID, OrderCreated] = {}
+    for event in events:
+        first.setdefault(event.id, event)
+    return list(first.values())
 
 
 async def copy_cancelled_order(*, uow: UnitOfWork, event: OrderCancelled) -> Payment | None:

@@ -1,13 +1,13 @@
 """This replica's read model for ``GET /api/tickets/:id``: each ticket's JSON body at the newest version seen.
 
-A flash sale is thousands of people reloading the same tickets. Reading each from PostgreSQL costs the service
-~0.6 ms of CPU, four times the request itself, so a replica keeps the bodies in memory and keeps them current
+A flash sale is thousands of people reloading the same tickets, and a database read costs the service several
+times the rest of the request (bench/README.md), so a replica keeps the bodies in memory and keeps them current
 from the events every ticket change already publishes (``ticket.created``, ``ticket.updated``: the whole ticket
 and its version):
 
 - this process's own commits, applied right after the commit: a replica reads its own writes;
 - every replica's commits, from a core NATS subscription to those subjects: another replica's write shows here
-  once its outbox publisher has sent it (milliseconds; the outbox backlog metric says when it is more);
+  once its outbox publisher has sent it (the outbox backlog metric says when that lags);
 - a database read on a miss.
 
 A version never goes back: an event or a read older than what the entry holds changes nothing, whatever order

@@ -1,12 +1,10 @@
 """Event listeners of the tickets service: orders hold and release tickets.
 
-Redelivery of the same event is absorbed by the shared inbox; the listeners themselves are also idempotent
-per order (a re-published event with a new id changes nothing twice) and tolerate ``order.cancelled``
-arriving before ``order.created`` of the same order.
+The listeners are idempotent per order (a re-published event with a new id changes nothing twice) and tolerate
+``order.cancelled`` arriving before ``order.created`` of the same order.
 
-Both are on the hot path of a sale, so a batch is applied set-based (two statements whatever its size); a
-batch the set-based path does not take raises, and the runner replays it one event at a time through
-``handle``.
+Both are on the hot path of a sale, so a batch is applied set-based (two statements whatever its size); a batch
+that is not that simple raises ``NotInOneGo``.
 """
 
 from __future__ import annotations
@@ -14,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ticketing_common.config import ServiceSettings
+from fastapi import FastAPI
+
 from ticketing_common.db import UnitOfWork
 from ticketing_common.events import EventContext, Listener, OrderCancelled, OrderCreated
-from ticketing_tickets.service import release_for_order, release_for_orders, reserve_for_order, reserve_for_orders
+from ticketing_tickets.service import hold_for_order, hold_for_orders, release_for_order, release_for_orders
 
 
 class OrderCreatedListener(Listener[OrderCreated]):
@@ -26,10 +25,10 @@ class OrderCreatedListener(Listener[OrderCreated]):
     event = OrderCreated
 
     async def handle(self, event: OrderCreated, uow: UnitOfWork, context: EventContext) -> None:
-        await reserve_for_order(uow=uow, order_id=event.id, ticket_id=event.ticket.id)
+        await hold_for_order(uow=uow, order_id=event.id, ticket_id=event.ticket.id)
 
     async def handle_batch(self, deliveries: Sequence[tuple[OrderCreated, EventContext]], uow: UnitOfWork) -> None:
-        await reserve_for_orders(uow=uow, orders=[(event.id, event.ticket.id) for event, _ in deliveries])
+        await hold_for_orders(uow=uow, orders=[(event.id, event.ticket.id) for event, _ in deliveries])
 
 
 class OrderCancelledListener(Listener[OrderCancelled]):
@@ -44,5 +43,5 @@ class OrderCancelledListener(Listener[OrderCancelled]):
         await release_for_orders(uow=uow, orders=[(event.id, event.ticket.id) for event, _ in deliveries])
 
 
-def listeners(settings: ServiceSettings) -> Sequence[Listener[Any]]:
+def listeners(app: FastAPI) -> Sequence[Listener[Any]]:
     return [OrderCreatedListener(), OrderCancelledListener()]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,32 +23,37 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    cache = TicketCache(max_entries=settings.ticket_cache_size, ttl_seconds=settings.ticket_cache_ttl_seconds)
-
-    @asynccontextmanager
-    async def cache_following(app: FastAPI) -> AsyncIterator[None]:
-        if settings.ticket_cache_size == 0:
-            yield
-            return
-        undo = app.state.db.watch_commits(cache.apply_committed)
-        follower = asyncio.create_task(_follow(cache, app.state.events), name="ticket-cache")
-        try:
-            yield
-        finally:
-            undo()
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
-
-    app = create_service_app(
-        settings, title="ticketing tickets", routers=[router], listeners=listeners, while_running=cache_following
+    return create_service_app(
+        settings or Settings(),
+        title="ticketing tickets",
+        routers=[router],
+        listeners=listeners,
+        while_running=while_running,
     )
-    app.state.ticket_cache = cache
-    return app
 
 
-async def _follow(cache: TicketCache, events: EventRuntime) -> None:
+@asynccontextmanager
+async def while_running(app: FastAPI) -> AsyncIterator[None]:
+    """The read model behind ``GET /api/tickets/:id`` (``cache.py``): it takes this process's commits at once and
+    every replica's once NATS is there. With ``TICKET_CACHE_SIZE=0`` it exists but never serves."""
+    settings: Settings = app.state.settings
+    app.state.ticket_cache = cache = TicketCache(
+        max_entries=settings.ticket_cache_size, ttl_seconds=settings.ticket_cache_ttl_seconds
+    )
+    if settings.ticket_cache_size == 0:
+        yield
+        return
+    stop_watching = app.state.db.watch_commits(cache.apply_committed)
+    follower = asyncio.create_task(_follow_when_connected(cache, app.state.events), name="ticket-cache")
+    try:
+        yield
+    finally:
+        stop_watching()
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+
+
+async def _follow_when_connected(cache: TicketCache, events: EventRuntime) -> None:
     """Subscribe the cache once NATS is there (it may come up after the service); until then it serves nothing."""
     while True:
         try:

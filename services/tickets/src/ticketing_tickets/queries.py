@@ -1,11 +1,8 @@
 """Every statement of the tickets service, and the typed rows they return.
 
-The tables are created by the migrations (``migrations/versions/0002_tickets.py``); this module is the only
-place that knows their columns. Each function runs one statement on an ``Executor``: a unit of work's
-connection, or the pool for a read outside any transaction.
-
-Every change of a ticket is one conditional ``UPDATE`` that bumps ``version`` and returns the new row, from
-which the service builds its ``ticket.updated``; the statement's result, not a read before it, decides.
+The tables are created by ``migrations/versions/0001_initial.py``; this module is the only place that knows
+their columns. Every change of a ticket is one conditional ``UPDATE`` that bumps ``version`` and returns the new
+row, from which the service builds its ``ticket.updated``; the statement's result, not a read before it, decides.
 """
 
 from __future__ import annotations

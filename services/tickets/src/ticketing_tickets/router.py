@@ -1,4 +1,4 @@
-"""HTTP routes of the tickets service, under ``/api/tickets``: thin, the use cases live in ``service.py``."""
+"""HTTP routes of the tickets service, under ``/api/tickets``."""
 
 from __future__ import annotations
 

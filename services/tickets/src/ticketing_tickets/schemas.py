@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from ticketing_common.schemas import CamelModel, Money, RequestBody, has_control_characters
 
-# The API's rules; migration 0002's CHECK constraints hold the database to the same.
+# The API's rules; the migration's CHECK constraints hold the database to the same.
 MAX_TITLE_LENGTH = 200
 MAX_PRICE = Decimal("1000000")
 CENT = Decimal("0.01")

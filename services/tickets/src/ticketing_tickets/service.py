@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from ticketing_common.db import Database, UnitOfWork, new_id
-from ticketing_common.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
+from ticketing_common.errors import BadRequestError, ConflictError, CustomError, ForbiddenError, NotFoundError
 from ticketing_common.events import NotYet, TicketCreated, TicketUpdated
 from ticketing_tickets import queries
 from ticketing_tickets.cache import TicketCache
 from ticketing_tickets.pagination import Cursor
-from ticketing_tickets.queries import Hold, Ticket
+from ticketing_tickets.queries import Edit, Hold, Ticket
 from ticketing_tickets.schemas import TicketOut
 
 logger = logging.getLogger("ticketing.tickets")
@@ -38,8 +38,8 @@ class UnknownTicketError(Exception):
 
 
 class NotInOneGo(Exception):
-    """A batch of order events that the set-based path does not apply (a ticket named twice, an unknown
-    ticket): the listener runner rolls it back and replays its events one at a time."""
+    """A batch of order events that the set-based path does not apply (a ticket or an order named twice, an
+    unknown ticket): the listener runner rolls it back and replays its events one at a time."""
 
 
 async def create_ticket(*, db: Database, user_id: uuid.UUID, title: str, price: Decimal) -> Ticket:
@@ -54,21 +54,15 @@ async def create_ticket(*, db: Database, user_id: uuid.UUID, title: str, price: 
     return ticket
 
 
-async def get_ticket(*, db: Database, ticket_id: uuid.UUID) -> Ticket:
-    """The ticket, held or not; 404 when there is none."""
-    ticket = await queries.find_ticket(db.pool, ticket_id)
-    if ticket is None:
-        raise NotFoundError()
-    return ticket
-
-
 async def show_ticket(*, db: Database, cache: TicketCache, ticket_id: uuid.UUID) -> bytes:
     """The ticket's JSON body, from this replica's read model when it has it (``cache.py``), else from the
     database (then kept); 404 when there is none."""
     if (body := cache.get(ticket_id)) is not None:
         return body
     epoch = cache.epoch  # before the read: a drop of the cache while it runs means the read may be stale
-    ticket = await get_ticket(db=db, ticket_id=ticket_id)
+    ticket = await queries.find_ticket(db.pool, ticket_id)
+    if ticket is None:
+        raise NotFoundError()
     return cache.offer(TicketOut.model_validate(ticket), epoch=epoch)
 
 
@@ -96,8 +90,7 @@ async def update_ticket(
     """Change the title and price of the caller's own unreserved ticket; publishes ``ticket.updated``.
 
     With ``expected_version`` the change applies only to that version (409 otherwise). Without it, an edit
-    racing another one applies on top of the winner's change. The answer when nothing was written comes from
-    what the statement found, checked in the API's order: 404, 403, 400 (reserved), 409.
+    racing another one applies on top of the winner's change.
     """
     async with db.unit_of_work() as uow:
         for _ in range(MAX_UPDATE_ATTEMPTS):
@@ -114,18 +107,26 @@ async def update_ticket(
             if edit.written is not None:
                 _publish_updated(uow, edit.written)
                 return edit.written
-            if edit.user_id != user_id:
-                raise ForbiddenError()
-            if edit.order_id is not None:
-                raise BadRequestError(RESERVED_MESSAGE)
-            if expected_version is not None and edit.version != expected_version:
-                raise ConflictError(MODIFIED_MESSAGE)
-            # The row changed while the statement waited for it (a hold, or a version bump when one was
-            # expected): the next statement sees that change and answers from it.
+            if (refusal := why_not_edited(edit, user_id=user_id, expected_version=expected_version)) is not None:
+                raise refusal
         raise ConflictError(MODIFIED_MESSAGE)
 
 
-async def reserve_for_order(*, uow: UnitOfWork, order_id: uuid.UUID, ticket_id: uuid.UUID) -> Ticket | None:
+def why_not_edited(edit: Edit, *, user_id: uuid.UUID, expected_version: int | None) -> CustomError | None:
+    """Why an edit that wrote nothing is refused, from what its statement found, in the API's order: 403 (not
+    the owner), 400 (reserved), 409 (not the expected version). None when nothing refuses it: the row changed
+    while the statement waited for it (a hold, or a version bump when one was expected), so the next statement
+    sees that change and answers from it."""
+    if edit.user_id != user_id:
+        return ForbiddenError()
+    if edit.order_id is not None:
+        return BadRequestError(RESERVED_MESSAGE)
+    if expected_version is not None and edit.version != expected_version:
+        return ConflictError(MODIFIED_MESSAGE)
+    return None
+
+
+async def hold_for_order(*, uow: UnitOfWork, order_id: uuid.UUID, ticket_id: uuid.UUID) -> Ticket | None:
     """Apply ``order.created`` in ``uow``: the order holds the ticket from now on.
 
     Returns the changed ticket, or None when there is nothing to change (already held by this order, or the
@@ -139,14 +140,14 @@ async def reserve_for_order(*, uow: UnitOfWork, order_id: uuid.UUID, ticket_id: 
     if holders[ticket_id] == order_id:
         return None
     [hold] = await queries.hold_tickets(uow.conn, [(order_id, ticket_id)])
-    return _settle_hold(uow, hold, order_id=order_id, holder=holders[ticket_id])
+    return _apply_hold(uow, hold, order_id=order_id, holder=holders[ticket_id])
 
 
-async def reserve_for_orders(*, uow: UnitOfWork, orders: Sequence[OrderOfTicket]) -> list[Ticket]:
+async def hold_for_orders(*, uow: UnitOfWork, orders: Sequence[OrderOfTicket]) -> list[Ticket]:
     """Apply several ``order.created`` in ``uow`` with two statements, exactly as one by one in this order;
     returns the changed tickets. A ticket named twice, an unknown ticket or one another order holds raises,
     so that the events are replayed one at a time, each to meet its own fate."""
-    ticket_ids = _distinct_tickets(orders)
+    ticket_ids = distinct_tickets(orders)
     holders = await queries.lock_tickets(uow.conn, ticket_ids)
     if len(holders) != len(ticket_ids):
         raise NotInOneGo("an order names an unknown ticket")
@@ -154,27 +155,35 @@ async def reserve_for_orders(*, uow: UnitOfWork, orders: Sequence[OrderOfTicket]
     holds = await queries.hold_tickets(uow.conn, wanted) if wanted else []
     changed: list[Ticket] = []
     for (order_id, ticket_id), hold in zip(wanted, holds, strict=True):
-        if (ticket := _settle_hold(uow, hold, order_id=order_id, holder=holders[ticket_id])) is not None:
+        if (ticket := _apply_hold(uow, hold, order_id=order_id, holder=holders[ticket_id])) is not None:
             changed.append(ticket)
     return changed
 
 
-def _settle_hold(uow: UnitOfWork, hold: Hold, *, order_id: uuid.UUID, holder: uuid.UUID | None) -> Ticket | None:
-    """Publish what a hold changed; None for a cancelled order; NotYet when it could not hold the ticket."""
+def held_ticket(hold: Hold, *, holder: uuid.UUID | None) -> Ticket | None:
+    """The ticket a hold changed, or None when its order had been cancelled already (nothing to hold). Raises
+    :class:`NotYet` when it could not hold the ticket: ``holder``, another order, holds it (its cancellation is
+    on its way), or the ticket changed under the row lock, which cannot happen, but then the event must be
+    tried again, never acknowledged as applied."""
     if hold.held is not None:
-        _publish_updated(uow, hold.held)
         return hold.held
     if hold.cancelled:
+        return None
+    if holder is not None:
+        raise NotYet(f"ticket {hold.ticket_id} is still held by order {holder}")
+    raise NotYet(f"ticket {hold.ticket_id} changed while the event was applied")
+
+
+def _apply_hold(uow: UnitOfWork, hold: Hold, *, order_id: uuid.UUID, holder: uuid.UUID | None) -> Ticket | None:
+    ticket = held_ticket(hold, holder=holder)
+    if ticket is not None:
+        _publish_updated(uow, ticket)
+    else:
         logger.info(
             "order was cancelled before its creation arrived; ticket stays free",
             extra={"order_id": str(order_id), "ticket_id": str(hold.ticket_id)},
         )
-        return None
-    if holder is not None:
-        raise NotYet(f"ticket {hold.ticket_id} is still held by order {holder}")
-    # Under the row lock the hold of a free ticket cannot miss; if it ever does, the event must be tried
-    # again, never acknowledged as applied.
-    raise NotYet(f"ticket {hold.ticket_id} changed while the event was applied")
+    return ticket
 
 
 async def release_for_order(*, uow: UnitOfWork, order_id: uuid.UUID, ticket_id: uuid.UUID) -> Ticket | None:
@@ -190,9 +199,7 @@ async def release_for_order(*, uow: UnitOfWork, order_id: uuid.UUID, ticket_id: 
 async def release_for_orders(*, uow: UnitOfWork, orders: Sequence[OrderOfTicket]) -> list[Ticket]:
     """Apply several ``order.cancelled`` in ``uow`` with two statements, exactly as one by one in this order;
     returns the changed tickets. A ticket or an order named twice raises (replayed one at a time)."""
-    ticket_ids = _distinct_tickets(orders)
-    if len({order_id for order_id, _ in orders}) != len(orders):
-        raise NotInOneGo("an order is cancelled twice in one batch")
+    ticket_ids = distinct_tickets(orders, each_order_once=True)
     holders = await queries.lock_tickets(uow.conn, ticket_ids)
     released = {ticket.id: ticket for ticket in await queries.release_tickets(uow.conn, orders)}
     changed: list[Ticket] = []
@@ -201,17 +208,20 @@ async def release_for_orders(*, uow: UnitOfWork, orders: Sequence[OrderOfTicket]
             logger.warning("cancelled order names an unknown ticket", extra={"order_id": str(order_id)})
         elif holders[ticket_id] == order_id:
             if (ticket := released.get(ticket_id)) is None:
-                raise NotYet(f"ticket {ticket_id} changed while the event was applied")  # as in _settle_hold
+                raise NotYet(f"ticket {ticket_id} changed while the event was applied")  # as in held_ticket
             _publish_updated(uow, ticket)
             changed.append(ticket)
     return changed
 
 
-def _distinct_tickets(orders: Sequence[OrderOfTicket]) -> list[uuid.UUID]:
-    # A ticket changes at most once per statement; two events of one ticket are applied one after the other.
+def distinct_tickets(orders: Sequence[OrderOfTicket], *, each_order_once: bool = False) -> list[uuid.UUID]:
+    """The tickets of a batch of order events, in order; :class:`NotInOneGo` when a ticket is named twice (a
+    ticket changes at most once per statement) or, with ``each_order_once``, an order is."""
     ticket_ids = [ticket_id for _, ticket_id in orders]
     if len(set(ticket_ids)) != len(ticket_ids):
         raise NotInOneGo("a ticket is named twice in one batch")
+    if each_order_once and len({order_id for order_id, _ in orders}) != len(orders):
+        raise NotInOneGo("an order is named twice in one batch")
     return ticket_ids
 
 

@@ -261,7 +261,7 @@ class Stack:
             **{f"{spec.name.upper()}_URL": self.urls[spec.name] for spec in self.services if spec.public},
         }
         self.urls["gateway"] = gateway_url
-        self._add("gateway", self._python("ticketing_gateway"), gateway_env, self.gateway_port).start()
+        self._add("gateway", self._python("ticketing_gateway", "serve"), gateway_env, self.gateway_port).start()
 
     def start(self) -> None:
         self.start_infrastructure()

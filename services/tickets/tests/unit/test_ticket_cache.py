@@ -7,11 +7,15 @@ import json
 import uuid
 from decimal import Decimal
 
+import pytest
+
 from ticketing_common.db import OutboxMessage
 from ticketing_common.events import Event, OrderCancelled, TicketCreated, TicketUpdated
 from ticketing_common.events.catalogue import TicketRef
 from ticketing_tickets.cache import TicketCache, render
 from ticketing_tickets.schemas import TicketOut
+
+pytestmark = pytest.mark.unit
 
 
 class Feed:

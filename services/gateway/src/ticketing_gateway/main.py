@@ -1,4 +1,4 @@
-"""The gateway: a small reverse proxy that routes like the cluster's ingress-nginx.
+"""Builds the gateway's app: a small reverse proxy that routes like the cluster's ingress-nginx.
 
 A plain ASGI app (no framework in the hot path) forwarding over a pooled aiohttp client. It forwards only to a
 route's own base URL, with a path it has checked (``routes.target_problem``) and never an internal one; request
@@ -22,9 +22,10 @@ from yarl import URL
 
 from ticketing_common.errors import error_body
 from ticketing_common.http_server import is_operational_path
+from ticketing_common.logging import configure_logging
 from ticketing_common.process import freeze_startup_heap
 from ticketing_common.routes import route_for
-from ticketing_gateway.config import GatewaySettings
+from ticketing_gateway.config import Settings
 from ticketing_gateway.routes import target_problem
 
 logger = logging.getLogger("ticketing.gateway")
@@ -47,8 +48,14 @@ HOP_BY_HOP = frozenset(
         b"x-real-ip",
     }
 )
+RESPONSE_SKIP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"})
 HEALTH_CACHE_SECONDS = 1.0
 _HOST = re.compile(rb"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
+UNAVAILABLE_PAGE = (
+    b"<!doctype html><html lang=en><head><meta charset=utf-8><title>Unavailable \xc2\xb7 Ticketing</title></head>"
+    b"<body><h1>Ticketing is unavailable right now</h1>"
+    b'<p role="alert">Please try again in a few seconds.</p></body></html>'
+)
 
 
 class _BodyTooLarge(Exception):
@@ -59,18 +66,10 @@ class _ClientGone(Exception):
     pass
 
 
-RESPONSE_SKIP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"})
-
-
-UNAVAILABLE_PAGE = (
-    b"<!doctype html><html lang=en><head><meta charset=utf-8><title>Unavailable \xc2\xb7 Ticketing</title></head>"
-    b"<body><h1>Ticketing is unavailable right now</h1>"
-    b'<p role="alert">Please try again in a few seconds.</p></body></html>'
-)
-
-
 class Gateway:
-    def __init__(self, settings: GatewaySettings) -> None:
+    """The ASGI app: its own lifespan (the pooled client to the services), ``/healthz``, and the proxy."""
+
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.upstreams = settings.upstreams()
         self._session: aiohttp.ClientSession | None = None
@@ -154,53 +153,22 @@ class Gateway:
     async def _proxy(self, scope: Scope, send: Send, base: URL, service: str, body: bytes) -> None:
         assert self._session is not None
         started = time.perf_counter()
-        # Only the route's own scheme, host and port, and the path and query target_problem accepted.
-        url = URL.build(
-            scheme=base.scheme,
-            host=base.raw_host or "",
-            port=base.explicit_port,
-            path=(scope.get("raw_path") or scope["path"].encode()).decode("ascii"),
-            query_string=scope.get("query_string", b"").decode("ascii"),
-            encoded=True,
-        )
-        client = scope.get("client")
-        headers: list[tuple[str, str]] = [
-            (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in scope["headers"]
-            if name not in HOP_BY_HOP and not name.startswith(b"x-forwarded-")
-        ]
-        host = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
-        headers += [
-            ("X-Forwarded-For", client[0] if client else ""),
-            ("X-Forwarded-Proto", scope.get("scheme", "http")),
-            ("X-Forwarded-Host", host),
-        ]
         method: str = scope["method"]
         status = 502
         try:
             async with self._session.request(
                 method,
-                url,
-                headers=headers,
+                _upstream_url(base, scope),
+                headers=_forwarded_headers(scope),
                 data=body or None,
                 allow_redirects=False,
             ) as upstream:
                 status = upstream.status
-                response_headers = [
-                    (k.lower(), v) for k, v in upstream.raw_headers if k.decode("latin-1").lower() not in RESPONSE_SKIP
-                ]
-                body = await upstream.read()
-                response_headers.append((b"content-length", str(len(body)).encode()))
-                await send({"type": "http.response.start", "status": status, "headers": response_headers})
-                await send({"type": "http.response.body", "body": body})
+                await _relay(upstream, send)
         except (TimeoutError, aiohttp.ClientError) as exc:
             status = 503
             logger.warning("upstream unavailable", extra={"service": service, "error": repr(exc)})
-            if service == "client" and _accepts_html(scope["headers"]):
-                # The web client cannot render its own 503 page while it is down: a browser still gets a page.
-                await _send(send, 503, UNAVAILABLE_PAGE, b"text/html; charset=utf-8", (b"retry-after", b"5"))
-            else:
-                await _send_json(send, 503, error_body([{"message": "Service unavailable"}]))
+            await _send_unavailable(send, service, scope["headers"])
         finally:
             logger.debug(
                 "proxied",
@@ -235,6 +203,52 @@ class Gateway:
             return False
 
 
+def _upstream_url(base: URL, scope: Scope) -> URL:
+    """Only the route's own scheme, host and port, and the path and query ``target_problem`` accepted."""
+    return URL.build(
+        scheme=base.scheme,
+        host=base.raw_host or "",
+        port=base.explicit_port,
+        path=(scope.get("raw_path") or scope["path"].encode()).decode("ascii"),
+        query_string=scope.get("query_string", b"").decode("ascii"),
+        encoded=True,
+    )
+
+
+def _forwarded_headers(scope: Scope) -> list[tuple[str, str]]:
+    """The request's end-to-end headers, and where it came from as the gateway saw it (never as the client says)."""
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in scope["headers"]
+        if name not in HOP_BY_HOP and not name.startswith(b"x-forwarded-")
+    ]
+    client = scope.get("client")
+    host = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
+    return [
+        *headers,
+        ("X-Forwarded-For", client[0] if client else ""),
+        ("X-Forwarded-Proto", scope.get("scheme", "http")),
+        ("X-Forwarded-Host", host),
+    ]
+
+
+async def _relay(upstream: aiohttp.ClientResponse, send: Send) -> None:
+    """The upstream's answer, buffered, with every header (each ``Set-Cookie``) but the hop-by-hop ones."""
+    headers = [(k.lower(), v) for k, v in upstream.raw_headers if k.decode("latin-1").lower() not in RESPONSE_SKIP]
+    body = await upstream.read()
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_unavailable(send: Send, service: str, headers: list[tuple[bytes, bytes]]) -> None:
+    if service == "client" and _accepts_html(headers):
+        # The web client cannot render its own 503 page while it is down: a browser still gets a page.
+        await _send(send, 503, UNAVAILABLE_PAGE, b"text/html; charset=utf-8", (b"retry-after", b"5"))
+    else:
+        await _send_json(send, 503, error_body([{"message": "Service unavailable"}]))
+
+
 def _host_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The Host header is passed on (as X-Forwarded-Host, which the client's form checks trust): one, and a name."""
     hosts = [value for name, value in headers if name == b"host"]
@@ -257,5 +271,7 @@ async def _send(send: Send, status: int, raw: bytes, content_type: bytes, *extra
     await send({"type": "http.response.body", "body": raw})
 
 
-def create_app(settings: GatewaySettings | None = None) -> Gateway:
-    return Gateway(settings or GatewaySettings())
+def create_app(settings: Settings | None = None) -> Gateway:
+    settings = settings or Settings()
+    configure_logging(settings.service_name, level=settings.log_level, json_lines=settings.log_json)
+    return Gateway(settings)
