@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from ticketing_common.app import create_app as create_service_app
-from ticketing_common.events.runtime import EventRuntime
 from ticketing_tickets.cache import TicketCache, follow_ticket_events
 from ticketing_tickets.config import Settings
 from ticketing_tickets.listeners import listeners
 from ticketing_tickets.router import router
-
-logger = logging.getLogger("ticketing.tickets")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -44,25 +40,8 @@ async def while_running(app: FastAPI) -> AsyncIterator[None]:
         yield
         return
     stop_watching = app.state.db.watch_commits(cache.apply_committed)
-    follower = asyncio.create_task(_follow_when_connected(cache, app.state.events), name="ticket-cache")
+    app.state.events.when_connected(partial(follow_ticket_events, cache), name="ticket-cache")
     try:
         yield
     finally:
         stop_watching()
-        follower.cancel()
-        await asyncio.gather(follower, return_exceptions=True)
-
-
-async def _follow_when_connected(cache: TicketCache, events: EventRuntime) -> None:
-    """Subscribe the cache once NATS is there (it may come up after the service); until then it serves nothing."""
-    while True:
-        try:
-            await events.wait_ready()
-            assert events.nc is not None
-            await follow_ticket_events(cache, events.nc)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.warning("ticket cache not following events yet", extra={"error": repr(exc)})
-            await asyncio.sleep(1.0)

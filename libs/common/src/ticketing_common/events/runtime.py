@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -54,6 +54,25 @@ class EventRuntime:
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         await asyncio.wait_for(self._ready.wait(), timeout)
+
+    def when_connected(self, attach: Callable[[NATS], Awaitable[None]], *, name: str) -> None:
+        """Run ``attach(nc)`` once NATS is connected (it may come up after the service), again a second later
+        while it fails; cancelled by :meth:`stop`. For what a service subscribes to besides its listeners."""
+
+        async def attach_when_connected() -> None:
+            while True:
+                try:
+                    await self.wait_ready(timeout=3600.0)
+                    assert self.nc is not None
+                    await attach(self.nc)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    logger.warning("cannot attach yet", extra={"attaching": name, "error": repr(exc)})
+                    await asyncio.sleep(1.0)
+
+        self._tasks.append(asyncio.create_task(attach_when_connected(), name=name))
 
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._start(), name="events-start"))
