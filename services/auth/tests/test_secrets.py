@@ -101,11 +101,11 @@ async def test_a_failed_statement_does_not_carry_the_hash_in_its_message(
 
 
 def test_request_bodies_never_show_passwords_when_printed() -> None:
-    from ticketing_auth.schemas import SignInIn, SignUpIn, UpdateUserIn
+    from ticketing_auth.schemas import CredentialsIn, SignUpIn, UpdateUserIn
 
     bodies: list[Any] = [
         SignUpIn.model_validate({"email": "ada@example.com", "password": PASSWORD}),
-        SignInIn.model_validate({"email": "ada@example.com", "password": PASSWORD}),
+        CredentialsIn.model_validate({"email": "ada@example.com", "password": PASSWORD}),
         UpdateUserIn.model_validate({"currentPassword": PASSWORD, "password": NEW_PASSWORD}),
     ]
 

@@ -17,7 +17,7 @@ from ticketing_common.db import utcnow, violated_constraint
 from ticketing_common.testing import TEST_JWT_KEY, http_client, running, stream_events, wait_for_events
 from ticketing_orders.config import Settings
 from ticketing_orders.main import create_app
-from ticketing_orders.queries import ACTIVE_ORDER_INDEX, OrderAttempt, insert_order
+from ticketing_orders.queries import OrderAttempt, insert_order
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -83,7 +83,7 @@ async def test_the_database_refuses_a_second_active_order_for_a_ticket(bus: Harn
     for active in ("created", "awaiting:payment", "complete"):
         with pytest.raises(asyncpg.UniqueViolationError) as refused:
             await insert(active)
-        assert violated_constraint(refused.value) == ACTIVE_ORDER_INDEX == "uq_orders_active_ticket"
+        assert violated_constraint(refused.value) == "uq_orders_active_ticket"
     assert await bus.count_orders() == 3
 
 

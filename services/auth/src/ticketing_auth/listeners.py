@@ -1,8 +1,12 @@
-"""Event listeners of the auth service: none, auth owns users and only publishes their events."""
+"""Event listeners of the auth service: none, auth owns the users and only publishes their events."""
 
-from ticketing_common.config import ServiceSettings
-from ticketing_common.events import Event, Listener
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+
+from ticketing_common.events import Listener
 
 
-def listeners(settings: ServiceSettings) -> list[Listener[Event]]:
+def listeners(app: FastAPI) -> Sequence[Listener[Any]]:
     return []

@@ -1,5 +1,8 @@
 """Builds the auth service's app."""
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -14,8 +17,18 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The auth app: the shared service app plus this service's routes and password hasher."""
-    settings = settings or Settings()
-    app = create_service_app(settings, title="ticketing auth", routers=[router], listeners=listeners)
-    app.state.passwords = Passwords.from_settings(settings)
-    return app
+    """The shared service app with the auth routes and, while it runs, its password hasher."""
+    return create_service_app(
+        settings or Settings(),
+        title="ticketing auth",
+        routers=[router],
+        listeners=listeners,
+        while_running=password_hasher,
+    )
+
+
+@asynccontextmanager
+async def password_hasher(app: FastAPI) -> AsyncIterator[None]:
+    """``app.state.passwords``; making its dummy hash costs one Argon2 hash, so off the event loop."""
+    app.state.passwords = await asyncio.to_thread(Passwords.from_settings, app.state.settings)
+    yield

@@ -1,7 +1,8 @@
 """Every SQL statement of the auth service, and the rows they return.
 
-Tables (migrations 0002 and 0004): ``users`` (email stored normalised, unique by ``uq_users_email``) and
-``signin_failures`` (one row per failed or in-flight password check, keyed by email and client address).
+Tables (``migrations/versions/0001_initial.py``): ``users`` (email stored normalised, unique by
+``uq_users_email``) and ``signin_failures`` (one row per failed or in-flight password check, keyed by email and
+client address).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import asyncpg
 
 from ticketing_common.db import Executor
 
-EMAIL_MAX_LENGTH = 320
-CLIENT_ADDRESS_MAX_LENGTH = 64
 USERS_EMAIL_UNIQUE = "uq_users_email"
 
 # pg_advisory_xact_lock(namespace, key): the two-key form keeps these locks apart from Alembic's one-key lock.
@@ -63,11 +62,9 @@ RETURNING id, email, password_hash, version
 # count must start after the lock is held to see every reservation committed meanwhile.
 LOCK_CLIENT_ADDRESS = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
 
-# The reservation, one statement after the lock: purge a batch of expired rows, find the n-th newest failure
-# within the window for each limit (while it is in the window the limit is reached, and its age says for how
-# long), and record the attempt only when neither limit is reached. $1 the email or user id (see the two
-# statements below), $2 client address key, $3 window, $4 limit per (email, address), $5 limit per address.
-# Each reservation purges up to 100 expired rows, which keeps the table at about the failures of one window.
+# One statement after the lock: purge up to 100 expired rows (the table stays at about one window's failures), find
+# each limit's n-th newest failure in the window (reached while there is one; its age is the wait), record the
+# attempt unless a limit is reached. $1 email or user id, $2 address key, $3 window, $4 and $5 the two limits.
 _RESERVE = """
 purged AS (
     DELETE FROM signin_failures WHERE id IN (

@@ -5,8 +5,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from ticketing_auth import service
-from ticketing_auth.dependencies import AuthSettingsDep, ClientAddressDep, PasswordsDep, SigninLimitDep
-from ticketing_auth.schemas import CurrentUserOut, SessionUserOut, SignInIn, SignUpIn, UpdateUserIn, UserOut
+from ticketing_auth.dependencies import ClientAddressDep, PasswordsDep, SettingsDep, SigninLimitDep
+from ticketing_auth.schemas import CredentialsIn, CurrentUserOut, SessionUserOut, SignUpIn, UpdateUserIn, UserOut
 from ticketing_common.app import DatabaseDep
 from ticketing_common.auth import CurrentUser, RequiredUser, clear_session_cookie, sign_in
 from ticketing_common.errors import error_responses
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/users", tags=["auth"])
 
 @router.post("/signup", status_code=201, responses=error_responses(400))
 async def signup(
-    body: SignUpIn, response: Response, db: DatabaseDep, settings: AuthSettingsDep, passwords: PasswordsDep
+    body: SignUpIn, response: Response, db: DatabaseDep, settings: SettingsDep, passwords: PasswordsDep
 ) -> UserOut:
     """Create an account and sign it in."""
     account = await service.sign_up(
@@ -28,16 +28,16 @@ async def signup(
 
 @router.post("/signin", responses=error_responses(400, 429))
 async def signin(
-    body: SignInIn,
+    body: CredentialsIn,
     response: Response,
     db: DatabaseDep,
-    settings: AuthSettingsDep,
+    settings: SettingsDep,
     passwords: PasswordsDep,
     limit: SigninLimitDep,
     client_address: ClientAddressDep,
 ) -> UserOut:
     """Sign in with email and password."""
-    account = await service.sign_in(
+    account = await service.authenticate(
         db=db,
         passwords=passwords,
         limit=limit,
@@ -50,7 +50,7 @@ async def signin(
 
 
 @router.post("/signout")
-async def signout(response: Response, settings: AuthSettingsDep) -> dict[str, Any]:
+async def signout(response: Response, settings: SettingsDep) -> dict[str, Any]:
     """Forget the session (an expired cookie); works without one."""
     clear_session_cookie(response, settings)
     return {}
@@ -70,7 +70,7 @@ async def update_current_user(
     user: RequiredUser,
     response: Response,
     db: DatabaseDep,
-    settings: AuthSettingsDep,
+    settings: SettingsDep,
     passwords: PasswordsDep,
     limit: SigninLimitDep,
     client_address: ClientAddressDep,

@@ -48,6 +48,8 @@ def _given_password(value: Any, message: str) -> Any:
 
 
 class SignUpIn(RequestBody):
+    """``POST /signup``: the new user's email and password."""
+
     email: str
     password: SecretStr
 
@@ -62,7 +64,10 @@ class SignUpIn(RequestBody):
         return _new_password(value)
 
 
-class SignInIn(RequestBody):
+class CredentialsIn(RequestBody):
+    """``POST /signin``: an email and a password, which need only be given: it is checked against the stored
+    hash, not against the rules for new passwords."""
+
     email: str
     password: SecretStr
 

@@ -1,25 +1,22 @@
-"""Use cases of the auth service: sign up, sign in (rate limited), change the current user's email or password.
+"""Use cases of the auth service: sign up, authenticate a sign-in (rate limited), change the current user's email
+or password.
 
-Every use case takes keyword arguments and the service's ``db``; each opens its own short units of work and never
-holds one while a password is hashed. A user and its event are written in one unit of work (``uow.publish``
-stages the event for the outbox). The SQL is in ``queries.py``.
+No unit of work is held while a password is hashed: each use case opens short ones around its statements, and
+the Argon2 work happens between them. The rules (limits, what an update changes) are in ``domain.py``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import math
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
 import asyncpg
 
-from ticketing_auth import queries
-from ticketing_auth.config import Settings
+from ticketing_auth import domain, queries
+from ticketing_auth.domain import SigninLimit
 from ticketing_auth.passwords import Passwords
-from ticketing_auth.queries import CLIENT_ADDRESS_MAX_LENGTH, USERS_EMAIL_UNIQUE, Reservation, User
+from ticketing_auth.queries import USERS_EMAIL_UNIQUE, Reservation, User
 from ticketing_common.db import Database, new_id, violated_constraint
 from ticketing_common.errors import (
     BadRequestError,
@@ -36,50 +33,16 @@ INVALID_CREDENTIALS = "Invalid credentials"
 EMAIL_IN_USE = "Email in use"
 TOO_MANY_ATTEMPTS = "Too many failed sign-in attempts, try again later"
 
-# One holder of an IPv6 /64 can use any of its 2^64 addresses: the limits count the network as one client.
-IPV6_CLIENT_PREFIX = 64
 # Each lost race means another update committed, so n concurrent updates of one user need at most n attempts.
 MAX_UPDATE_ATTEMPTS = 10
 
 
 @dataclass(frozen=True)
 class Account:
-    """A user as the routes show it."""
+    """A user as the routes show it: without the password hash."""
 
     id: uuid.UUID
     email: str
-
-
-@dataclass(frozen=True)
-class SigninLimit:
-    """Within a sliding ``window``: at most ``max_failures`` failed password checks per (email, client address),
-    and at most ``max_failures_per_address`` per client address across all emails.
-
-    There is no limit per email alone: it would let anyone lock the owner out. See the README for the trade-off.
-    """
-
-    max_failures: int
-    max_failures_per_address: int
-    window: timedelta
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SigninLimit:
-        return cls(
-            settings.signin_max_failures,
-            settings.signin_max_failures_per_address,
-            timedelta(seconds=settings.signin_window_seconds),
-        )
-
-
-def address_key(client_address: str) -> str:
-    """What the limits count a client address as: an IPv4 address itself, an IPv6 address its /64 network."""
-    try:
-        address = ipaddress.ip_address(client_address)
-    except ValueError:
-        return client_address[:CLIENT_ADDRESS_MAX_LENGTH]
-    if isinstance(address, ipaddress.IPv6Address):
-        return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
-    return str(address)
 
 
 async def sign_up(*, db: Database, passwords: Passwords, email: str, password: str) -> Account:
@@ -95,7 +58,7 @@ async def sign_up(*, db: Database, passwords: Passwords, email: str, password: s
     return Account(user.id, user.email)
 
 
-async def sign_in(
+async def authenticate(
     *,
     db: Database,
     passwords: Passwords,
@@ -110,7 +73,7 @@ async def sign_in(
     An unknown email and a wrong password take the same path: one attempt recorded (the same statements), one
     Argon2 verification.
     """
-    address = address_key(client_address)
+    address = domain.address_key(client_address)
     async with db.unit_of_work() as uow:
         await queries.lock_client_address(uow.conn, address)
         reservation = await queries.reserve_signin(
@@ -121,22 +84,14 @@ async def sign_in(
             max_failures=limit.max_failures,
             max_failures_per_address=limit.max_failures_per_address,
         )
-    attempt_id = _admitted(reservation, address)
+    attempt_id = _admitted_attempt(reservation, address)
     user = reservation.user
     if not await passwords.verify(user.password_hash if user else None, password):
         logger.info("sign-in failed")
         raise BadRequestError(INVALID_CREDENTIALS)
     assert user is not None
-    # Upgrade the hash while the password is at hand. Either way one statement, its own transaction: there is
-    # nothing to publish and nothing else to keep atomic with it.
-    new_hash = await passwords.hash(password) if passwords.needs_rehash(user.password_hash) else None
-    if new_hash is None:
-        await queries.release_attempt(db.pool, attempt_id)
-    else:
-        await queries.release_attempt_and_rehash(
-            db.pool, attempt_id=attempt_id, user_id=user.id, verified_hash=user.password_hash, new_hash=new_hash
-        )
-    logger.info("user signed in", extra={"user_id": str(user.id), "rehashed": new_hash is not None})
+    rehashed = await _release_and_upgrade_hash(db, passwords, attempt_id=attempt_id, user=user, password=password)
+    logger.info("user signed in", extra={"user_id": str(user.id), "rehashed": rehashed})
     return Account(user.id, user.email)
 
 
@@ -156,36 +111,45 @@ async def update_user(
     The version is bumped by a conditional UPDATE (``WHERE version = <seen>``); a concurrent change makes it
     match nothing, and the update is tried again on top of the new state, so no change is ever lost.
     """
-    user = await _check_password(db, passwords, limit, client_address, user_id, current_password)
+    user = await _verify_current_password(db, passwords, limit, client_address, user_id, current_password)
     new_hash = await passwords.hash(password) if password is not None else None
     for _ in range(MAX_UPDATE_ATTEMPTS):
-        new_email = email if email is not None and email != user.email else None
+        new_email = domain.email_change(user.email, email)
         if new_email is None and new_hash is None:
-            return Account(user.id, user.email)
-        try:
-            async with db.unit_of_work() as uow:
-                updated = await queries.update_user(
-                    uow.conn, user_id=user_id, seen_version=user.version, email=new_email, password_hash=new_hash
-                )
-                if updated is not None:
-                    uow.publish(UserUpdated(id=updated.id, email=updated.email, version=updated.version))
-        except asyncpg.UniqueViolationError as exc:
-            # The same constraint as sign-up's guards email changes; an UPDATE has no ON CONFLICT.
-            if violated_constraint(exc) == USERS_EMAIL_UNIQUE:
-                raise FieldError("email", EMAIL_IN_USE) from None
-            raise
+            return Account(user.id, user.email)  # nothing changes: no version, no event
+        updated = await _update_from_version(db, user, email=new_email, password_hash=new_hash)
         if updated is not None:
             logger.info("user updated", extra={"user_id": str(user_id), "version": updated.version})
             return Account(updated.id, updated.email)
         # Someone else changed the user first: start again from their version.
         seen_hash = user.password_hash
-        user = _known(await queries.find_user(db.pool, user_id))
+        user = _known_user(await queries.find_user(db.pool, user_id))
         if user.password_hash != seen_hash:
-            user = await _check_password(db, passwords, limit, client_address, user_id, current_password)
+            user = await _verify_current_password(db, passwords, limit, client_address, user_id, current_password)
     raise ConflictError("The account changed while it was being updated, try again")
 
 
-async def _check_password(
+async def _update_from_version(
+    db: Database, user: User, *, email: str | None, password_hash: str | None
+) -> User | None:
+    """Apply the changes on top of ``user``'s version and publish ``user.updated``; None when the user has moved
+    past that version. 400 "Email in use" when the new email is taken."""
+    try:
+        async with db.unit_of_work() as uow:
+            updated = await queries.update_user(
+                uow.conn, user_id=user.id, seen_version=user.version, email=email, password_hash=password_hash
+            )
+            if updated is not None:
+                uow.publish(UserUpdated(id=updated.id, email=updated.email, version=updated.version))
+    except asyncpg.UniqueViolationError as exc:
+        # The same constraint as sign-up's guards email changes; an UPDATE has no ON CONFLICT.
+        if violated_constraint(exc) == USERS_EMAIL_UNIQUE:
+            raise FieldError("email", EMAIL_IN_USE) from None
+        raise
+    return updated
+
+
+async def _verify_current_password(
     db: Database,
     passwords: Passwords,
     limit: SigninLimit,
@@ -195,7 +159,7 @@ async def _check_password(
 ) -> User:
     """The user, once ``password`` is verified as theirs; a failure counts like a failed sign-in for the
     (email, client address), so a stolen session cookie is no unlimited password oracle."""
-    address = address_key(client_address)
+    address = domain.address_key(client_address)
     async with db.unit_of_work() as uow:
         await queries.lock_client_address(uow.conn, address)
         reservation = await queries.reserve_for_user(
@@ -208,8 +172,8 @@ async def _check_password(
         )
     if reservation is None:
         raise NotAuthorizedError()  # a valid token of a user this service does not know
-    attempt_id = _admitted(reservation, address)
-    user = _known(reservation.user)
+    attempt_id = _admitted_attempt(reservation, address)
+    user = _known_user(reservation.user)
     if not await passwords.verify(user.password_hash, password):
         logger.info("current password check failed", extra={"user_id": str(user_id)})
         raise FieldError("currentPassword", INVALID_CREDENTIALS)
@@ -217,27 +181,39 @@ async def _check_password(
     return user
 
 
-def _known(user: User | None) -> User:
+async def _release_and_upgrade_hash(
+    db: Database, passwords: Passwords, *, attempt_id: int, user: User, password: str
+) -> bool:
+    """Release a successful attempt's reservation and, while the password is at hand, upgrade a hash made with
+    other parameters; returns whether it was upgraded. Either way one statement on the pool: nothing to publish,
+    nothing else to keep atomic with it."""
+    if not passwords.needs_rehash(user.password_hash):
+        await queries.release_attempt(db.pool, attempt_id)
+        return False
+    new_hash = await passwords.hash(password)
+    await queries.release_attempt_and_rehash(
+        db.pool, attempt_id=attempt_id, user_id=user.id, verified_hash=user.password_hash, new_hash=new_hash
+    )
+    return True
+
+
+def _known_user(user: User | None) -> User:
     if user is None:
         # A valid token for a user this service does not know (e.g. signed by another environment's key).
         raise NotAuthorizedError()
     return user
 
 
-def _admitted(reservation: Reservation, address: str) -> int:
+def _admitted_attempt(reservation: Reservation, address: str) -> int:
     """The reserved attempt's id; 429 with Retry-After when a limit refused the reservation.
 
     Reserving before the password is checked, under a lock per client address (both limits count one address's
     rows), means concurrent attempts cannot all pass the check before any of them is recorded; a success releases
-    its reservation afterwards. The counts live in PostgreSQL, so every replica enforces the same limits.
+    its reservation afterwards.
     """
     if reservation.attempt_id is not None:
         return reservation.attempt_id
-    waits = [wait for wait in (reservation.pair_wait, reservation.address_wait) if wait is not None]
-    assert waits, "a reservation is refused only by a limit"
-    retry_after = math.ceil(max(waits))
+    wait = domain.retry_after(pair_wait=reservation.pair_wait, address_wait=reservation.address_wait)
     throttled = "address" if reservation.address_wait is not None else "email and address"
-    logger.warning(
-        "sign-in throttled", extra={"client_address": address, "limit": throttled, "retry_after": retry_after}
-    )
-    raise TooManyRequestsError(TOO_MANY_ATTEMPTS, retry_after=retry_after)
+    logger.warning("sign-in throttled", extra={"client_address": address, "limit": throttled, "retry_after": wait})
+    raise TooManyRequestsError(TOO_MANY_ATTEMPTS, retry_after=wait)

@@ -1,17 +1,10 @@
-"""FastAPI dependencies of the orders service."""
+"""Request dependencies of the orders routes (the database, ``DatabaseDep``, comes from ``ticketing_common.app``)."""
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from ticketing_common.app import from_app_state
 from ticketing_orders.config import Settings
 
-
-async def _settings(request: Request) -> Settings:
-    settings = request.app.state.settings
-    assert isinstance(settings, Settings)
-    return settings
-
-
-OrdersSettings = Annotated[Settings, Depends(_settings)]
-"""The orders service's own settings (with ``order_expiration_seconds``)."""
+SettingsDep = Annotated[Settings, Depends(from_app_state("settings", Settings))]

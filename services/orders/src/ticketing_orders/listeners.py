@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from ticketing_common.config import ServiceSettings
+from fastapi import FastAPI
+
 from ticketing_common.db import UnitOfWork
 from ticketing_common.events import (
     ChargeCreated,
-    Event,
     EventContext,
     Listener,
     OrderExpired,
@@ -24,10 +25,10 @@ class TicketCreatedListener(Listener[TicketCreated]):
     event = TicketCreated
 
     async def handle(self, event: TicketCreated, uow: UnitOfWork, context: EventContext) -> None:
-        await service.copy_tickets(uow=uow, events=[event])
+        await service.copy_created_tickets(uow=uow, events=[event])
 
     async def handle_batch(self, deliveries: Sequence[tuple[TicketCreated, EventContext]], uow: UnitOfWork) -> None:
-        await service.copy_tickets(uow=uow, events=[event for event, _ in deliveries])
+        await service.copy_created_tickets(uow=uow, events=[event for event, _ in deliveries])
 
 
 class TicketUpdatedListener(Listener[TicketUpdated]):
@@ -37,10 +38,10 @@ class TicketUpdatedListener(Listener[TicketUpdated]):
     event = TicketUpdated
 
     async def handle(self, event: TicketUpdated, uow: UnitOfWork, context: EventContext) -> None:
-        await service.update_ticket_copies(uow=uow, events=[event])
+        await service.copy_updated_tickets(uow=uow, events=[event])
 
     async def handle_batch(self, deliveries: Sequence[tuple[TicketUpdated, EventContext]], uow: UnitOfWork) -> None:
-        await service.update_ticket_copies(uow=uow, events=[event for event, _ in deliveries])
+        await service.copy_updated_tickets(uow=uow, events=[event for event, _ in deliveries])
 
 
 class OrderExpiredListener(Listener[OrderExpired]):
@@ -61,5 +62,6 @@ class ChargeCreatedListener(Listener[ChargeCreated]):
         await service.record_charge(uow=uow, charge=event)
 
 
-def listeners(settings: ServiceSettings) -> list[Listener[Event]]:
+def listeners(app: FastAPI) -> Sequence[Listener[Any]]:
+    """The service's listeners: they need no state of the app (the runner hands each event its unit of work)."""
     return [TicketCreatedListener(), TicketUpdatedListener(), OrderExpiredListener(), ChargeCreatedListener()]

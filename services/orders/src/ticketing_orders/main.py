@@ -13,4 +13,6 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The shared service app with the orders routes and listeners; nothing to run beside them (no
+    ``while_running``): every listener and route needs only the database."""
     return create_service_app(settings or Settings(), title="ticketing orders", routers=[router], listeners=listeners)

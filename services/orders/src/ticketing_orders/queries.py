@@ -1,8 +1,7 @@
 """Every statement of the orders service, and the typed rows they return.
 
-The tables are created by the migrations (``migrations/versions``); this module is the only place that knows
-their columns. Each function runs one statement on an ``Executor``: a unit of work's connection, or the pool for
-a read outside any transaction.
+The tables are created by ``migrations/versions/0001_initial.py``; this module is the only place that knows their
+columns. Each function runs one statement.
 """
 
 from __future__ import annotations
@@ -17,10 +16,6 @@ import asyncpg
 
 from ticketing_common.db import Executor
 from ticketing_common.events import ChargeCreated, OrderStatus, TicketCreated, TicketUpdated
-
-ACTIVE_ORDER_INDEX = "uq_orders_active_ticket"
-"""The partial unique index that lets at most one active order (created, awaiting:payment, complete) hold a
-ticket; ``INSERT_ORDER`` names its predicate to use it as the arbiter."""
 
 
 @dataclass(frozen=True)
@@ -59,12 +54,30 @@ class OrderWithTicket:
 
 
 @dataclass(frozen=True)
+class TicketAvailability:
+    """A ticket as a buyer finds it: the copy (None when there is no such ticket) and whether an active order
+    holds it now."""
+
+    ticket: Ticket | None
+    held: bool
+
+
+@dataclass(frozen=True)
 class OrderAttempt:
     """What placing an order found: the ticket (None when the copy has no such ticket) and whether the order
     was inserted (False: the buyer is the seller, or an active order holds the ticket)."""
 
     ticket: Ticket | None
     inserted: bool
+
+
+@dataclass(frozen=True)
+class TicketUpdateOutcome:
+    """One ``ticket.updated`` as the statement met it: the copy's version before (None: no copy)."""
+
+    ticket_id: uuid.UUID
+    version: int
+    copy_version: int | None
 
 
 @dataclass(frozen=True)
@@ -89,8 +102,7 @@ class ChargeClaim:
     charge: Charge | None
 
 
-# Most attempts in a sale are for a ticket already held: this read, outside any transaction, turns them away in one
-# round trip; the insert below still decides every race.
+# An active order is one in created, awaiting:payment or complete (the predicate of uq_orders_active_ticket).
 FIND_TICKET_FOR_ORDER = """
 SELECT id, title, price, user_id, version,
        EXISTS (
@@ -99,9 +111,8 @@ SELECT id, title, price, user_id, version,
 FROM tickets WHERE id = $1
 """
 
-# One statement decides a new order: it reads the ticket copy and inserts the order unless the buyer is the
-# seller; ON CONFLICT on the partial unique index answers "reserved" from the result (waiting for a concurrent
-# insert's commit when there is one) instead of raising.
+# Reads the ticket and inserts the order unless the buyer is the seller; ON CONFLICT on uq_orders_active_ticket
+# answers "reserved" in the result (after waiting for a concurrent insert's outcome) instead of raising.
 INSERT_ORDER = """
 WITH ticket AS (
     SELECT id, title, price, user_id, version FROM tickets WHERE id = $2
@@ -137,14 +148,10 @@ INSERT_TICKETS = """
 INSERT INTO tickets (id, title, price, user_id, version)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::uuid[], $5::int[])
 ON CONFLICT (id) DO NOTHING
-RETURNING id
 """
 
-# Lock the copies first, so two replicas applying versions of one ticket take turns and each sees the other's
-# version (FOR NO KEY UPDATE: orders placed on the ticket take FOR KEY SHARE through their foreign key and do not
-# wait for it), in id order so concurrent batches cannot deadlock. Then apply each update that is its locked
-# copy's version + 1 (a data-modifying CTE runs whether or not the query reads it), and answer every event with
-# the copy's version it met (None: no copy yet).
+# Copies locked first (FOR NO KEY UPDATE, in id order): replicas applying one ticket take turns, batches cannot
+# deadlock, new orders of the ticket do not wait. "applied" runs unread; each event gets the version it met.
 APPLY_TICKET_UPDATES = """
 WITH incoming AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::uuid[], $5::int[])
@@ -179,10 +186,9 @@ FROM ordered LEFT JOIN claimed ON true
 SET_REFUND_REASON = "UPDATE charges SET refund_reason = $2 WHERE id = $1"
 
 
-async def find_ticket_for_order(db: Executor, ticket_id: uuid.UUID) -> tuple[Ticket, bool] | None:
-    """The ticket copy and whether an active order holds it now; None without such a ticket."""
+async def find_ticket_for_order(db: Executor, ticket_id: uuid.UUID) -> TicketAvailability:
     row = await db.fetchrow(FIND_TICKET_FOR_ORDER, ticket_id)
-    return None if row is None else (_ticket(row), row["held"])
+    return TicketAvailability(ticket=None, held=False) if row is None else TicketAvailability(_ticket(row), row["held"])
 
 
 async def insert_order(
@@ -214,9 +220,9 @@ async def change_order_status(db: Executor, order: Order, status: OrderStatus) -
     return None if row is None else _order(row)
 
 
-async def insert_tickets(db: Executor, events: Sequence[TicketCreated]) -> list[uuid.UUID]:
-    """Insert the copies of tickets not copied yet; returns the ids inserted."""
-    rows = await db.fetch(
+async def insert_tickets(db: Executor, events: Sequence[TicketCreated]) -> None:
+    """Insert the copies of tickets not copied yet."""
+    await db.execute(
         INSERT_TICKETS,
         [e.id for e in events],
         [e.title for e in events],
@@ -224,16 +230,6 @@ async def insert_tickets(db: Executor, events: Sequence[TicketCreated]) -> list[
         [e.user_id for e in events],
         [e.version for e in events],
     )
-    return [row["id"] for row in rows]
-
-
-@dataclass(frozen=True)
-class TicketUpdateOutcome:
-    """One ``ticket.updated`` as the statement met it: the copy's version before (None: no copy)."""
-
-    ticket_id: uuid.UUID
-    version: int
-    copy_version: int | None
 
 
 async def apply_ticket_updates(db: Executor, events: Sequence[TicketUpdated]) -> list[TicketUpdateOutcome]:

@@ -9,14 +9,14 @@ from ticketing_common.auth import RequiredUser
 from ticketing_common.errors import error_responses
 from ticketing_common.schemas import parse_path_id
 from ticketing_orders import service
-from ticketing_orders.dependencies import OrdersSettings
-from ticketing_orders.schemas import NewOrder, OrderOut
+from ticketing_orders.dependencies import SettingsDep
+from ticketing_orders.schemas import OrderIn, OrderOut
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 
 @router.post("", status_code=201, response_model=OrderOut, responses=error_responses(400, 401, 404))
-async def create_order(body: NewOrder, user: RequiredUser, db: DatabaseDep, settings: OrdersSettings) -> OrderOut:
+async def create_order(body: OrderIn, user: RequiredUser, db: DatabaseDep, settings: SettingsDep) -> OrderOut:
     """Reserve a ticket for the signed-in user."""
     order = await service.create_order(
         db=db,
@@ -37,7 +37,7 @@ async def list_orders(user: RequiredUser, db: DatabaseDep) -> list[OrderOut]:
 @router.get("/{order_id}", response_model=OrderOut, responses=error_responses(401, 404))
 async def show_order(order_id: str, user: RequiredUser, db: DatabaseDep) -> OrderOut:
     """One of the signed-in user's orders."""
-    order = await service.get_order(db=db, user_id=user.id, order_id=parse_path_id(order_id))
+    order = await service.show_order(db=db, user_id=user.id, order_id=parse_path_id(order_id))
     return OrderOut.model_validate(order)
 
 

@@ -14,7 +14,7 @@ from ticketing_common.schemas import CamelModel, Money, RequestBody
 TICKET_ID_MESSAGE = "TicketId must be provided"
 
 
-class NewOrder(RequestBody):
+class OrderIn(RequestBody):
     """``POST /api/orders``: the ticket to reserve."""
 
     ticket_id: uuid.UUID
