@@ -17,7 +17,7 @@ from ticketing_common.app import DatabaseDep, create_app
 from ticketing_common.auth import RequiredUser
 from ticketing_common.config import ServiceSettings
 from ticketing_common.db import UnitOfWork
-from ticketing_common.events import EventContext, Listener, TicketCreated, TicketUpdated, is_next_version
+from ticketing_common.events import Listener, TicketCreated, TicketUpdated, is_next_version
 from ticketing_common.schemas import CamelModel, Money
 
 MIGRATIONS = Path(__file__).parent / "demo_migrations"
@@ -88,10 +88,10 @@ class Transactions:
 class TicketCreatedListener(Listener[TicketCreated]):
     event = TicketCreated
 
-    async def committed(self, event: TicketCreated, context: EventContext) -> None:
+    async def committed(self, event: TicketCreated) -> None:
         Committed.ids.append(event.id)
 
-    async def handle(self, event: TicketCreated, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: TicketCreated, uow: UnitOfWork) -> None:
         if event.title == "poison":
             raise ValueError("cannot handle poison")
         if event.title == "slow":
@@ -110,7 +110,7 @@ class TicketCreatedListener(Listener[TicketCreated]):
 class TicketUpdatedListener(Listener[TicketUpdated]):
     event = TicketUpdated
 
-    async def handle(self, event: TicketUpdated, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: TicketUpdated, uow: UnitOfWork) -> None:
         version = await uow.conn.fetchval("SELECT version FROM ticket_copies WHERE id = $1 FOR UPDATE", event.id)
         if is_next_version(version, event.version):
             await uow.conn.execute(

@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 
 from ticketing_common.config import ServiceSettings
 from ticketing_common.db import UnitOfWork
-from ticketing_common.events import EventContext, Listener, OrderExpired
+from ticketing_common.events import Listener, OrderExpired
 from ticketing_common.events.listener import ListenerRunner
 from ticketing_common.testing import ServiceUnderTest, running, wait_until
 from ticketing_expiration.schedules import expired_event_id, schedule_subject
@@ -234,7 +234,7 @@ class _Inbox(Listener[OrderExpired]):
     def __init__(self) -> None:
         self.applied: list[uuid.UUID] = []
 
-    async def handle(self, event: OrderExpired, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: OrderExpired, uow: UnitOfWork) -> None:
         self.applied.append(event.order_id)
 
 

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from nats.js import JetStreamContext
 
 from ticketing_common.db import cloudevent_headers
-from ticketing_common.events import Event, EventContext, NotYet, TicketCreated, TicketUpdated
+from ticketing_common.events import Event, NotYet, TicketCreated, TicketUpdated
 from ticketing_common.events.bus import ensure_stream
 from ticketing_common.events.catalogue import encode
 from ticketing_common.testing import running, wait_until
@@ -45,10 +45,6 @@ async def _publish(js: JetStreamContext, event: Event) -> None:
     await js.publish(event.subject, encode(event), headers=headers)
 
 
-def _context(subject: str) -> EventContext:
-    return EventContext(str(uuid.uuid4()), subject, 1, None)
-
-
 async def _versions(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int]]:
     rows = await pool.fetch("SELECT id, title, version FROM tickets WHERE id = ANY ($1::uuid[])", ids)
     return {row["id"]: (row["title"], row["version"]) for row in rows}
@@ -61,7 +57,7 @@ async def _transactions(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> int:
 
 async def _copy_all(app: FastAPI, events: list[TicketCreated]) -> None:
     async with app.state.db.unit_of_work() as uow:
-        await TicketCreatedListener().handle_batch([(e, _context("ticket.created")) for e in events], uow)
+        await TicketCreatedListener().handle_batch(events, uow)
 
 
 async def test_a_batch_of_creations_inserts_every_ticket_once_and_the_first_creation_of_a_ticket_wins(
@@ -88,11 +84,11 @@ async def test_a_batch_of_updates_applies_each_next_version_in_one_transaction_a
     await _copy_all(app, [_created(i) for i in ids])
     earlier = [_updated(i, 1) for i in ids[:5]]
     async with app.state.db.unit_of_work() as uow:  # five copies already at v1
-        await TicketUpdatedListener().handle_batch([(e, _context("ticket.updated")) for e in earlier], uow)
+        await TicketUpdatedListener().handle_batch(earlier, uow)
 
     batch = [_updated(i, 1) for i in ids] + [_updated(ids[-1], 1)]  # v1 again for the five: behind; one twice
     async with app.state.db.unit_of_work() as uow:
-        await TicketUpdatedListener().handle_batch([(e, _context("ticket.updated")) for e in batch], uow)
+        await TicketUpdatedListener().handle_batch(batch, uow)
 
     assert await _versions(pool, ids) == dict.fromkeys(ids, ("v1", 1))
     assert await _transactions(pool, ids[5:]) == 1
@@ -111,7 +107,7 @@ async def test_a_batch_with_an_update_ahead_of_its_copy_raises_not_yet_and_chang
 
     with pytest.raises(NotYet):
         async with app.state.db.unit_of_work() as uow:
-            await TicketUpdatedListener().handle_batch([(e, _context("ticket.updated")) for e in batch], uow)
+            await TicketUpdatedListener().handle_batch(batch, uow)
 
     assert await _versions(pool, ids) == dict.fromkeys(ids, ("v0", 0))
 
@@ -124,7 +120,7 @@ async def test_one_update_uses_the_same_statement_and_answers_applied_behind_or_
 
     async def handle(event: TicketUpdated) -> None:
         async with app.state.db.unit_of_work() as uow:
-            await listener.handle(event, uow, _context("ticket.updated"))
+            await listener.handle(event, uow)
 
     with pytest.raises(NotYet):
         await handle(_updated(ticket_id, 2))

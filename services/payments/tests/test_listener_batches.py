@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from ticketing_common.db import UnitOfWork
-from ticketing_common.events import EventContext, Listener, OrderCancelled, OrderCreated, OrderStatus
+from ticketing_common.events import Listener, OrderCancelled, OrderCreated, OrderStatus
 from ticketing_common.events.catalogue import TicketRef
 from ticketing_common.events.listener import ListenerRunner
 from ticketing_common.testing import running, wait_until
@@ -29,13 +29,13 @@ class Recording(OrderCreatedListener):
         super().__init__(app.state.order_copy_waits)
         self.calls: list[tuple[str, int]] = []
 
-    async def handle(self, event: OrderCreated, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: OrderCreated, uow: UnitOfWork) -> None:
         self.calls.append(("one", 1))
-        await super().handle(event, uow, context)
+        await super().handle(event, uow)
 
-    async def handle_batch(self, deliveries: Sequence[tuple[OrderCreated, EventContext]], uow: UnitOfWork) -> None:
-        self.calls.append(("batch", len(deliveries)))
-        await super().handle_batch(deliveries, uow)
+    async def handle_batch(self, events: Sequence[OrderCreated], uow: UnitOfWork) -> None:
+        self.calls.append(("batch", len(events)))
+        await super().handle_batch(events, uow)
 
 
 @pytest.fixture

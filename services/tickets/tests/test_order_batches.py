@@ -18,7 +18,7 @@ from nats.js import JetStreamContext
 
 from ticketing_common.db import UnitOfWork
 from ticketing_common.embedded import EmbeddedNats
-from ticketing_common.events import Event, EventContext, Listener, NotYet
+from ticketing_common.events import Event, Listener, NotYet
 from ticketing_common.events.bus import ensure_stream
 from ticketing_common.events.listener import ListenerRunner
 from ticketing_common.testing import reset_stream, signin
@@ -209,13 +209,13 @@ def recording(listener_class: type[Listener[Any]]) -> tuple[Listener[Any], Calls
     calls = Calls()
 
     class Recording(listener_class):  # type: ignore[valid-type,misc]
-        async def handle_batch(self, deliveries: Any, uow: UnitOfWork) -> None:
-            calls.batches.append(len(deliveries))
-            await super().handle_batch(deliveries, uow)
+        async def handle_batch(self, events: Any, uow: UnitOfWork) -> None:
+            calls.batches.append(len(events))
+            await super().handle_batch(events, uow)
 
-        async def handle(self, event: Any, uow: UnitOfWork, context: EventContext) -> None:
+        async def handle(self, event: Any, uow: UnitOfWork) -> None:
             calls.singles += 1
-            await super().handle(event, uow, context)
+            await super().handle(event, uow)
 
     return Recording(), calls
 

@@ -59,7 +59,7 @@ def clear_session_cookie(response: Response, settings: ServiceSettings) -> None:
     response.delete_cookie(COOKIE_NAME, httponly=True, samesite="lax", secure=settings.cookie_secure, path="/")
 
 
-def sign_in(response: Response, *, user_id: uuid.UUID, email: str, settings: ServiceSettings) -> str:
+def start_session(response: Response, *, user_id: uuid.UUID, email: str, settings: ServiceSettings) -> str:
     """Issue a session token for the user and set it as the cookie; returns the token."""
     token = create_token(
         user_id=user_id, email=email, key=settings.jwt_key, expires_seconds=settings.jwt_expires_seconds

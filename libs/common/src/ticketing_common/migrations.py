@@ -49,7 +49,7 @@ def run_env(target_metadata: MetaData | None) -> None:
 
 
 def create_messaging_tables(op: Any) -> None:
-    """Create the outbox, inbox (processed events) and parked-messages tables (and the first schema's trigger)."""
+    """Create the outbox, inbox (processed events) and parked-messages tables."""
     op.create_table(
         "outbox",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
@@ -85,20 +85,3 @@ def drop_messaging_tables(op: Any) -> None:
     op.drop_table("parked_messages")
     op.drop_table("processed_events")
     op.drop_table("outbox")
-
-
-def create_outbox_notify_trigger(op: Any) -> None:
-    """The first schemas' NOTIFY-on-insert trigger (only the migrations before the squash call this)."""
-    op.execute(
-        "CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN PERFORM pg_notify('outbox', ''); RETURN NULL; END $$"
-    )
-    op.execute(
-        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()"
-    )
-
-
-def drop_outbox_notify_trigger(op: Any) -> None:
-    """Drop the outbox NOTIFY trigger of the first schemas (only the migrations before the squash call this)."""
-    op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
-    op.execute("DROP FUNCTION IF EXISTS outbox_notify()")

@@ -8,7 +8,7 @@ from ticketing_auth import service
 from ticketing_auth.dependencies import ClientAddressDep, PasswordsDep, SettingsDep, SigninLimitDep
 from ticketing_auth.schemas import CredentialsIn, CurrentUserOut, SessionUserOut, SignUpIn, UpdateUserIn, UserOut
 from ticketing_common.app import DatabaseDep
-from ticketing_common.auth import CurrentUser, RequiredUser, clear_session_cookie, sign_in
+from ticketing_common.auth import CurrentUser, RequiredUser, clear_session_cookie, start_session
 from ticketing_common.errors import error_responses
 
 router = APIRouter(prefix="/api/users", tags=["auth"])
@@ -22,7 +22,7 @@ async def signup(
     account = await service.sign_up(
         db=db, passwords=passwords, email=body.email, password=body.password.get_secret_value()
     )
-    sign_in(response, user_id=account.id, email=account.email, settings=settings)
+    start_session(response, user_id=account.id, email=account.email, settings=settings)
     return UserOut(id=account.id, email=account.email)
 
 
@@ -45,7 +45,7 @@ async def signin(
         email=body.email,
         password=body.password.get_secret_value(),
     )
-    sign_in(response, user_id=account.id, email=account.email, settings=settings)
+    start_session(response, user_id=account.id, email=account.email, settings=settings)
     return UserOut(id=account.id, email=account.email)
 
 
@@ -86,5 +86,5 @@ async def update_current_user(
         email=body.email,
         password=body.password.get_secret_value() if body.password is not None else None,
     )
-    sign_in(response, user_id=account.id, email=account.email, settings=settings)
+    start_session(response, user_id=account.id, email=account.email, settings=settings)
     return UserOut(id=account.id, email=account.email)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from nats.js import JetStreamContext
 
 from ticketing_common.db import UnitOfWork
-from ticketing_common.events import EventContext, Listener, OrderCancelled, OrderCreated
+from ticketing_common.events import Listener, OrderCancelled, OrderCreated
 from ticketing_expiration.config import Settings
 from ticketing_expiration.service import cancel_expiry, schedule_expiries, schedule_expiry
 
@@ -19,12 +19,12 @@ class OrderCreatedListener(Listener[OrderCreated]):
 
     event = OrderCreated
 
-    async def handle(self, event: OrderCreated, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: OrderCreated, uow: UnitOfWork) -> None:
         await schedule_expiry(uow=uow, order_id=event.id, expires_at=event.expires_at)
 
-    async def handle_batch(self, deliveries: Sequence[tuple[OrderCreated, EventContext]], uow: UnitOfWork) -> None:
+    async def handle_batch(self, events: Sequence[OrderCreated], uow: UnitOfWork) -> None:
         # Every order created goes through here: claim them all in one statement instead of one each.
-        await schedule_expiries(uow=uow, orders=[(event.id, event.expires_at) for event, _ in deliveries])
+        await schedule_expiries(uow=uow, orders=[(event.id, event.expires_at) for event in events])
 
 
 class OrderCancelledListener(Listener[OrderCancelled]):
@@ -36,7 +36,7 @@ class OrderCancelledListener(Listener[OrderCancelled]):
         self.js = js
         self.stream = stream
 
-    async def handle(self, event: OrderCancelled, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: OrderCancelled, uow: UnitOfWork) -> None:
         await cancel_expiry(uow=uow, order_id=event.id, js=self.js, stream=self.stream)
 
 

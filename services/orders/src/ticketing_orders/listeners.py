@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from ticketing_common.db import UnitOfWork
 from ticketing_common.events import (
     ChargeCreated,
-    EventContext,
     Listener,
     OrderExpired,
     TicketCreated,
@@ -24,11 +23,11 @@ class TicketCreatedListener(Listener[TicketCreated]):
 
     event = TicketCreated
 
-    async def handle(self, event: TicketCreated, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: TicketCreated, uow: UnitOfWork) -> None:
         await service.copy_created_tickets(uow=uow, events=[event])
 
-    async def handle_batch(self, deliveries: Sequence[tuple[TicketCreated, EventContext]], uow: UnitOfWork) -> None:
-        await service.copy_created_tickets(uow=uow, events=[event for event, _ in deliveries])
+    async def handle_batch(self, events: Sequence[TicketCreated], uow: UnitOfWork) -> None:
+        await service.copy_created_tickets(uow=uow, events=list(events))
 
 
 class TicketUpdatedListener(Listener[TicketUpdated]):
@@ -37,11 +36,11 @@ class TicketUpdatedListener(Listener[TicketUpdated]):
 
     event = TicketUpdated
 
-    async def handle(self, event: TicketUpdated, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: TicketUpdated, uow: UnitOfWork) -> None:
         await service.copy_updated_tickets(uow=uow, events=[event])
 
-    async def handle_batch(self, deliveries: Sequence[tuple[TicketUpdated, EventContext]], uow: UnitOfWork) -> None:
-        await service.copy_updated_tickets(uow=uow, events=[event for event, _ in deliveries])
+    async def handle_batch(self, events: Sequence[TicketUpdated], uow: UnitOfWork) -> None:
+        await service.copy_updated_tickets(uow=uow, events=list(events))
 
 
 class OrderExpiredListener(Listener[OrderExpired]):
@@ -49,7 +48,7 @@ class OrderExpiredListener(Listener[OrderExpired]):
 
     event = OrderExpired
 
-    async def handle(self, event: OrderExpired, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: OrderExpired, uow: UnitOfWork) -> None:
         await service.expire_order(uow=uow, order_id=event.order_id)
 
 
@@ -58,7 +57,7 @@ class ChargeCreatedListener(Listener[ChargeCreated]):
 
     event = ChargeCreated
 
-    async def handle(self, event: ChargeCreated, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: ChargeCreated, uow: UnitOfWork) -> None:
         await service.record_charge(uow=uow, charge=event)
 
 

@@ -10,7 +10,6 @@ from fastapi import FastAPI
 
 from ticketing_common.db import UnitOfWork
 from ticketing_common.events import (
-    EventContext,
     Listener,
     OrderCancelled,
     OrderCreated,
@@ -35,14 +34,14 @@ class OrderCreatedListener(Listener[OrderCreated]):
     def __init__(self, waits: OrderCopyWaits) -> None:
         self.waits = waits
 
-    async def handle(self, event: OrderCreated, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: OrderCreated, uow: UnitOfWork) -> None:
         await copy_created_order(uow=uow, event=event)
 
-    async def handle_batch(self, deliveries: Sequence[tuple[OrderCreated, EventContext]], uow: UnitOfWork) -> None:
+    async def handle_batch(self, events: Sequence[OrderCreated], uow: UnitOfWork) -> None:
         # Every payment of a new order waits on this copy: one statement for the whole batch.
-        await copy_created_orders(uow=uow, events=[event for event, _ in deliveries])
+        await copy_created_orders(uow=uow, events=list(events))
 
-    async def committed(self, event: OrderCreated, context: EventContext) -> None:
+    async def committed(self, event: OrderCreated) -> None:
         await self.waits.copied(event.id)  # the payments waiting for this copy, on every replica
 
 
@@ -58,7 +57,7 @@ class OrderCancelledListener(Listener[OrderCancelled]):
     def __init__(self, stripe: StripeGateway) -> None:
         self.stripe = stripe
 
-    async def handle(self, event: OrderCancelled, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: OrderCancelled, uow: UnitOfWork) -> None:
         payment = await copy_cancelled_order(uow=uow, event=event)
         if payment is not None:
             await refund_payment(uow=uow, stripe=self.stripe, payment=payment)
@@ -67,14 +66,14 @@ class OrderCancelledListener(Listener[OrderCancelled]):
 class UserCreatedListener(Listener[UserCreated]):
     event = UserCreated
 
-    async def handle(self, event: UserCreated, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: UserCreated, uow: UnitOfWork) -> None:
         await copy_created_user(uow=uow, event=event)
 
 
 class UserUpdatedListener(Listener[UserUpdated]):
     event = UserUpdated
 
-    async def handle(self, event: UserUpdated, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: UserUpdated, uow: UnitOfWork) -> None:
         await copy_updated_user(uow=uow, event=event)
 
 

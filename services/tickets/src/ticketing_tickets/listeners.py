@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from ticketing_common.db import UnitOfWork
-from ticketing_common.events import EventContext, Listener, OrderCancelled, OrderCreated
+from ticketing_common.events import Listener, OrderCancelled, OrderCreated
 from ticketing_tickets.service import hold_for_order, hold_for_orders, release_for_order, release_for_orders
 
 
@@ -24,11 +24,11 @@ class OrderCreatedListener(Listener[OrderCreated]):
 
     event = OrderCreated
 
-    async def handle(self, event: OrderCreated, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: OrderCreated, uow: UnitOfWork) -> None:
         await hold_for_order(uow=uow, order_id=event.id, ticket_id=event.ticket.id)
 
-    async def handle_batch(self, deliveries: Sequence[tuple[OrderCreated, EventContext]], uow: UnitOfWork) -> None:
-        await hold_for_orders(uow=uow, orders=[(event.id, event.ticket.id) for event, _ in deliveries])
+    async def handle_batch(self, events: Sequence[OrderCreated], uow: UnitOfWork) -> None:
+        await hold_for_orders(uow=uow, orders=[(event.id, event.ticket.id) for event in events])
 
 
 class OrderCancelledListener(Listener[OrderCancelled]):
@@ -36,11 +36,11 @@ class OrderCancelledListener(Listener[OrderCancelled]):
 
     event = OrderCancelled
 
-    async def handle(self, event: OrderCancelled, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: OrderCancelled, uow: UnitOfWork) -> None:
         await release_for_order(uow=uow, order_id=event.id, ticket_id=event.ticket.id)
 
-    async def handle_batch(self, deliveries: Sequence[tuple[OrderCancelled, EventContext]], uow: UnitOfWork) -> None:
-        await release_for_orders(uow=uow, orders=[(event.id, event.ticket.id) for event, _ in deliveries])
+    async def handle_batch(self, events: Sequence[OrderCancelled], uow: UnitOfWork) -> None:
+        await release_for_orders(uow=uow, orders=[(event.id, event.ticket.id) for event in events])
 
 
 def listeners(app: FastAPI) -> Sequence[Listener[Any]]:

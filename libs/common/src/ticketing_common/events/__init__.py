@@ -13,12 +13,11 @@ from ticketing_common.events.catalogue import (
     UserCreated,
     UserUpdated,
 )
-from ticketing_common.events.listener import EventContext, Listener, NotYet, is_next_version
+from ticketing_common.events.listener import Listener, NotYet, is_next_version
 
 __all__ = [
     "ChargeCreated",
     "Event",
-    "EventContext",
     "Listener",
     "NotYet",
     "OrderCancelled",

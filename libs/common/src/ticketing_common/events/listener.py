@@ -95,16 +95,16 @@ class Listener(ABC, Generic[E]):
     event: ClassVar[type[Event]]
 
     @abstractmethod
-    async def handle(self, event: E, uow: UnitOfWork, context: EventContext) -> None:
+    async def handle(self, event: E, uow: UnitOfWork) -> None:
         """Apply the event inside ``uow``'s transaction; never commit here."""
 
-    async def handle_batch(self, deliveries: Sequence[tuple[E, EventContext]], uow: UnitOfWork) -> None:
+    async def handle_batch(self, events: Sequence[E], uow: UnitOfWork) -> None:
         """Apply several events in one transaction. One by one by default; a hot listener overrides this with
         set-based statements. Raising replays the batch one event at a time through :meth:`handle`."""
-        for event, context in deliveries:
-            await self.handle(event, uow, context)
+        for event in events:
+            await self.handle(event, uow)
 
-    async def committed(self, event: E, context: EventContext) -> None:
+    async def committed(self, event: E) -> None:
         """Called once the event's transaction has committed (not for a duplicate); must not raise."""
 
     @property
@@ -397,9 +397,9 @@ class ListenerRunner:
             claimed = {row[0] for row in await uow.conn.fetch(CLAIM_EVENTS, self.consumer, list(unique))}
             fresh = [delivery for event_id, delivery in unique.items() if event_id in claimed]
             if len(fresh) == 1:
-                await self.listener.handle(fresh[0].event, uow, fresh[0].context)
+                await self.listener.handle(fresh[0].event, uow)
             elif fresh:
-                await self.listener.handle_batch([(d.event, d.context) for d in fresh], uow)
+                await self.listener.handle_batch([delivery.event for delivery in fresh], uow)
         return fresh
 
     async def _acknowledge(self, deliveries: Sequence[Delivery], fresh: Sequence[Delivery]) -> None:
@@ -407,7 +407,7 @@ class ListenerRunner:
             await delivery.msg.ack()
         now = time.time()
         for delivery in fresh:
-            await self.listener.committed(delivery.event, delivery.context)
+            await self.listener.committed(delivery.event)
             if self._metrics is not None and delivery.context.published_at is not None:
                 lag = now - delivery.context.published_at.timestamp()
                 self._metrics.event_lag.labels(delivery.msg.subject).observe(max(0.0, lag))
