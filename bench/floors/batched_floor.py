@@ -58,7 +58,7 @@ CREATE TABLE orders (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX uq_orders_active_ticket ON orders (ticket_id)
-    WHERE status IN ('created', 'awaiting:payment', 'complete');""",
+    WHERE status IN ('created', 'complete');""",
     "tickets": "CREATE TABLE tickets (id uuid PRIMARY KEY, order_id uuid, version int NOT NULL DEFAULT 0);",
     "expiration": "CREATE TABLE expiries (order_id uuid PRIMARY KEY, expires_at timestamptz NOT NULL);",
     "payments": "CREATE TABLE orders (id uuid PRIMARY KEY, ticket_id uuid NOT NULL);",

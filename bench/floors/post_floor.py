@@ -32,7 +32,7 @@ CREATE TABLE orders (
     status text NOT NULL, expires_at timestamptz NOT NULL, version int NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE UNIQUE INDEX uq_orders_active_ticket ON orders (ticket_id) WHERE status IN ('created', 'awaiting:payment', 'complete');
+CREATE UNIQUE INDEX uq_orders_active_ticket ON orders (ticket_id) WHERE status IN ('created', 'complete');
 CREATE TABLE outbox (
     id bigserial PRIMARY KEY, subject text NOT NULL, data text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(), sent_at timestamptz

@@ -105,11 +105,6 @@ def test_a_paid_order_not_yet_complete_waits_for_confirmation_without_the_paymen
     assert order_view({"status": "complete"}, now=NOW, payment_received=True).label == "Paid"
 
 
-def test_awaiting_payment_is_payable_like_created() -> None:
-    view = order_view({"status": "awaiting:payment", "expiresAt": _iso(NOW + timedelta(seconds=10))}, now=NOW)
-    assert view.payable
-
-
 def test_countdowns_read_as_minutes_and_seconds() -> None:
     assert format_remaining(0) == "0:00"
     assert format_remaining(-3) == "0:00"

@@ -69,7 +69,7 @@ class Harness:
         return await find_order(self.pool, uuid.UUID(str(order_id)))
 
     async def set_status(self, order_id: uuid.UUID | str, status: OrderStatus) -> None:
-        """Put an order in a state no route of this service leads to (e.g. ``awaiting:payment``)."""
+        """Put an order in a state no route of this service leads to (e.g. ``complete`` without a charge)."""
         changed = await self.pool.execute(
             "UPDATE orders SET status = $2 WHERE id = $1", uuid.UUID(str(order_id)), status.value
         )

@@ -95,19 +95,6 @@ async def test_returns_400_when_cancelling_a_completed_order(client: httpx.Async
     assert await bus.outbox("order.cancelled") == []
 
 
-async def test_cancels_an_order_awaiting_payment(client: httpx.AsyncClient, bus: Harness) -> None:
-    signin(client)
-    order = await _order(client, bus)
-    await bus.set_status(order["id"], OrderStatus.AWAITING_PAYMENT)
-
-    response = await client.delete(f"/api/orders/{order['id']}")
-
-    assert response.status_code == 204
-    stored = await bus.order(order["id"])
-    assert stored is not None
-    assert (stored.status, stored.version) == ("cancelled", 1)
-
-
 async def test_returns_404_when_cancelling_another_users_order(client: httpx.AsyncClient, bus: Harness) -> None:
     signin(client)
     order = await _order(client, bus)

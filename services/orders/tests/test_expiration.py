@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from nats.js import JetStreamContext
 
-from ticketing_common.events import ChargeCreated, OrderExpired, OrderStatus
+from ticketing_common.events import ChargeCreated, OrderExpired
 from ticketing_common.testing import signin, stream_events, wait_for_events, wait_until
 
 if TYPE_CHECKING:
@@ -46,18 +46,6 @@ async def test_expiry_cancels_a_created_order_and_publishes_order_cancelled(
     assert (stored.status, stored.version) == ("cancelled", 1)
     shown = (await client.get(f"/api/orders/{order['id']}")).json()
     assert (shown["status"], shown["version"]) == ("cancelled", 1)
-
-
-async def test_expiry_cancels_an_order_awaiting_payment(client: httpx.AsyncClient, bus: Harness) -> None:
-    order = await _order(client, bus)
-    await bus.set_status(order["id"], OrderStatus.AWAITING_PAYMENT)
-
-    await bus.publish(OrderExpired(order_id=uuid.UUID(order["id"])))
-    await bus.wait_handled("order.expired", 1)
-
-    stored = await _stored(bus, order["id"])
-    assert (stored.status, stored.version) == ("cancelled", 1)
-    assert len(await bus.outbox("order.cancelled")) == 1
 
 
 async def test_expiry_of_a_complete_order_changes_nothing(

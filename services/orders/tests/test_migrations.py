@@ -58,7 +58,7 @@ CONSTRAINTS = {
     "fk_orders_ticket_id_tickets": "FOREIGN KEY (ticket_id) REFERENCES tickets(id)",
     "ck_orders_status_known": (
         "CHECK (((status)::text = ANY ((ARRAY['created'::character varying, 'cancelled'::character varying,"
-        " 'awaiting:payment'::character varying, 'complete'::character varying])::text[])))"
+        " 'complete'::character varying])::text[])))"
     ),
     "ck_orders_version_not_negative": "CHECK ((version >= 0))",
     "pk_charges": "PRIMARY KEY (id)",
@@ -69,8 +69,7 @@ INDEXES = {
     "pk_orders": "UNIQUE INDEX pk_orders ON public.orders USING btree (id)",
     "uq_orders_active_ticket": (
         "UNIQUE INDEX uq_orders_active_ticket ON public.orders USING btree (ticket_id) WHERE ((status)::text = ANY"
-        " ((ARRAY['created'::character varying, 'awaiting:payment'::character varying,"
-        " 'complete'::character varying])::text[]))"
+        " ((ARRAY['created'::character varying, 'complete'::character varying])::text[]))"
     ),
     "ix_orders_user_created": (
         "INDEX ix_orders_user_created ON public.orders USING btree (user_id, created_at DESC, id DESC)"

@@ -244,7 +244,7 @@ async def test_two_active_orders_for_one_ticket_are_reported(world: World) -> No
     definition = await orders.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_orders_active_ticket'")
     await orders.execute("DROP INDEX uq_orders_active_ticket")
     try:
-        await world.order(await world.user(), ticket_id, status="awaiting:payment", version=0)
+        await world.order(await world.user(), ticket_id, status="created", version=0)
 
         report = await world.check()
     finally:

@@ -35,15 +35,12 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.PrimaryKeyConstraint("id", name="pk_orders"),
         sa.ForeignKeyConstraint(["ticket_id"], ["tickets.id"], name="fk_orders_ticket_id_tickets"),
-        sa.CheckConstraint(
-            "status IN ('created', 'cancelled', 'awaiting:payment', 'complete')", name="ck_orders_status_known"
-        ),
+        sa.CheckConstraint("status IN ('created', 'cancelled', 'complete')", name="ck_orders_status_known"),
         sa.CheckConstraint("version >= 0", name="ck_orders_version_not_negative"),
     )
-    # No double booking: at most one active order (created, awaiting:payment or complete) per ticket.
+    # No double booking: at most one active order (created or complete) per ticket.
     op.execute(
-        "CREATE UNIQUE INDEX uq_orders_active_ticket ON orders (ticket_id) "
-        "WHERE status IN ('created', 'awaiting:payment', 'complete')"
+        "CREATE UNIQUE INDEX uq_orders_active_ticket ON orders (ticket_id) WHERE status IN ('created', 'complete')"
     )
     # A buyer's orders, newest first.
     op.execute("CREATE INDEX ix_orders_user_created ON orders (user_id, created_at DESC, id DESC)")

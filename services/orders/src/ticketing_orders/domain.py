@@ -7,8 +7,8 @@ An order's life::
        │
        └──cancel or expiry──▶ cancelled
 
-``awaiting:payment`` (in the catalogue, set by nothing yet) is treated as ``created``. ``complete`` and
-``cancelled`` are final. The use cases in ``service.py`` apply these rules with compare-and-set statements.
+``complete`` and ``cancelled`` are final. The use cases in ``service.py`` apply these rules with compare-and-set
+statements.
 """
 
 from __future__ import annotations

@@ -102,11 +102,11 @@ class ChargeClaim:
     charge: Charge | None
 
 
-# An active order is one in created, awaiting:payment or complete (the predicate of uq_orders_active_ticket).
+# An active order is one in created or complete (the predicate of uq_orders_active_ticket).
 FIND_TICKET_FOR_ORDER = """
 SELECT id, title, price, user_id, version,
        EXISTS (
-           SELECT FROM orders WHERE ticket_id = $1 AND status IN ('created', 'awaiting:payment', 'complete')
+           SELECT FROM orders WHERE ticket_id = $1 AND status IN ('created', 'complete')
        ) AS held
 FROM tickets WHERE id = $1
 """
@@ -119,7 +119,7 @@ WITH ticket AS (
 ), inserted AS (
     INSERT INTO orders (id, user_id, status, expires_at, version, ticket_id)
     SELECT $1, $3, 'created', $4, 0, ticket.id FROM ticket WHERE ticket.user_id <> $3
-    ON CONFLICT (ticket_id) WHERE status IN ('created', 'awaiting:payment', 'complete') DO NOTHING
+    ON CONFLICT (ticket_id) WHERE status IN ('created', 'complete') DO NOTHING
     RETURNING id
 )
 SELECT ticket.id, ticket.title, ticket.price, ticket.user_id, ticket.version,

@@ -20,7 +20,7 @@ import asyncpg
 import nats
 from nats.js.errors import NotFoundError
 
-ACTIVE = ("created", "awaiting:payment", "complete")
+ACTIVE = ("created", "complete")
 SERVICES_WITH_DATABASE = ("auth", "tickets", "orders", "expiration", "payments")
 EXPIRY_GRACE = timedelta(seconds=30)
 
@@ -150,7 +150,7 @@ def _check_rows(report: Report, rows: Mapping[str, list[asyncpg.Record]], now: d
                     order=order["id"],
                     ticket=order["ticket_id"],
                 )
-        if order["status"] in ("created", "awaiting:payment") and order["expires_at"] < now - EXPIRY_GRACE:
+        if order["status"] == "created" and order["expires_at"] < now - EXPIRY_GRACE:
             report.add("order-stuck", "order still unpaid long after its expiry", order=order["id"])
     for ticket_id, active in active_by_ticket.items():
         if len(active) > 1:

@@ -29,11 +29,7 @@ class Subject(StrEnum):
 class OrderStatus(StrEnum):
     CREATED = "created"
     CANCELLED = "cancelled"
-    AWAITING_PAYMENT = "awaiting:payment"
     COMPLETE = "complete"
-
-
-ACTIVE_ORDER_STATUSES = (OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT, OrderStatus.COMPLETE)
 
 
 class Event(CamelModel):
