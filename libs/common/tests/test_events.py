@@ -115,7 +115,7 @@ async def test_nothing_is_written_published_or_reported_when_the_unit_of_work_ra
 
 
 async def test_a_units_events_are_written_as_it_commits_in_the_order_published(demo_app: FastAPI) -> None:
-    demo_app.state.events.publisher.paused = True
+    await demo_app.state.events.stop_publisher()
     db: Database = demo_app.state.db
     titles = ["first", "second", "third"]
     async with db.unit_of_work() as uow:
@@ -178,7 +178,7 @@ async def test_versions_arriving_out_of_order_are_applied_in_order(demo_app: Fas
 async def test_events_committed_by_a_process_that_died_before_publishing_are_swept_once(
     demo_app: FastAPI, js: JetStreamContext
 ) -> None:
-    demo_app.state.events.publisher.paused = True  # as if the process died right after its commit
+    await demo_app.state.events.stop_publisher()  # as if the process died right after its commit
     db: Database = demo_app.state.db
     ticket_id = uuid.uuid4()
     async with db.unit_of_work() as uow:
@@ -199,7 +199,7 @@ async def test_a_sweeper_crash_between_publish_and_mark_sent_causes_no_double_ef
 ) -> None:
     app = build_demo_app(demo_settings)
     async with running(app):
-        app.state.events.publisher.paused = True
+        await app.state.events.stop_publisher()
         db: Database = app.state.db
         ticket_id = uuid.uuid4()
         async with db.unit_of_work() as uow:
@@ -433,7 +433,7 @@ async def test_the_backlog_gauge_counts_the_rows_a_full_sweep_left_behind(
 
     app = build_demo_app(demo_settings)
     async with running(app):
-        app.state.events.publisher.paused = True
+        await app.state.events.stop_publisher()
         async with app.state.db.unit_of_work() as uow:
             for title in ("a", "b", "c"):
                 uow.publish(_ticket(title))

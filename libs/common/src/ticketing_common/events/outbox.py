@@ -74,12 +74,9 @@ class OutboxPublisher:
         self._queued: list[OutboxMessage] = []
         self._queued_event = asyncio.Event()
         self._acknowledged: list[uuid.UUID] = []
-        self.paused = False  # tests: committed events stay in the table, for the sweeper
 
     def submit(self, messages: Sequence[OutboxMessage]) -> None:
         """Queue committed events for publishing (a commit watcher: never blocks)."""
-        if self.paused:
-            return
         self._queued.extend(messages)
         self._queued_event.set()
 
