@@ -136,14 +136,3 @@ async def create_tickets(
         )
 
     return await gather_limited(count, make, concurrency=concurrency, progress=progress)
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float, interval: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not reached within {timeout}s")
-        await asyncio.sleep(interval)
