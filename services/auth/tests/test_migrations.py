@@ -3,22 +3,12 @@ the limits count with), the database enforces it, and it downgrades and upgrades
 
 from __future__ import annotations
 
-import asyncio
-import re
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
-import pytest
-from alembic import command
-from alembic.config import Config
 
 from ticketing_auth import queries
-from ticketing_auth.config import Settings
-from ticketing_auth.main import MIGRATIONS_DIR
-from ticketing_common.config import server_url_for_database
-from ticketing_common.db import asyncpg_dsn, migrate, violated_constraint
+from ticketing_common.testing import ALEMBIC_TABLE, MigratedDatabase, sql_statements
 
 OUR_TABLES = {"users", "signin_failures"}
 MESSAGING_TABLES = {"outbox", "processed_events", "parked_messages"}
@@ -41,9 +31,9 @@ COLUMNS = {
     ],
 }
 CONSTRAINTS = {
-    "pk_users": "PRIMARY KEY (id)",
-    queries.USERS_EMAIL_UNIQUE: "UNIQUE (email)",
-    "pk_signin_failures": "PRIMARY KEY (id)",
+    ("users", "pk_users"): "PRIMARY KEY (id)",
+    ("users", queries.USERS_EMAIL_UNIQUE): "UNIQUE (email)",
+    ("signin_failures", "pk_signin_failures"): "PRIMARY KEY (id)",
 }
 INDEXES = {
     "pk_users": "UNIQUE INDEX pk_users ON public.users USING btree (id)",
@@ -61,119 +51,44 @@ INDEXES = {
 }
 
 
-def _alembic(url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return config
-
-
-def _statements() -> dict[str, str]:
-    """Every SQL statement of ``queries``, by name."""
-    return {
-        name: value
-        for name, value in vars(queries).items()
-        if name.isupper() and isinstance(value, str) and re.match(r"\s*(WITH|SELECT|INSERT|UPDATE|DELETE)\b", value)
-    }
-
-
-async def _tables(conn: asyncpg.Connection) -> set[str]:
-    rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-    return {row["tablename"] for row in rows}
-
-
-async def _schema(conn: asyncpg.Connection) -> dict[str, Any]:
-    """Our tables as PostgreSQL describes them: columns, constraints, indexes."""
-    columns = await conn.fetch(
-        """
-        SELECT c.relname AS table, a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type,
-               NOT a.attnotnull AS nullable, pg_get_expr(d.adbin, d.adrelid) AS default
-        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-        WHERE c.relname = ANY ($1::text[]) AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
-        ORDER BY c.relname, a.attnum
-        """,
-        list(OUR_TABLES),
-    )
-    constraints = await conn.fetch(
-        """
-        SELECT conname, pg_get_constraintdef(oid) AS definition FROM pg_constraint
-        WHERE conrelid = ANY (SELECT oid FROM pg_class WHERE relname = ANY ($1::text[]))
-          AND contype <> 'n'  -- NOT NULL, a constraint since PostgreSQL 18: checked with the columns
-        """,
-        list(OUR_TABLES),
-    )
-    indexes = await conn.fetch(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY ($1::text[])",
-        list(OUR_TABLES),
-    )
-    described: dict[str, list[tuple[str, str, bool, str | None]]] = {}
-    for row in columns:
-        described.setdefault(row["table"], []).append((row["column"], row["type"], row["nullable"], row["default"]))
-    return {
-        "columns": described,
-        "constraints": {row["conname"]: row["definition"] for row in constraints},
-        "indexes": {row["indexname"]: row["indexdef"].removeprefix("CREATE ") for row in indexes},
-    }
-
-
-@pytest.fixture
-async def migrated(settings: Settings) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
-    """A database of its own, migrated to head: its SQLAlchemy URL (for Alembic) and a connection."""
-    url = server_url_for_database(settings.database_url, "ticketing_auth_migrations_test")
-    await asyncio.to_thread(migrate, url, MIGRATIONS_DIR)
-    conn = await asyncpg.connect(asyncpg_dsn(url))
-    try:
-        yield url, conn
-    finally:
-        await conn.close()
-
-
 async def test_the_migration_creates_the_tables_keys_and_indexes_the_statements_rely_on(
-    migrated: tuple[str, asyncpg.Connection],
+    migrated_db: MigratedDatabase,
 ) -> None:
-    _, conn = migrated
-    assert await _tables(conn) == OUR_TABLES | MESSAGING_TABLES | {"alembic_version"}
-    schema = await _schema(conn)
-    assert schema["columns"] == COLUMNS
-    assert schema["constraints"] == CONSTRAINTS
-    assert schema["indexes"] == INDEXES
+    assert await migrated_db.tables() == OUR_TABLES | MESSAGING_TABLES | {ALEMBIC_TABLE}
+    schema = await migrated_db.schema(OUR_TABLES)
+    assert schema.columns == COLUMNS
+    assert schema.constraints == CONSTRAINTS
+    assert schema.indexes == INDEXES
 
 
 async def test_every_statement_of_the_service_is_valid_against_the_migrated_schema(
-    migrated: tuple[str, asyncpg.Connection],
+    migrated_db: MigratedDatabase,
 ) -> None:
-    _, conn = migrated
-    statements = _statements()
+    statements = sql_statements(queries)
     assert {"INSERT_USER", "UPDATE_USER", "RESERVE_SIGNIN", "RESERVE_FOR_USER", "RELEASE_ATTEMPT"} <= set(statements)
-    for name, sql in statements.items():
-        try:
-            await conn.prepare(sql)  # parsed, planned and type-checked by PostgreSQL, not run
-        except asyncpg.PostgresError as exc:
-            raise AssertionError(f"{name}: {exc}") from exc
+    assert await migrated_db.prepare_errors(statements) == {}  # parsed, planned and type-checked by PostgreSQL, not run
 
 
 async def test_the_schema_refuses_a_second_user_with_one_email_under_the_constraint_the_service_names(
-    migrated: tuple[str, asyncpg.Connection],
+    migrated_db: MigratedDatabase,
 ) -> None:
-    _, conn = migrated
+    conn = migrated_db.conn
     insert = "INSERT INTO users (id, email, password_hash) VALUES ($1, 'ada@example.com', 'x')"
     tx = conn.transaction()  # rolled back at the end: the migrated database stays empty
     await tx.start()
     try:
         await conn.execute(insert, uuid.uuid4())
-        with pytest.raises(asyncpg.UniqueViolationError) as refused:
-            await conn.execute(insert, uuid.uuid4())
+        refused = await migrated_db.violation(insert, uuid.uuid4(), error=asyncpg.UniqueViolationError)
     finally:
         await tx.rollback()
 
-    assert violated_constraint(refused.value) == queries.USERS_EMAIL_UNIQUE
+    assert refused == queries.USERS_EMAIL_UNIQUE
 
 
 async def test_a_failed_attempt_gets_its_id_and_time_from_the_database(
-    migrated: tuple[str, asyncpg.Connection],
+    migrated_db: MigratedDatabase,
 ) -> None:
-    _, conn = migrated
+    conn = migrated_db.conn
     tx = conn.transaction()
     await tx.start()
     try:
@@ -188,24 +103,15 @@ async def test_a_failed_attempt_gets_its_id_and_time_from_the_database(
         await tx.rollback()
 
 
-async def test_the_migration_creates_no_trigger_and_no_function(migrated: tuple[str, asyncpg.Connection]) -> None:
-    _, conn = migrated
+async def test_the_migration_creates_no_trigger_and_no_function(migrated_db: MigratedDatabase) -> None:
+    schema = await migrated_db.schema()
 
-    triggers = await conn.fetchval("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal")
-    functions = await conn.fetchval("SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace")
-
-    assert (triggers, functions) == (0, 0)
+    assert (schema.triggers, schema.functions) == ([], [])
 
 
 async def test_the_migration_downgrades_to_an_empty_database_and_upgrades_again_to_the_same_schema(
-    migrated: tuple[str, asyncpg.Connection],
+    migrated_db: MigratedDatabase,
 ) -> None:
-    url, conn = migrated
-    before = await _schema(conn)
+    await migrated_db.assert_round_trip()
 
-    await asyncio.to_thread(command.downgrade, _alembic(url), "base")
-    assert await _tables(conn) == {"alembic_version"}
-
-    await asyncio.to_thread(command.upgrade, _alembic(url), "head")
-    assert await _tables(conn) == OUR_TABLES | MESSAGING_TABLES | {"alembic_version"}
-    assert await _schema(conn) == before
+    assert await migrated_db.tables() == OUR_TABLES | MESSAGING_TABLES | {ALEMBIC_TABLE}

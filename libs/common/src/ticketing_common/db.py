@@ -22,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 if TYPE_CHECKING:
+    from alembic.config import Config
+
     from ticketing_common.events.catalogue import Event
 
 logger = logging.getLogger("ticketing.db")
@@ -254,13 +256,19 @@ async def wait_for_database(url: str, *, timeout: float = 30.0) -> None:
 def migrate(sqlalchemy_url: str, migrations_dir: Path, revision: str = "head") -> None:
     """Apply a service's Alembic migrations to its database (creating the database first)."""
     from alembic import command
-    from alembic.config import Config
 
     asyncio.run(_prepare(sqlalchemy_url))
+    command.upgrade(alembic_config(sqlalchemy_url, migrations_dir), revision)
+
+
+def alembic_config(sqlalchemy_url: str, migrations_dir: Path) -> Config:
+    """Alembic's configuration for a service's migrations (``migrations_dir``) on one database; no alembic.ini."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
-    config.set_main_option("sqlalchemy.url", sqlalchemy_url.replace("%", "%%"))
-    command.upgrade(config, revision)
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url.replace("%", "%%"))  # ConfigParser interpolates %
+    return config
 
 
 async def _prepare(url: str) -> None:

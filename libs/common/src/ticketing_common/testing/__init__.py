@@ -1,6 +1,11 @@
-"""Test support for the services: real servers (see ``plugin``) and helpers."""
+"""Test support for the services: real servers (see ``plugin``), helpers, and migration tests (``migrations``)."""
 
-from ticketing_common.testing.helpers import (
+import pytest
+
+# Before the imports below, so that the asserts of ``migrations`` (the tests' own, in effect) report a diff too.
+pytest.register_assert_rewrite("ticketing_common.testing.migrations")
+
+from ticketing_common.testing.helpers import (  # noqa: E402
     TEST_JWT_KEY,
     ReceivedEvent,
     ServiceUnderTest,
@@ -18,12 +23,25 @@ from ticketing_common.testing.helpers import (
     wait_for_events,
     wait_until,
 )
+from ticketing_common.testing.migrations import (  # noqa: E402
+    ALEMBIC_TABLE,
+    Column,
+    MigratedDatabase,
+    Schema,
+    fresh_database,
+    sql_statements,
+)
 
 __all__ = [
+    "ALEMBIC_TABLE",
     "TEST_JWT_KEY",
+    "Column",
+    "MigratedDatabase",
     "ReceivedEvent",
+    "Schema",
     "ServiceUnderTest",
     "TestInfra",
+    "fresh_database",
     "http_client",
     "prepare_database",
     "recorded_statements",
@@ -31,6 +49,7 @@ __all__ = [
     "running",
     "settings_for",
     "signin",
+    "sql_statements",
     "stream_events",
     "thread_pool_callables",
     "truncate_all",

@@ -33,6 +33,7 @@ from ticketing_common.testing.helpers import (
     truncate_all,
     wait_until,
 )
+from ticketing_common.testing.migrations import MigratedDatabase, fresh_database
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +88,18 @@ async def settings(service: ServiceUnderTest, infra: TestInfra, js: JetStreamCon
         await truncate_all(settings)
     await reset_stream(js, settings.nats_stream)
     return settings
+
+
+@pytest.fixture
+async def migrated_db(service: ServiceUnderTest, infra: TestInfra) -> AsyncIterator[MigratedDatabase]:
+    """For the service's migration tests: a database of their own (not the one ``settings`` names), created
+    afresh for each test and migrated to head, with a connection to it (see ``ticketing_common.testing.migrations``).
+    """
+    if service.migrations_dir is None:
+        raise pytest.UsageError(f"{service.settings_cls.__name__}'s service has no migrations to test")
+    name = f"{settings_for(service.settings_cls, infra).database_name}_migrations"
+    async with fresh_database(infra.database_url, name, service.migrations_dir) as database:
+        yield database
 
 
 @pytest.fixture
