@@ -249,9 +249,8 @@ async def test_the_tombstone_of_a_cancelled_order_is_kept(
     order_id = uuid.uuid4()
     await orders.cancelled(ticket["id"], order_id)
     await wait_until(lambda: _count(app, "order.cancelled", "ok"))
-    tombstone = await app.state.db.pool.fetchrow("SELECT ticket_id FROM cancelled_orders WHERE order_id = $1", order_id)
-    assert tombstone is not None
-    assert str(tombstone["ticket_id"]) == ticket["id"]
+    tombstone = await app.state.db.pool.fetchval("SELECT 1 FROM cancelled_orders WHERE order_id = $1", order_id)
+    assert tombstone == 1
 
 
 async def _is(stored, ticket_id: str, expected: tuple[uuid.UUID | None, int]) -> bool:

@@ -23,7 +23,6 @@ def upgrade() -> None:
         sa.Column("order_id", sa.Uuid, nullable=True),
         sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("0")),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.PrimaryKeyConstraint("id", name="pk_tickets"),
         sa.CheckConstraint("price > 0 AND price <= 1000000", name="ck_tickets_price_range"),
         sa.CheckConstraint("version >= 0", name="ck_tickets_version_not_negative"),
@@ -35,8 +34,6 @@ def upgrade() -> None:
     op.create_table(
         "cancelled_orders",
         sa.Column("order_id", sa.Uuid, nullable=False),
-        sa.Column("ticket_id", sa.Uuid, nullable=False),
-        sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.PrimaryKeyConstraint("order_id", name="pk_cancelled_orders"),
     )
 

@@ -124,7 +124,7 @@ EDIT_TICKET = f"""
 WITH seen AS (
     SELECT user_id, order_id, version FROM tickets WHERE id = $1
 ), edited AS (
-    UPDATE tickets SET title = $3, price = $4, version = version + 1, updated_at = now()
+    UPDATE tickets SET title = $3, price = $4, version = version + 1
     WHERE id = $1 AND user_id = $2 AND order_id IS NULL AND ($5::integer IS NULL OR version = $5)
     RETURNING {TICKET_COLUMNS}
 )
@@ -173,7 +173,7 @@ WITH wanted AS (
     SELECT wanted.*, EXISTS (SELECT FROM cancelled_orders c WHERE c.order_id = wanted.order_id) AS cancelled
     FROM wanted
 ), held AS (
-    UPDATE tickets SET order_id = judged.order_id, version = tickets.version + 1, updated_at = now()
+    UPDATE tickets SET order_id = judged.order_id, version = tickets.version + 1
     FROM judged
     WHERE tickets.id = judged.ticket_id AND tickets.order_id IS NULL AND NOT judged.cancelled
     RETURNING {TICKET_COLUMNS}
@@ -203,11 +203,11 @@ RELEASE_TICKETS = f"""
 WITH cancelled AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS c(order_id, ticket_id, position)
 ), remembered AS (
-    INSERT INTO cancelled_orders (order_id, ticket_id)
-    SELECT order_id, ticket_id FROM cancelled ORDER BY position
+    INSERT INTO cancelled_orders (order_id)
+    SELECT order_id FROM cancelled ORDER BY position
     ON CONFLICT (order_id) DO NOTHING
 )
-UPDATE tickets SET order_id = NULL, version = tickets.version + 1, updated_at = now()
+UPDATE tickets SET order_id = NULL, version = tickets.version + 1
 FROM cancelled
 WHERE tickets.id = cancelled.ticket_id AND tickets.order_id = cancelled.order_id
 RETURNING {TICKET_COLUMNS}, cancelled.position
