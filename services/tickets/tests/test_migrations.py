@@ -53,8 +53,7 @@ async def test_the_outbox_is_plain_no_trigger_and_no_attempts_column(migrated_db
 async def test_a_new_ticket_starts_at_version_0_held_by_no_order(migrated_db: MigratedDatabase) -> None:
     conn = migrated_db.conn
     row = await conn.fetchrow(
-        "INSERT INTO tickets (id, title, price, user_id) VALUES ($1, 't', 1, $2)"
-        " RETURNING order_id, version",
+        "INSERT INTO tickets (id, title, price, user_id) VALUES ($1, 't', 1, $2) RETURNING order_id, version",
         uuid.uuid4(),
         uuid.uuid4(),
     )
