@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 import pytest
 
 from ticketing_bench import wrk
+from ticketing_bench.__main__ import choose_profile
 from ticketing_bench.client import User
 from ticketing_bench.flash_sale import SaleRecord, Win, verify
+from ticketing_bench.runner import PROFILES
 from ticketing_bench.stats import bucket_max, histogram_quantile, percentile
 
 BUYER = User("u1", "b@example.com", "session=x")
@@ -113,3 +115,17 @@ def test_a_ticket_paid_twice_is_reported() -> None:
     orders["o3"] = {"status": "complete", "ticket": {"version": 1}}
     charges["o3"] = 1
     assert any("ticket t1 sold 2 times" in p for p in verify(record, orders, tickets, charges))
+
+
+def test_sale_resizes_only_the_flash_sale_of_a_profile_and_names_it() -> None:
+    full = PROFILES["full"]
+    resized = choose_profile("full", "200,1000")
+    assert (resized.sale.tickets, resized.sale.buyers, resized.sale.connections) == (200, 1000, full.sale.connections)
+    assert resized.sale.pay_after == full.sale.pay_after
+    assert resized.order_window == full.order_window
+    assert resized.name == "full, sale 200,1000"
+    assert choose_profile("quick", "10,20,4").sale.connections == 4
+    assert choose_profile("quick") is PROFILES["quick"]
+    for wrong in ("200", "1,2,3,4", "a,b", "0,10"):
+        with pytest.raises(ValueError, match="--sale wants"):
+            choose_profile("full", wrong)

@@ -8,11 +8,29 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 
-from ticketing_bench.runner import ALL_SCENARIOS, PROFILES, run
+from ticketing_bench.runner import ALL_SCENARIOS, PROFILES, Profile, run
+
+
+def choose_profile(name: str, sale: str | None = None) -> Profile:
+    """A profile by name; ``sale`` ("TICKETS,BUYERS[,CONNECTIONS]") resizes its flash sale, named in the report."""
+    profile = PROFILES[name]
+    if not sale:
+        return profile
+    try:
+        sizes = [int(x) for x in sale.split(",")]
+    except ValueError:
+        sizes = []
+    if len(sizes) not in (2, 3) or min(sizes) < 1:
+        raise ValueError("--sale wants TICKETS,BUYERS or TICKETS,BUYERS,CONNECTIONS (positive integers)")
+    resized = replace(profile.sale, tickets=sizes[0], buyers=sizes[1])
+    if len(sizes) == 3:
+        resized = replace(resized, connections=sizes[2])
+    return replace(profile, name=f"{name}, sale {','.join(map(str, sizes))}", sale=resized)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,8 +42,16 @@ def main(argv: list[str] | None = None) -> None:
         "--base-url", default=os.environ.get("BASE_URL"), help="benchmark a running system (default: start one)"
     )
     parser.add_argument("--only", nargs="+", choices=ALL_SCENARIOS, help="run only these scenarios")
+    parser.add_argument(
+        "--sale",
+        metavar="TICKETS,BUYERS[,CONNECTIONS]",
+        help="the flash sale at another size, the profile's other settings kept (e.g. --only flash_sale --sale 200,1000)",
+    )
     args = parser.parse_args(argv)
-    profile = PROFILES[args.profile or ("quick" if args.quick else "full")]
+    try:
+        profile = choose_profile(args.profile or ("quick" if args.quick else "full"), args.sale)
+    except ValueError as exc:
+        parser.error(str(exc))
     console = Console(stderr=True)
     outcome = run(
         profile,

@@ -294,6 +294,15 @@ def _markdown(results: dict[str, Any], plots: list[Path]) -> str:
             f"{_f(foot.get('bench_cpu_s'), 1)} s over the same period.",
             "",
         ]
+        if foot.get("bench_requests"):
+            requests = foot["bench_requests"]
+            out += [
+                f"The load generator during the sale alone: {_f(foot.get('bench_sale_cpu_s'), 2)} s of CPU for "
+                f"{requests:,} requests, **{_f(foot['bench_sale_cpu_s'] / requests * 1000, 3)} ms per request** "
+                f"(its sampling of every process's CPU and memory, every 0.5 s until settled: "
+                f"{_f(foot.get('bench_sampler_cpu_s'), 2)} s).",
+                "",
+            ]
     if results.get("notes"):
         out += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
     if plots:
