@@ -238,42 +238,17 @@ class ListenerRunner:
     async def run(self) -> None:
         """Consume until cancelled, surviving NATS and database outages.
 
-        Up to ``concurrency`` batches are applied at once, like that many replicas in one process, so a slow
-        transaction does not hold up the events behind it; a batch is taken only when a slot is free, so what
-        arrives meanwhile makes the next batch. Order between batches is not guaranteed, which the version gates
-        and the inbox already make harmless.
+        ``concurrency`` workers take batches from one feed, like that many replicas in one process, so a slow
+        transaction does not hold up the events behind it; what arrives while they are busy makes the next batch.
+        Order between batches is not guaranteed, which the version gates and the inbox already make harmless.
         """
         await self._ensure_consumer()
         feed = PullFeed(self._js._nc, stream=self._stream, consumer=self.consumer, batch_size=self._batch_size)
         await feed.start()
-        slots = asyncio.Semaphore(self._concurrency)
-        in_hand: set[asyncio.Task[None]] = set()
         try:
-            while not self._stopped:
-                await slots.acquire()
-                try:
-                    messages = await feed.take(self._batch_size)
-                except BaseException:
-                    slots.release()
-                    raise
-                task = asyncio.create_task(self._process_in_slot(messages, slots))
-                in_hand.add(task)
-                task.add_done_callback(in_hand.discard)
-            await asyncio.gather(*in_hand)
+            await asyncio.gather(*(self._work(feed) for _ in range(self._concurrency)))
         finally:
-            for task in in_hand:
-                task.cancel()
-            await asyncio.gather(*in_hand, return_exceptions=True)
             await feed.stop()
-
-    async def _process_in_slot(self, messages: Sequence[Msg], slots: asyncio.Semaphore) -> None:
-        try:
-            await self.process_batch(messages)
-        except Exception as exc:
-            # Settling failed (NATS went away mid-batch): unacknowledged messages come back after ack_wait.
-            logger.warning("cannot settle a batch", extra={"consumer": self.consumer, "error": repr(exc)})
-        finally:
-            slots.release()
 
     async def _ensure_consumer(self) -> None:
         while True:
@@ -288,6 +263,15 @@ class ListenerRunner:
             except Exception as exc:
                 logger.warning("cannot create consumer yet", extra={"consumer": self.consumer, "error": repr(exc)})
                 await asyncio.sleep(1.0)
+
+    async def _work(self, feed: PullFeed) -> None:
+        while not self._stopped:
+            messages = await feed.take(self._batch_size)
+            try:
+                await self.process_batch(messages)
+            except Exception as exc:
+                # Settling failed (NATS went away mid-batch): unacknowledged messages come back after ack_wait.
+                logger.warning("cannot settle a batch", extra={"consumer": self.consumer, "error": repr(exc)})
 
     async def process_batch(self, messages: Sequence[Msg]) -> list[str]:
         """Apply delivered messages in one transaction and settle each (ack, nak or park); falls back to one at a
