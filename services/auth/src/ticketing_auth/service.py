@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -28,6 +30,8 @@ from ticketing_common.errors import (
 from ticketing_common.events import UserCreated, UserUpdated
 
 logger = logging.getLogger("ticketing.auth")
+
+R = TypeVar("R")
 
 INVALID_CREDENTIALS = "Invalid credentials"
 EMAIL_IN_USE = "Email in use"
@@ -74,16 +78,7 @@ async def authenticate(
     Argon2 verification.
     """
     address = domain.address_key(client_address)
-    async with db.unit_of_work() as uow:
-        await queries.lock_client_address(uow.conn, address)
-        reservation = await queries.reserve_signin(
-            uow.conn,
-            email=email,
-            address=address,
-            window=limit.window,
-            max_failures=limit.max_failures,
-            max_failures_per_address=limit.max_failures_per_address,
-        )
+    reservation = await _reserve_attempt(db, limit, address, queries.reserve_signin, email=email)
     attempt_id = _admitted_attempt(reservation, address)
     user = reservation.user
     if not await passwords.verify(user.password_hash if user else None, password):
@@ -160,16 +155,7 @@ async def _verify_current_password(
     """The user, once ``password`` is verified as theirs; a failure counts like a failed sign-in for the
     (email, client address), so a stolen session cookie is no unlimited password oracle."""
     address = domain.address_key(client_address)
-    async with db.unit_of_work() as uow:
-        await queries.lock_client_address(uow.conn, address)
-        reservation = await queries.reserve_for_user(
-            uow.conn,
-            user_id=user_id,
-            address=address,
-            window=limit.window,
-            max_failures=limit.max_failures,
-            max_failures_per_address=limit.max_failures_per_address,
-        )
+    reservation = await _reserve_attempt(db, limit, address, queries.reserve_for_user, user_id=user_id)
     if reservation is None:
         raise NotAuthorizedError()  # a valid token of a user this service does not know
     attempt_id = _admitted_attempt(reservation, address)
@@ -179,6 +165,23 @@ async def _verify_current_password(
         raise FieldError("currentPassword", INVALID_CREDENTIALS)
     await queries.release_attempt(db.pool, attempt_id)
     return user
+
+
+async def _reserve_attempt(
+    db: Database, limit: SigninLimit, address: str, reserve: Callable[..., Awaitable[R]], **who: Any
+) -> R:
+    """Reserve one attempt for ``who`` from ``address`` under the address's lock, so two requests from one address
+    take turns and each counts the other's attempt."""
+    async with db.unit_of_work() as uow:
+        await queries.lock_client_address(uow.conn, address)
+        return await reserve(
+            uow.conn,
+            **who,
+            address=address,
+            window=limit.window,
+            max_failures=limit.max_failures,
+            max_failures_per_address=limit.max_failures_per_address,
+        )
 
 
 async def _release_and_upgrade_hash(
