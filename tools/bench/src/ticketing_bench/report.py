@@ -171,7 +171,7 @@ def _markdown(results: dict[str, Any], plots: list[Path]) -> str:
             "## 1. Flash sale (through the gateway)",
             "",
             f"{s['size']['sellers']} sellers, {s['size']['tickets']} tickets, {s['size']['buyers']} buyers, "
-            f"{s['size']['connections']} connections (aiohttp, one process). {s['orders_created']} orders in "
+            f"{s['size']['connections']} connections (keep-alive HTTP/1.1 on uvloop, one process). {s['orders_created']} orders in "
             f"{s['duration_s']:.1f} s: **{s['orders_per_s']:.0f} orders/s** ({s['order_attempts']} attempts, "
             f"{s['order_attempts_per_s']:.0f}/s); {s['orders_paid']} paid, {s['orders_unpaid']} left to expire; "
             f"{s['tickets_left_unsold']} tickets never ordered.",
