@@ -277,8 +277,8 @@ class ListenerRunner:
         """Apply delivered messages in one transaction and settle each (ack, nak or park); falls back to one at a
         time when the batch fails. Returns each message's outcome, in order."""
         started = time.perf_counter()
-        outcomes: dict[int, str] = {}
-        deliveries: list[Delivery] = []
+        outcomes: list[str] = [""] * len(messages)
+        deliveries: list[tuple[int, Delivery]] = []  # with each one's place in ``messages``
         for index, msg in enumerate(messages):
             context = self._context(msg)
             try:
@@ -286,23 +286,24 @@ class ListenerRunner:
             except ValidationError as exc:
                 outcomes[index] = await self._settle(msg, context, await self._park(msg, context, exc), exc)
             else:
-                deliveries.append(Delivery(msg, event, context))
+                deliveries.append((index, Delivery(msg, event, context)))
         if len(deliveries) > 1:
             try:
-                fresh = await self._apply(deliveries)
+                fresh = await self._apply([delivery for _, delivery in deliveries])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.debug("batch failed; replaying it one event at a time", extra={"error": repr(exc)})
             else:
-                await self._acknowledge(deliveries, fresh)
-                for delivery in deliveries:
-                    outcomes[messages.index(delivery.msg)] = "ok" if delivery in fresh else "duplicate"
+                await self._acknowledge([delivery for _, delivery in deliveries], fresh)
+                fresh_ids = {id(delivery) for delivery in fresh}
+                for index, delivery in deliveries:
+                    outcomes[index] = "ok" if id(delivery) in fresh_ids else "duplicate"
                 self._log_batch(len(deliveries), time.perf_counter() - started)
-                return [outcomes[i] for i in range(len(messages))]
-        for delivery in deliveries:
-            outcomes[messages.index(delivery.msg)] = await self.process(delivery)
-        return [outcomes[i] for i in range(len(messages))]
+                return outcomes
+        for index, delivery in deliveries:
+            outcomes[index] = await self.process(delivery)
+        return outcomes
 
     async def process(self, delivery: Delivery) -> str:
         """Apply one delivered event on its own and settle it; returns the outcome."""
