@@ -188,6 +188,11 @@ def violated_constraint(exc: BaseException) -> str | None:
     return str(name) if name else None
 
 
+# A server that dies sends its last error to idle connections too; asyncpg then waits on them for a
+# ReadyForQuery that never comes, and the next statement on one fails with this before the close is seen.
+_LEFT_MID_OPERATION = "another operation"
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True for failures that mean the database is unreachable rather than that the request is wrong."""
     seen: set[int] = set()
@@ -204,6 +209,8 @@ def is_connection_error(exc: BaseException) -> bool:
             | asyncpg.exceptions.CrashShutdownError
             | asyncpg.exceptions.InterfaceError,
         ):
+            return True
+        if isinstance(current, asyncpg.exceptions.InternalClientError) and _LEFT_MID_OPERATION in str(current):
             return True
         current = current.__cause__ or current.__context__
     return False

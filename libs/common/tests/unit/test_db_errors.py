@@ -25,6 +25,15 @@ def test_a_server_shutting_down_or_a_closed_connection_is_a_connection_error() -
     assert is_connection_error(ConnectionResetError())
 
 
+def test_a_connection_left_waiting_by_a_dead_server_is_a_connection_error_but_other_client_errors_are_not() -> None:
+    left_waiting = asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 15; another operation (2) is in progress"
+    )
+
+    assert is_connection_error(left_waiting)
+    assert not is_connection_error(asyncpg.exceptions.InternalClientError("unexpected codec state"))
+
+
 def test_a_constraint_violation_is_not_a_connection_error_and_names_its_constraint() -> None:
     violation = asyncpg.exceptions.UniqueViolationError("duplicate key value violates unique constraint")
     violation.constraint_name = "uq_users_email"

@@ -78,6 +78,9 @@ def render_markdown(result: ChaosResult) -> str:
     if result.tally.unclean_samples:
         lines += ["", "## Unclean answers (samples)", ""]
         lines += [f"- {s['route']} -> {s['status']}: `{s['body']}`" for s in result.tally.unclean_samples]
+    if result.unhandled_errors:
+        lines += ["", "## Unhandled errors in the components' logs (first lines)", ""]
+        lines += [f"- `{line}`" for line in result.unhandled_errors]
     lines += ["", "## Every fault", ""]
     lines += _table(
         ("at (s)", "component", "down (s)", "start (s)", "recovered (s)", "error"),

@@ -8,6 +8,8 @@ system is healthy; run the consistency checker until it is clean or ``settle`` s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 import statistics
 import tempfile
@@ -46,6 +48,7 @@ class ChaosResult:
     check: Report | None
     final_recovery_seconds: float | None
     notes: list[str] = field(default_factory=list)
+    unhandled_errors: list[str] = field(default_factory=list)
 
     @property
     def kills(self) -> dict[str, int]:
@@ -113,6 +116,7 @@ class ChaosResult:
             "recovery": self.recovery_summary(),
             "final_recovery_seconds": self.final_recovery_seconds,
             "notes": self.notes,
+            "unhandled_errors": self.unhandled_errors,
         }
 
 
@@ -197,6 +201,25 @@ def run_chaos(
         crashes=injector.crashes,
         check=report,
         final_recovery_seconds=recovered,
+        unhandled_errors=unhandled_errors(results_dir / "system.log"),
     )
     write_report(result, results_dir)
     return result
+
+
+def unhandled_errors(system_log: Path, *, limit: int = 20) -> list[str]:
+    """The components' "unhandled error" log lines, each as ``component path: the exception's last line``, so a
+    report (or a CI log) names the cause of an unclean answer without the full log."""
+    found: list[str] = []
+    with system_log.open() as lines:
+        for line in lines:
+            component, _, text = line.partition(" | ")
+            if '"unhandled error"' not in text:
+                continue
+            with contextlib.suppress(ValueError):
+                entry = json.loads(text)
+                last = (entry.get("exception") or "").strip().splitlines()[-1:] or ["(no traceback)"]
+                found.append(f"{component.strip()} {entry.get('path', '')}: {last[0]}")
+            if len(found) >= limit:
+                break
+    return found
