@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ticketing_common.testing import TEST_JWT_KEY, thread_pool_callables
+from ticketing_common.testing import session_settings, thread_pool_callables
 
 SERVICES = Path(__file__).parent
 DATABASE_SERVICES = ("auth", "tickets", "orders", "payments", "expiration")
@@ -52,5 +52,5 @@ def test_no_route_or_dependency_of_a_service_runs_in_the_thread_pool(service: st
     # with the event loop for the GIL.
     main = importlib.import_module(f"ticketing_{service}.main")
     config = importlib.import_module(f"ticketing_{service}.config")
-    settings = config.Settings(jwt_key=TEST_JWT_KEY, database_url="postgresql://u@127.0.0.1:1/x")
+    settings = config.Settings(**session_settings(), database_url="postgresql://u@127.0.0.1:1/x")
     assert thread_pool_callables(main.create_app(settings)) == []

@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends, FastAPI
 from ticketing_common.app import DatabaseDep, create_app
 from ticketing_common.auth import CurrentUser, RequiredUser
 from ticketing_common.config import ServiceSettings
-from ticketing_common.testing import TEST_JWT_KEY, http_client, running, thread_pool_callables
+from ticketing_common.testing import http_client, running, session_settings, thread_pool_callables
 
 
 def _settings() -> ServiceSettings:
-    return ServiceSettings(jwt_key=TEST_JWT_KEY, service_name="demo")
+    return ServiceSettings(**session_settings(), service_name="demo")
 
 
 def _plain_dependency() -> int:

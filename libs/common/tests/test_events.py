@@ -370,10 +370,10 @@ async def test_requests_get_503_in_the_shared_format_when_the_database_is_down(j
     from common_demo import DemoSettings as Settings
 
     from ticketing_common.embedded import free_port
-    from ticketing_common.testing import TEST_JWT_KEY
+    from ticketing_common.testing import session_settings
 
     settings = Settings(
-        jwt_key=TEST_JWT_KEY,
+        **session_settings(),
         database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
         nats_url="nats://127.0.0.1:1",
     )

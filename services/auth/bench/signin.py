@@ -24,7 +24,7 @@ from ticketing_auth.main import MIGRATIONS_DIR, create_app
 from ticketing_auth.passwords import Passwords
 from ticketing_common.db import migrate
 from ticketing_common.embedded import EmbeddedNats, EmbeddedPostgres
-from ticketing_common.testing import TEST_JWT_KEY, http_client, running
+from ticketing_common.testing import http_client, running, session_settings
 
 PASSWORD = "correct horse battery"  # noqa: S105 - a benchmark user
 
@@ -35,7 +35,7 @@ async def main(n: int) -> None:
         os.chmod(root, 0o755)  # noqa: S103 - the embedded PostgreSQL may run as another OS user
         postgres, nats_server = EmbeddedPostgres(root / "pg", durable=False), EmbeddedNats(root / "nats")
         settings = Settings(
-            jwt_key=TEST_JWT_KEY,
+            **session_settings(),
             database_url=postgres.start(),
             nats_url=nats_server.start(),
             signin_max_failures=1_000_000,

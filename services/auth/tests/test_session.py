@@ -11,11 +11,12 @@ import httpx
 import jwt
 import pytest
 
-from ticketing_common.auth import COOKIE_NAME, create_token
-from ticketing_common.testing import TEST_JWT_KEY, signin
+from ticketing_common.auth import COOKIE_NAME
+from ticketing_common.keys import SigningKey
+from ticketing_common.testing import TEST_SIGNING_KEY, session_token, signin
 
 PASSWORD = "correct horse battery"
-OTHER_KEY = "another-environments-key-0123456789-abcdef"
+OTHER_KEY = SigningKey.generate()
 
 
 async def test_the_session_cookie_is_httponly_lax_site_wide_and_not_secure_when_not_configured(
@@ -58,13 +59,16 @@ async def test_currentuser_is_null_without_a_cookie(client: httpx.AsyncClient) -
     [
         pytest.param("garbage", id="garbage"),
         pytest.param("", id="empty"),
+        pytest.param(session_token(key=OTHER_KEY), id="other-key"),
+        pytest.param(session_token(now=time.time() - 7200), id="expired"),
         pytest.param(
-            create_token(user_id=uuid.uuid4(), email="a@example.com", key=OTHER_KEY, expires_seconds=60),
-            id="other-key",
-        ),
-        pytest.param(
-            jwt.encode({"id": str(uuid.uuid4()), "email": "a@example.com", "iat": 1, "exp": 2}, TEST_JWT_KEY, "HS256"),
-            id="expired",
+            jwt.encode(
+                {"id": str(uuid.uuid4()), "email": "a@example.com", "iat": int(time.time()), "exp": 2**31},
+                "a-shared-secret-of-the-old-days-0123456789",
+                "HS256",
+                headers={"kid": TEST_SIGNING_KEY.kid},
+            ),
+            id="hs256",
         ),
     ],
 )

@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from ticketing_auth.passwords import Passwords
-from ticketing_common.auth import decode_token
-from ticketing_common.testing import TEST_JWT_KEY, ReceivedEvent
+from ticketing_common.testing import ReceivedEvent, claims_of
 
 PASSWORD = "correct horse battery"
 INVALID = {"errors": [{"message": "Invalid credentials"}]}
@@ -36,7 +35,7 @@ async def test_returns_200_with_id_and_email_and_a_session_cookie(
 
     assert response.status_code == 200
     assert response.json() == user
-    token = decode_token(str(session_cookie(response)["value"]), key=TEST_JWT_KEY)
+    token = claims_of(str(session_cookie(response)["value"]))
     assert token is not None
     assert (str(token.id), token.email) == (user["id"], "ada@example.com")
     assert (await client.get("/api/users/currentuser")).json()["currentUser"]["email"] == "ada@example.com"

@@ -12,8 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from ticketing_common.auth import decode_token
-from ticketing_common.testing import TEST_JWT_KEY, ReceivedEvent
+from ticketing_common.testing import ReceivedEvent, claims_of
 
 PASSWORD = "correct horse battery"
 EMAIL_MESSAGE = "Email must be valid"
@@ -38,7 +37,7 @@ async def test_returns_201_with_id_and_email_and_signs_the_user_in(
     assert response.status_code == 201
     body = response.json()
     assert body == {"id": body["id"], "email": "ada@example.com"}
-    token = decode_token(str(session_cookie(response)["value"]), key=TEST_JWT_KEY)
+    token = claims_of(str(session_cookie(response)["value"]))
     assert token is not None
     assert (str(token.id), token.email) == (body["id"], "ada@example.com")
     current = await client.get("/api/users/currentuser")

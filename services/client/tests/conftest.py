@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # client_testing, shar
 from client_testing import ARTIFACTS, ORDER_EXPIRATION_SECONDS, TICKETS_PER_PAGE, System, Visitor
 
 from ticketing_common.embedded import free_port
-from ticketing_launcher.stack import Stack
+from ticketing_launcher.stack import OUTSIDE_SETTINGS, Stack
 
 CHROMIUM_MISSING = "install Debian's chromium package (apt-get install chromium) to run the browser tests"
 CHROMIUM_ARGS = [
@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def system() -> Iterator[System]:
     """Every service, the gateway, PostgreSQL, NATS and the Stripe stand-in, as ``make up`` runs them (orders
     expire after a short window); their logs go to ``test-artifacts/e2e/system.log``."""
-    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL", "STRIPE_KEY", "JWT_KEY")}
+    environ = {k: v for k, v in os.environ.items() if k not in OUTSIDE_SETTINGS}
     environ["ORDER_EXPIRATION_SECONDS"] = str(ORDER_EXPIRATION_SECONDS)
     environ["TICKETS_PER_PAGE"] = str(TICKETS_PER_PAGE)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,14 @@ from fastapi import FastAPI
 from nats.js import JetStreamContext
 
 from ticketing_common.events import OrderStatus, TicketUpdated
-from ticketing_common.testing import http_client, recorded_statements, running, signin, wait_for_events
+from ticketing_common.testing import (
+    UNREACHABLE_JWKS_URL,
+    http_client,
+    recorded_statements,
+    running,
+    signin,
+    wait_for_events,
+)
 from ticketing_orders import queries
 from ticketing_orders.config import Settings
 from ticketing_orders.main import create_app
@@ -92,7 +99,7 @@ async def test_expiry_follows_the_order_expiration_seconds_setting(
 
 
 def test_order_expiration_seconds_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JWT_KEY", "k" * 40)
+    monkeypatch.setenv("JWKS_URL", UNREACHABLE_JWKS_URL)
     assert Settings().order_expiration_seconds == 900
     monkeypatch.setenv("ORDER_EXPIRATION_SECONDS", "120")
     assert Settings().order_expiration_seconds == 120

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from ticketing_common.auth import COOKIE_NAME, create_token
+from ticketing_common.auth import COOKIE_NAME
 from ticketing_common.db import utcnow, violated_constraint
-from ticketing_common.testing import TEST_JWT_KEY, http_client, running, stream_events, wait_for_events
+from ticketing_common.testing import http_client, running, session_token, stream_events, wait_for_events
 from ticketing_orders.config import Settings
 from ticketing_orders.main import create_app
 from ticketing_orders.queries import OrderAttempt, insert_order
@@ -26,7 +26,7 @@ BUYERS = 50
 
 
 def _session_cookie(user_id: uuid.UUID) -> str:
-    token = create_token(user_id=user_id, email=f"{user_id.hex[:8]}@example.com", key=TEST_JWT_KEY, expires_seconds=600)
+    token = session_token(user_id=user_id, expires_seconds=600)
     return f"{COOKIE_NAME}={token}"
 
 

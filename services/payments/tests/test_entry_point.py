@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 
-from ticketing_common.testing import TEST_JWT_KEY
+from ticketing_common.testing import UNREACHABLE_JWKS_URL
 
 
 def test_the_service_refuses_to_serve_without_a_stripe_key() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
-    env.update(JWT_KEY=TEST_JWT_KEY, DATABASE_URL="postgresql://nobody@127.0.0.1:1/postgres", PORT="1")
+    env.update(JWKS_URL=UNREACHABLE_JWKS_URL, DATABASE_URL="postgresql://nobody@127.0.0.1:1/postgres", PORT="1")
 
     result = subprocess.run(
         [sys.executable, "-m", "ticketing_payments", "serve"],

@@ -7,6 +7,7 @@ a structured log line for each failed, slow or sampled request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -16,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from ticketing_common.auth import JwksKeys, PublicKeys, SessionVerifier
 from ticketing_common.config import ServiceSettings
 from ticketing_common.db import Database, create_database
 from ticketing_common.errors import (
@@ -31,6 +33,7 @@ from ticketing_common.logging import configure_logging
 from ticketing_common.metrics import Metrics
 from ticketing_common.middleware import BodyLimitMiddleware, RequestMiddleware
 from ticketing_common.process import freeze_startup_heap
+from ticketing_common.revocations import Revocations
 
 logger = logging.getLogger("ticketing.http")
 
@@ -44,13 +47,15 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     listeners: Callable[[FastAPI], Sequence[Listener[Event]]] | None = None,
     while_running: Callable[[FastAPI], AbstractAsyncContextManager[object]] | None = None,
+    session_keys: PublicKeys | None = None,
 ) -> FastAPI:
     """Build a service app.
 
     The one lifecycle hook: ``while_running(app)`` is entered once the database is open and ``app.state.events``
     exists, and exited before they close; a service creates its clients and background work there, on
     ``app.state``. ``listeners(app)`` then builds the event listeners from the running app (its settings,
-    database, JetStream and clients), once, when NATS is connected.
+    database, JetStream and clients), once, when NATS is connected. Session cookies are checked with
+    ``session_keys`` (auth's own key ring) or else with the JWK Set at ``JWKS_URL``.
     """
     configure_logging(settings.service_name, level=settings.log_level, json_lines=settings.log_json)
 
@@ -67,6 +72,11 @@ def create_app(
             metrics=app.state.metrics,
         )
         app.state.events = events
+        keys = session_keys if session_keys is not None else JwksKeys(settings.jwks_url)
+        revocations = Revocations(token_seconds=settings.jwt_expires_seconds)
+        app.state.sessions = SessionVerifier(keys, revocations)
+        events.when_connected(partial(revocations.follow, stream=settings.nats_stream), name="session-revocations")
+        loading = asyncio.create_task(keys.keep_loading()) if isinstance(keys, JwksKeys) else None
         try:
             async with while_running(app) if while_running is not None else nullcontext():
                 events.start()
@@ -77,6 +87,8 @@ def create_app(
                 finally:
                     await events.stop()
         finally:
+            if loading is not None:
+                loading.cancel()
             await db.pool.close()
 
     app = FastAPI(title=title, lifespan=lifespan, version="1.0.0")

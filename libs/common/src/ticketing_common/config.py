@@ -6,15 +6,19 @@ insecure or missing values at start-up with a message that says what to set.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from typing import ClassVar
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ticketing_common.client_address import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 from ticketing_common.db import asyncpg_dsn, database_url
+from ticketing_common.events.bus import MAX_AGE_SECONDS as STREAM_MAX_AGE_SECONDS
 from ticketing_common.logging import DEFAULT_SLOW_SECONDS
 
-MIN_JWT_KEY_LENGTH = 32
 HEADER_TIMEOUT_SECONDS = 10.0
+# Revocations are rebuilt from the stream at start, so no session may outlive what the stream keeps.
+MAX_SESSION_SECONDS = int(STREAM_MAX_AGE_SECONDS)
 
 
 class ServiceSettings(BaseSettings):
@@ -23,6 +27,8 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
     service_name: str = "service"
+    # Only auth holds the private keys (and so needs no JWKS_URL).
+    signs_sessions: ClassVar[bool] = False
     host: str = "0.0.0.0"
     port: int = 3000
 
@@ -37,8 +43,9 @@ class ServiceSettings(BaseSettings):
     nats_stream: str = "TICKETING"
     nats_stream_replicas: int = 1
 
-    jwt_key: str = Field(default="", repr=False)
-    jwt_expires_seconds: int = 24 * 3600
+    # Where auth publishes the public keys every other service verifies session tokens with.
+    jwks_url: str = ""
+    jwt_expires_seconds: int = Field(default=24 * 3600, gt=0, le=MAX_SESSION_SECONDS)
     cookie_secure: bool = True
 
     max_body_bytes: int = 64 * 1024
@@ -64,16 +71,11 @@ class ServiceSettings(BaseSettings):
     # sweeper once they are this old; younger ones are still in flight from memory.
     outbox_sweep_after_seconds: float = Field(default=3.0, gt=0)
 
-    @field_validator("jwt_key")
-    @classmethod
-    def _jwt_key_is_strong(cls, value: str) -> str:
-        if not value:
-            raise ValueError("JWT_KEY must be set (a random secret shared by every service)")
-        if len(value) < MIN_JWT_KEY_LENGTH:
-            raise ValueError(f"JWT_KEY must be at least {MIN_JWT_KEY_LENGTH} characters long")
-        if value.lower() in {"changethis", "secret", "asdf"}:
-            raise ValueError("JWT_KEY must not be a well-known placeholder")
-        return value
+    @model_validator(mode="after")
+    def _sessions_can_be_checked(self) -> ServiceSettings:
+        if not self.signs_sessions and not self.jwks_url.startswith(("http://", "https://")):
+            raise ValueError("JWKS_URL must be set to auth's JWK Set (http://<auth>/.well-known/jwks.json)")
+        return self
 
     @model_validator(mode="after")
     def _database_defaults(self) -> ServiceSettings:

@@ -25,6 +25,7 @@ class Route:
 
 ROUTES: tuple[Route, ...] = (
     Route("/api/users", "auth"),
+    Route("/.well-known/jwks.json", "auth"),
     Route("/api/tickets", "tickets"),
     Route("/api/orders", "orders"),
     Route("/api/payments", "payments"),

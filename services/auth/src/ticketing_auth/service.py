@@ -1,5 +1,6 @@
-"""Use cases of the auth service: sign up, authenticate a sign-in (rate limited), change the current user's email
-or password.
+"""Use cases of the auth service: sign up, authenticate a sign-in (rate limited), issue a session token, sign out
+(the session is revoked), change the current user's email or password (a new password revokes the user's other
+sessions).
 
 No unit of work is held while a password is hashed: each use case opens short ones around its statements, and
 the Argon2 work happens between them. The rules (limits, what an update changes) are in ``domain.py``.
@@ -11,6 +12,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -19,7 +21,8 @@ from ticketing_auth import domain, queries
 from ticketing_auth.domain import SigninLimit
 from ticketing_auth.passwords import Passwords
 from ticketing_auth.queries import USERS_EMAIL_UNIQUE, Reservation, User
-from ticketing_common.db import Database, new_id, violated_constraint
+from ticketing_common.auth import UserPayload, encode_session_token
+from ticketing_common.db import Database, UnitOfWork, new_id, violated_constraint
 from ticketing_common.errors import (
     BadRequestError,
     ConflictError,
@@ -27,7 +30,9 @@ from ticketing_common.errors import (
     NotAuthorizedError,
     TooManyRequestsError,
 )
-from ticketing_common.events import UserCreated, UserUpdated
+from ticketing_common.events import SessionRevoked, UserCreated, UserUpdated
+from ticketing_common.keys import KeyRing
+from ticketing_common.revocations import Revocations
 
 logger = logging.getLogger("ticketing.auth")
 
@@ -47,6 +52,41 @@ class Account:
 
     id: uuid.UUID
     email: str
+
+
+def session_token(
+    *, key_ring: KeyRing, account: Account, session_id: uuid.UUID | None, expires_seconds: int, now: float
+) -> str:
+    """A session token for ``account`` signed with the newest key: for a new session (``session_id`` None) or
+    the same session again (after a change of email or password)."""
+    return encode_session_token(
+        key_ring.signing_key,
+        user_id=account.id,
+        email=account.email,
+        session_id=session_id or uuid.uuid4(),
+        expires_seconds=expires_seconds,
+        now=now,
+    )
+
+
+async def sign_out(*, db: Database, revocations: Revocations, session: UserPayload | None, now: float) -> None:
+    """Revoke the session (every service refuses it from then on); nothing to do without a live one."""
+    if session is None:
+        return
+    async with db.unit_of_work() as uow:
+        _revoke(uow, revocations, SessionRevoked(user_id=session.id, session_id=session.sid, revoked_before=_at(now)))
+    logger.info("user signed out", extra={"user_id": str(session.id), "session_id": str(session.sid)})
+
+
+def _revoke(uow: UnitOfWork, revocations: Revocations, event: SessionRevoked) -> None:
+    """Publish the revocation; this process applies it at commit, the others when the event reaches them."""
+    uow.publish(event)
+    uow.after_commit(lambda: revocations.apply(event))
+
+
+def _at(now: float) -> datetime:
+    """``now`` as session tokens write their ``iat``: to the millisecond."""
+    return datetime.fromtimestamp(round(now, 3), UTC)
 
 
 async def sign_up(*, db: Database, passwords: Passwords, email: str, password: str) -> Account:
@@ -96,12 +136,16 @@ async def update_user(
     passwords: Passwords,
     limit: SigninLimit,
     client_address: str,
+    revocations: Revocations,
     user_id: uuid.UUID,
     current_password: str,
     email: str | None,
     password: str | None,
+    now: float,
 ) -> Account:
-    """Change the email and/or password after checking ``current_password``; publishes ``user.updated``.
+    """Change the email and/or password after checking ``current_password``; publishes ``user.updated``. A new
+    password also revokes every session of the user issued before ``now`` (the caller's gets a token issued at
+    ``now``).
 
     The version is bumped by a conditional UPDATE (``WHERE version = <seen>``); a concurrent change makes it
     match nothing, and the update is tried again on top of the new state, so no change is ever lost.
@@ -112,7 +156,7 @@ async def update_user(
         new_email = domain.email_change(user.email, email)
         if new_email is None and new_hash is None:
             return Account(user.id, user.email)  # nothing changes: no version, no event
-        updated = await _update_from_version(db, user, email=new_email, password_hash=new_hash)
+        updated = await _update_from_version(db, revocations, user, email=new_email, password_hash=new_hash, now=now)
         if updated is not None:
             logger.info("user updated", extra={"user_id": str(user_id), "version": updated.version})
             return Account(updated.id, updated.email)
@@ -125,9 +169,10 @@ async def update_user(
 
 
 async def _update_from_version(
-    db: Database, user: User, *, email: str | None, password_hash: str | None
+    db: Database, revocations: Revocations, user: User, *, email: str | None, password_hash: str | None, now: float
 ) -> User | None:
-    """Apply the changes on top of ``user``'s version and publish ``user.updated``; None when the user has moved
+    """Apply the changes on top of ``user``'s version and publish ``user.updated`` (and, with a new password, the
+    revocation of the user's sessions issued before ``now``, in the same transaction); None when the user has moved
     past that version. 400 "Email in use" when the new email is taken."""
     try:
         async with db.unit_of_work() as uow:
@@ -136,6 +181,9 @@ async def _update_from_version(
             )
             if updated is not None:
                 uow.publish(UserUpdated(id=updated.id, email=updated.email, version=updated.version))
+                if password_hash is not None:
+                    every_older = SessionRevoked(user_id=user.id, session_id=None, revoked_before=_at(now))
+                    _revoke(uow, revocations, every_older)
     except asyncpg.UniqueViolationError as exc:
         # The same constraint as sign-up's guards email changes; an UPDATE has no ON CONFLICT.
         if violated_constraint(exc) == USERS_EMAIL_UNIQUE:

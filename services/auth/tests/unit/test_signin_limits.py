@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from ticketing_auth.config import Settings
 from ticketing_auth.domain import SigninLimit, address_key, retry_after
-from ticketing_common.testing import TEST_JWT_KEY
+from ticketing_common.testing import session_settings
 
 pytestmark = pytest.mark.unit
 
@@ -49,17 +49,17 @@ def test_a_client_that_reached_no_limit_has_no_wait() -> None:
 
 
 def test_the_limits_come_from_the_settings_with_their_defaults() -> None:
-    limit = SigninLimit.from_settings(Settings(jwt_key=TEST_JWT_KEY))
+    limit = SigninLimit.from_settings(Settings(**session_settings()))
 
     assert limit == SigninLimit(max_failures=10, max_failures_per_address=50, window=timedelta(minutes=15))
 
 
 def test_settings_refuse_a_limit_per_address_below_the_limit_per_email_and_address() -> None:
     with pytest.raises(ValidationError, match="SIGNIN_MAX_FAILURES_PER_ADDRESS must be at least"):
-        Settings(jwt_key=TEST_JWT_KEY, signin_max_failures=10, signin_max_failures_per_address=5)
+        Settings(**session_settings(), signin_max_failures=10, signin_max_failures_per_address=5)
 
 
 @pytest.mark.parametrize("value", ["0.0.0.0/0", "::/0", "*", "10.0.0.0/8, gateway"])
 def test_settings_refuse_trusted_proxies_that_trust_everyone_or_are_not_addresses(value: str) -> None:
     with pytest.raises(ValidationError, match=r"is not an IP address|trusts every address"):
-        Settings(jwt_key=TEST_JWT_KEY, trusted_proxies=value)
+        Settings(**session_settings(), trusted_proxies=value)

@@ -7,14 +7,14 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from ticketing_common.testing import TEST_JWT_KEY
+from ticketing_common.testing import session_settings
 from ticketing_payments.config import Settings
 
 pytestmark = pytest.mark.unit
 
 
 def make(**values: str) -> Settings:
-    return Settings(jwt_key=TEST_JWT_KEY, **values)  # type: ignore[arg-type]
+    return Settings(**session_settings(), **values)  # type: ignore[arg-type]
 
 
 def test_defaults_talk_to_stripe_itself_in_usd() -> None:

@@ -2,6 +2,8 @@
 
 - ``ticketing up``: run the whole system locally (what ``make up`` runs).
 - ``ticketing check``: report every broken invariant across the services' databases and NATS (exit 1 if any).
+- ``ticketing keys rotate``: add a new session signing key to auth's key file (created when absent); tokens signed
+  with the previous key stay valid until they expire.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from ticketing_common.keys import KeyFileError, rotate_key_file
 from ticketing_launcher.check import SERVICES_WITH_DATABASE, check_until_settled
 from ticketing_launcher.stack import Stack, run_until_signalled
 
@@ -29,13 +32,43 @@ def main(argv: list[str] | None = None) -> None:
     checker.add_argument("--database-suffix", default="", help="e.g. _test for the test databases")
     checker.add_argument("--settle", type=float, default=0.0, help="re-check for up to this many seconds")
     checker.add_argument("--json", action="store_true", help="print the report as JSON")
+    keys = commands.add_parser("keys", help="auth's session signing keys").add_subparsers(dest="action", required=True)
+    rotate = keys.add_parser("rotate", help="add a new signing key; the previous ones verify until their tokens expire")
+    rotate.add_argument(
+        "--file",
+        type=Path,
+        default=Path(
+            os.environ.get(
+                "SESSION_KEY_FILE", Path(os.environ.get("TICKETING_STATE_DIR", ".state")) / "session-keys.json"
+            )
+        ),
+        help="the key file auth reads (SESSION_KEY_FILE; default .state/session-keys.json, what `make up` uses)",
+    )
+    rotate.add_argument(
+        "--token-seconds",
+        type=int,
+        default=int(os.environ.get("JWT_EXPIRES_SECONDS", 24 * 3600)),
+        help="session lifetime (JWT_EXPIRES_SECONDS): keys older than that past their successor are dropped",
+    )
     args = parser.parse_args(argv)
 
+    if args.command == "keys":
+        sys.exit(rotate_keys(args.file, token_seconds=args.token_seconds))
     if args.command == "up":
         stack = Stack(state_dir=args.state_dir, gateway_port=args.port)
         sys.exit(run_until_signalled(stack))
     if args.command == "check":
         sys.exit(run_check(args))
+
+
+def rotate_keys(path: Path, *, token_seconds: int) -> int:
+    try:
+        ring = rotate_key_file(path, token_seconds=token_seconds)
+    except KeyFileError as exc:
+        print(f"ticketing keys rotate: {exc}", file=sys.stderr)
+        return 2
+    print(f"{path}: signing with {ring.signing_key.kid}; {len(ring.keys) - 1} older key(s) still verify")
+    return 0
 
 
 def run_check(args: argparse.Namespace) -> int:

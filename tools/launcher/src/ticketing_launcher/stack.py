@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import IO, Protocol
 import httpx
 
 from ticketing_common.embedded import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
+from ticketing_common.keys import rotate_key_file
 
 COLORS = ("36", "33", "35", "32", "34", "31", "96", "93", "95", "92")
 
@@ -142,7 +142,15 @@ class ProcessComponent:
             self.process.wait()
 
 
-OUTSIDE_SETTINGS = ("DATABASE_URL", "NATS_URL", "STRIPE_KEY", "STRIPE_API_BASE", "JWT_KEY", "TICKETING_PORT")
+OUTSIDE_SETTINGS = (
+    "DATABASE_URL",
+    "NATS_URL",
+    "STRIPE_KEY",
+    "STRIPE_API_BASE",
+    "SESSION_KEY_FILE",
+    "JWKS_URL",
+    "TICKETING_PORT",
+)
 """Variables that would point a stack at servers or secrets from outside (a developer's shell, a CI job)."""
 
 
@@ -174,14 +182,20 @@ class Stack:
 
     # -- configuration -----------------------------------------------------------------------------------------
 
-    def _jwt_key(self) -> str:
-        if self.environ.get("JWT_KEY"):
-            return self.environ["JWT_KEY"]
-        path = self.state_dir / "jwt_key"
+    def _session_key_file(self) -> str:
+        """Auth's private session keys: ``SESSION_KEY_FILE``, or a key file made in the state folder on first start."""
+        if self.environ.get("SESSION_KEY_FILE"):
+            return self.environ["SESSION_KEY_FILE"]
+        path = self.state_dir / "session-keys.json"
         if not path.exists():
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        return path.read_text().strip()
+            rotate_key_file(path, token_seconds=int(self.environ.get("JWT_EXPIRES_SECONDS", 24 * 3600)))
+        return str(path)
+
+    def _service_url(self, name: str) -> str:
+        """Where a service listens, its port chosen the first time it is asked for."""
+        if name not in self.urls:
+            self.urls[name] = f"http://127.0.0.1:{free_port()}"
+        return self.urls[name]
 
     def _base_env(self) -> dict[str, str]:
         env = dict(self.environ)
@@ -189,7 +203,8 @@ class Stack:
             {
                 "DATABASE_URL": self.urls["database"],
                 "NATS_URL": self.urls["nats"],
-                "JWT_KEY": self._jwt_key(),
+                "SESSION_KEY_FILE": self._session_key_file(),
+                "JWKS_URL": self._service_url("auth") + "/.well-known/jwks.json",
                 "COOKIE_SECURE": self.environ.get("COOKIE_SECURE", "false"),
                 "HOST": "127.0.0.1",
                 "PYTHONUNBUFFERED": "1",
@@ -243,8 +258,7 @@ class Stack:
         base = self._base_env()
         gateway_url = f"http://127.0.0.1:{self.gateway_port}"
         for spec in self.services:
-            port = free_port()
-            self.urls[spec.name] = f"http://127.0.0.1:{port}"
+            port = int(self._service_url(spec.name).rsplit(":", 1)[1])
             env = {**base, "PORT": str(port)}
             if spec.name == "client":
                 # Pages call each API where it lives (the services start first), with the visitor's address.

@@ -24,6 +24,7 @@ class Subject(StrEnum):
     ORDER_CANCELLED = "order.cancelled"
     ORDER_EXPIRED = "order.expired"
     CHARGE_CREATED = "charge.created"
+    SESSION_REVOKED = "session.revoked"
 
 
 class OrderStatus(StrEnum):
@@ -118,3 +119,13 @@ def encode_text(event: BaseModel) -> str:
 
 def encode(event: BaseModel) -> bytes:
     return encode_text(event).encode()
+
+
+class SessionRevoked(Event):
+    """Sessions of a user that every service must refuse from now on: the one named, or (``sessionId`` null)
+    every one issued before ``revokedBefore``."""
+
+    subject = Subject.SESSION_REVOKED
+    user_id: uuid.UUID
+    session_id: uuid.UUID | None
+    revoked_before: datetime

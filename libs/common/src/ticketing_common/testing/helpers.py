@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import http.server
 import inspect
 import json
+import os
+import tempfile
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +21,10 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+import jwt
 import nats
 from asgi_lifespan import LifespanManager
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from nats.aio.client import Client as NATS
@@ -25,11 +32,18 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from ticketing_common.auth import COOKIE_NAME, UserPayload, create_token, decode_token
+from ticketing_common.auth import COOKIE_NAME, UserPayload, encode_session_token
 from ticketing_common.config import ServiceSettings
 from ticketing_common.db import migrate
+from ticketing_common.keys import KeyRing, SigningKey, public_jwk, write_key_ring
 
-TEST_JWT_KEY = "test-jwt-key-that-is-long-enough-0123456789"
+_TEST_PRIVATE_KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"ticketing test session key").digest())
+TEST_SIGNING_KEY = SigningKey(
+    kid=public_jwk(_TEST_PRIVATE_KEY.public_key())["kid"], private_key=_TEST_PRIVATE_KEY, created=0
+)
+"""The tests' session key: auth's key ring in tests, and what :func:`signin` signs with."""
+TEST_KEY_RING = KeyRing((TEST_SIGNING_KEY,))
+UNREACHABLE_JWKS_URL = "http://127.0.0.1:9/.well-known/jwks.json"
 S = TypeVar("S", bound=ServiceSettings)
 T = TypeVar("T")
 
@@ -51,12 +65,54 @@ class TestInfra:
     database_url: str
     nats_url: str
     root: Path
+    jwks_url: str = UNREACHABLE_JWKS_URL
     servers: list[Any] = field(default_factory=list)
+
+
+def session_key_file_for_tests() -> Path:
+    """A key file holding :data:`TEST_KEY_RING` (auth's ``SESSION_KEY_FILE`` in tests), written once per process."""
+    path = Path(tempfile.gettempdir()) / f"ticketing-test-session-keys-{os.getpid()}.json"
+    if not path.exists():
+        write_key_ring(path, TEST_KEY_RING)
+    return path
+
+
+def session_settings(jwks_url: str = UNREACHABLE_JWKS_URL) -> dict[str, Any]:
+    """The session settings any service's ``Settings`` needs in a test: where the test JWK Set is served and
+    auth's test key file."""
+    return {"jwks_url": jwks_url, "session_key_file": session_key_file_for_tests()}
+
+
+@contextlib.contextmanager
+def jwks_server(ring: KeyRing = TEST_KEY_RING, *, token_seconds: int = 24 * 3600) -> Iterator[str]:
+    """Serve ``ring``'s public JWK Set over real HTTP (as auth does) for services tested without auth; yields
+    its URL."""
+    body = json.dumps(ring.public_jwks(token_seconds=token_seconds)).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="test-jwks", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def settings_for(settings_cls: type[S], infra: TestInfra, **overrides: Any) -> S:
     """The service's settings pointed at the test servers, with a test database of its own."""
-    base = settings_cls(jwt_key=TEST_JWT_KEY, database_url=infra.database_url, nats_url=infra.nats_url)
+    base = settings_cls(**session_settings(infra.jwks_url), database_url=infra.database_url, nats_url=infra.nats_url)
     values: dict[str, Any] = {
         "database_name": f"{base.database_name}_test",
         "cookie_secure": False,
@@ -101,10 +157,19 @@ async def connect_nats(url: str) -> NATS:
 
 @contextlib.asynccontextmanager
 async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
-    """Run the app's lifespan (database, outbox publisher, listeners) and wait until its events are ready."""
+    """Run the app's lifespan (database, outbox publisher, listeners) and wait until its events are ready and it
+    can check sessions."""
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30):
         await app.state.events.wait_ready()
+        await wait_until(_checks_sessions(app), timeout=30)
         yield app
+
+
+def _checks_sessions(app: FastAPI) -> Callable[[], Awaitable[bool]]:
+    async def ready() -> bool:
+        return bool(app.state.sessions.revocations.ready)
+
+    return ready
 
 
 @contextlib.asynccontextmanager
@@ -120,15 +185,37 @@ def signin(
     *,
     user_id: uuid.UUID | None = None,
     email: str | None = None,
-    key: str = TEST_JWT_KEY,
+    key: SigningKey = TEST_SIGNING_KEY,
 ) -> UserPayload:
-    """Give ``client`` a valid session cookie for a (new, unless given) user; returns who it is."""
-    uid = user_id or uuid.uuid4()
-    token = create_token(user_id=uid, email=email or f"user-{uid.hex[:8]}@example.com", key=key, expires_seconds=3600)
+    """Give ``client`` a valid session cookie (a new session) for a (new, unless given) user; returns its claims."""
+    token = session_token(user_id=user_id, email=email, key=key)
     client.cookies.set(COOKIE_NAME, token)
-    payload = decode_token(token, key=key)
-    assert payload is not None
-    return payload
+    return claims_of(token)
+
+
+def session_token(
+    *,
+    user_id: uuid.UUID | None = None,
+    email: str | None = None,
+    key: SigningKey = TEST_SIGNING_KEY,
+    expires_seconds: int = 3600,
+    now: float | None = None,
+) -> str:
+    """A session token as auth would mint it, signed with ``key``."""
+    uid = user_id or uuid.uuid4()
+    return encode_session_token(
+        key,
+        user_id=uid,
+        email=email or f"user-{uid.hex[:8]}@example.com",
+        session_id=uuid.uuid4(),
+        expires_seconds=expires_seconds,
+        now=time.time() if now is None else now,
+    )
+
+
+def claims_of(token: str) -> UserPayload:
+    """What a token says, signature unchecked (for tests that look at what auth issued)."""
+    return UserPayload.model_validate(jwt.decode(token, options={"verify_signature": False}))
 
 
 async def wait_until(

@@ -25,6 +25,7 @@ from ticketing_common.testing.helpers import (
     TestInfra,
     connect_nats,
     http_client,
+    jwks_server,
     prepare_database,
     reset_stream,
     running,
@@ -38,7 +39,7 @@ from ticketing_common.testing.migrations import MigratedDatabase, fresh_database
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[TestInfra]:
-    """Real PostgreSQL and NATS servers for the whole test session."""
+    """Real PostgreSQL and NATS servers for the whole test session, and the test JWK Set served over HTTP."""
     database_url = os.environ.get("DATABASE_URL")
     nats_url = os.environ.get("NATS_URL")
     started: list[EmbeddedPostgres | EmbeddedNats] = []
@@ -54,7 +55,10 @@ def infra() -> Iterator[TestInfra]:
             nats_url = nats_server.start()
             started.append(nats_server)
         try:
-            yield TestInfra(database_url=database_url, nats_url=nats_url, root=root, servers=started)
+            with jwks_server() as jwks_url:
+                yield TestInfra(
+                    database_url=database_url, nats_url=nats_url, root=root, jwks_url=jwks_url, servers=started
+                )
         finally:
             for server in reversed(started):
                 server.stop()
