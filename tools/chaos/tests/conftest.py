@@ -10,21 +10,24 @@ from pathlib import Path
 import pytest
 
 from ticketing_chaos.hostile import (
-    JWT_KEY,
     PASSWORD,
+    SESSION_KEY,
     SIGNIN_MAX_FAILURES,
     SIGNIN_MAX_FAILURES_PER_ADDRESS,
     STRIPE_KEY,
     System,
 )
 from ticketing_common.embedded import free_port
+from ticketing_common.keys import KeyRing, write_key_ring
 from ticketing_launcher.stack import Stack, isolated_environ
 
 
 @pytest.fixture(scope="session")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    key_file = tmp_path_factory.mktemp("keys") / "session-keys.json"
+    write_key_ring(key_file, KeyRing((SESSION_KEY,)))
     environ = isolated_environ(
-        JWT_KEY=JWT_KEY,
+        SESSION_KEY_FILE=str(key_file),
         SIGNIN_MAX_FAILURES=str(SIGNIN_MAX_FAILURES),
         SIGNIN_MAX_FAILURES_PER_ADDRESS=str(SIGNIN_MAX_FAILURES_PER_ADDRESS),
         # Cheap hashing: the suite signs many users up; the cost of Argon2 is the auth service's own test.
@@ -47,6 +50,6 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             stack.migrate()
             stack.start_services()
             stack.wait_healthy(timeout=120)
-            yield System(stack, log_file, {JWT_KEY, STRIPE_KEY, PASSWORD})
+            yield System(stack, log_file, {SESSION_KEY.private_jwk()["d"], STRIPE_KEY, PASSWORD})
         finally:
             stack.stop()

@@ -16,13 +16,14 @@ import jwt
 import pytest
 
 from ticketing_chaos.hostile import (
-    JWT_KEY,
     PASSWORD,
+    SESSION_KEY,
     SIGNIN_MAX_FAILURES,
     SIGNIN_MAX_FAILURES_PER_ADDRESS,
     STRIPE_KEY,
     System,
 )
+from ticketing_common.keys import SigningKey
 
 pytestmark = pytest.mark.e2e
 
@@ -100,24 +101,39 @@ def _b64(data: dict[str, Any]) -> str:
 
 def _claims(user: dict[str, str], **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    return {"id": user["id"], "email": user["email"], "iat": now, "exp": now + 3600, **overrides}
+    session = {"sid": str(uuid.uuid4()), "jti": str(uuid.uuid4())}
+    return {"id": user["id"], "email": user["email"], "iat": now, "exp": now + 3600, **session, **overrides}
+
+
+def _eddsa(claims: dict[str, Any], key: SigningKey = SESSION_KEY) -> str:
+    return jwt.encode(claims, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
+
+
+def _hs256(claims: dict[str, Any], secret: str | bytes) -> str:
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": SESSION_KEY.kid})
 
 
 def test_forged_stale_and_foreign_tokens_are_all_rejected(system: System) -> None:
     _, user = system.user()
-    genuine = jwt.encode(_claims(user), JWT_KEY, algorithm="HS256")
+    genuine = _eddsa(_claims(user))
+    public_x = SESSION_KEY.private_jwk()["x"]
     header, payload, signature = genuine.split(".")
     someone_else = _claims(user, id=str(uuid.uuid4()), email="admin@example.com")
     forged = {
         "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(user))}.",
         "alg none, no dot": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(user))}",
-        "wrong key": jwt.encode(_claims(user), "another-key-that-is-long-enough-0123456789", algorithm="HS256"),
-        "expired": jwt.encode(_claims(user, iat=1, exp=2), JWT_KEY, algorithm="HS256"),
+        "another Ed25519 key": _eddsa(_claims(user), SigningKey.generate()),
+        "another key under the real kid": jwt.encode(
+            _claims(user), SigningKey.generate().private_key, algorithm="EdDSA", headers={"kid": SESSION_KEY.kid}
+        ),
+        "HS256 with the public key": _hs256(_claims(user), public_x.encode()),
+        "HS256 with the raw public key": _hs256(_claims(user), base64.urlsafe_b64decode(public_x + "=")),
+        "expired": _eddsa(_claims(user, iat=1, exp=2)),
         "tampered payload": f"{header}.{_b64(someone_else)}.{signature}",
         "tampered signature": f"{header}.{payload}.{signature[:-2]}AA",
-        "another service's key": jwt.encode(_claims(user), STRIPE_KEY, algorithm="HS256"),
-        "HS512 with the right key": jwt.encode(_claims(user), JWT_KEY, algorithm="HS512"),
-        "no expiry": jwt.encode({"id": user["id"], "email": user["email"], "iat": 1}, JWT_KEY, algorithm="HS256"),
+        "another service's key": _hs256(_claims(user), STRIPE_KEY),
+        "no expiry": _eddsa({k: v for k, v in _claims(user).items() if k != "exp"}),
+        "no session id": _eddsa({k: v for k, v in _claims(user).items() if k != "sid"}),
         "garbage": "not.a.token",
         "empty": "",
     }

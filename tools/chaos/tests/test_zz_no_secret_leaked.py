@@ -1,4 +1,4 @@
-"""No secret (JWT_KEY, STRIPE_KEY, a password, an Argon2 hash, a session cookie) appears in any log line of the
+"""No secret (auth's private session key, STRIPE_KEY, a password, an Argon2 hash, a session cookie) appears in any log line of the
 whole system or in any error body the hostile suite received. Named to run after the other hostile tests, so it
 scans everything they caused."""
 

@@ -12,9 +12,9 @@ def test_drops_outside_servers_and_secrets_and_keeps_the_rest(monkeypatch: pytes
         monkeypatch.setenv(name, "from-outside")
     monkeypatch.setenv("ARGON2_TIME_COST", "3")
 
-    environ = isolated_environ(ORDER_EXPIRATION_SECONDS="4", JWT_KEY="own-key")
+    environ = isolated_environ(ORDER_EXPIRATION_SECONDS="4", SESSION_KEY_FILE="own-keys.json")
 
     assert environ["ORDER_EXPIRATION_SECONDS"] == "4"
-    assert environ["JWT_KEY"] == "own-key"  # given explicitly: kept
-    assert not {name for name in OUTSIDE_SETTINGS if name != "JWT_KEY"} & set(environ)
+    assert environ["SESSION_KEY_FILE"] == "own-keys.json"  # given explicitly: kept
+    assert not {name for name in OUTSIDE_SETTINGS if name != "SESSION_KEY_FILE"} & set(environ)
     assert environ["ARGON2_TIME_COST"] == "3"

@@ -20,13 +20,14 @@ import psutil
 import pytest
 
 from ticketing_common.embedded import free_port
+from ticketing_launcher.stack import OUTSIDE_SETTINGS
 
 pytestmark = pytest.mark.e2e
 
 
 @contextmanager
 def launched(state_dir: Path, port: int) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL", "STRIPE_KEY", "JWT_KEY")}
+    env = {k: v for k, v in os.environ.items() if k not in OUTSIDE_SETTINGS}
     process = subprocess.Popen(
         [sys.executable, "-m", "ticketing_launcher", "up", "--port", str(port), "--state-dir", str(state_dir)],
         env=env,
@@ -98,12 +99,12 @@ def test_data_persists_between_runs_in_the_state_folder(state_dir: Path) -> None
     with launched(state_dir, port) as (process, _):
         database_port = int((state_dir / "postgres" / "port").read_text())
         _psql(database_port, "CREATE TABLE marker (note text); INSERT INTO marker VALUES ('kept')")
-        jwt_key = (state_dir / "jwt_key").read_text()
+        session_keys = (state_dir / "session-keys.json").read_text()
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
     with launched(state_dir, port) as (process, _):
         assert _psql(database_port, "SELECT note FROM marker").strip() == "kept"
-        assert (state_dir / "jwt_key").read_text() == jwt_key
+        assert (state_dir / "session-keys.json").read_text() == session_keys  # sessions survive a restart
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
 

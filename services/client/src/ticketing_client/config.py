@@ -1,7 +1,7 @@
 """Settings of the web client (environment variables, see the service README's configuration table).
 
 The client has no database, no NATS and no secret: it is a browser-facing app that calls the APIs through the
-gateway with the visitor's own cookie, so it does not extend ``ServiceSettings`` (which requires ``JWT_KEY``).
+gateway with the visitor's own cookie, so it does not extend ``ServiceSettings`` (which requires ``JWKS_URL``).
 """
 
 from __future__ import annotations

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import httpx
 
+from ticketing_common.keys import SigningKey
 from ticketing_launcher.stack import Stack
 
 PASSWORD = "hostile suite password 1"  # noqa: S105 - a throwaway user's password, scanned for in the logs
-JWT_KEY = "hostile-suite-jwt-key-" + uuid.uuid4().hex
+SESSION_KEY = SigningKey.generate()  # auth's only key in the suite: the suite signs its own tokens with it too
 STRIPE_KEY = "sk_test_local_fake_stripe"  # what the launcher gives payments and its fake Stripe
 SIGNIN_MAX_FAILURES = 5
 SIGNIN_MAX_FAILURES_PER_ADDRESS = 20
