@@ -119,6 +119,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(_target("expiry lateness p99", "≤ 500", p99, "ms", None if p99 is None else p99 <= 500))
         wrong = expiry["missing_cancellations"] + expiry.get("cancelled_more_than_once", 0)
         rows.append(_target("expiry exactly once: missing + repeated cancellations", "0", wrong, "orders", wrong == 0))
+    revoked = results.get("revocation")
+    if revoked:
+        p99 = revoked["latency_ms"]["all services"].get("p99")
+        # A session never refused is counted at the deadline in the figures, and misses the target by itself.
+        met = None if p99 is None else p99 <= 1000 and revoked["not_refused"]["all services"] == 0
+        rows.append(_target("session revocation p99 across services", "≤ 1,000", p99, "ms", met))
     return rows
 
 
@@ -278,6 +284,7 @@ def _markdown(results: dict[str, Any], plots: list[Path]) -> str:
             "the orders service's handling adds the rest.",
             "",
         ]
+    out += _revocation(results.get("revocation"))
     foot = results.get("footprint")
     if foot:
         out += ["## 5. Footprint", "", "| process | RSS idle MiB | RSS peak (flash sale) MiB | CPU s in the sale |"]
@@ -308,6 +315,48 @@ def _markdown(results: dict[str, Any], plots: list[Path]) -> str:
     if plots:
         out += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     return "\n".join(out)
+
+
+def _revocation(revoked: dict[str, Any] | None) -> list[str]:
+    if not revoked:
+        return []
+    every = revoked["latency_ms"]["all services"]
+    out = [
+        "## 6. Session revocation (sign-out answer → every service refuses the cookie)",
+        "",
+        f"{revoked['measured_sessions']} of {revoked['sessions']} sessions signed out one at a time through the "
+        f"gateway; after each answer every service polled with the old cookie (one request in flight per service, "
+        f"one every {revoked['poll_interval_ms']:.0f} ms) until it refused it. Latency: from the sign-out's answer "
+        "to the sending of the first refused poll. "
+        f"**p99 across services {_f(every.get('p99'))} ms** (max {_f(every.get('max'))} ms).",
+        "",
+        "| service | polled at | probe (live → refused) | sessions | p50 ms | p95 ms | p99 ms | max ms | not refused "
+        "| poll round trip p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for service, lat in revoked["latency_ms"].items():
+        probe = revoked["probes"].get(service)
+        described = f"`{probe['route']}`: {probe['live']} → {probe['refused']}" if probe else "every sample above"
+        trip = revoked["poll_round_trip_ms"].get(service, {})
+        out.append(
+            f"| {service} | {revoked.get('polled_at', {}).get(service, '-')} | {described} | {lat.get('count', 0)} | "
+            f"{_f(lat.get('p50'))} | {_f(lat.get('p95'))} | {_f(lat.get('p99'))} | {_f(lat.get('max'))} | "
+            f"{revoked['not_refused'].get(service, 0)} | {_f(trip.get('p50'), 2)} |"
+        )
+    out.append("")
+    for service, reason in revoked["not_measured"].items():
+        out += [f"Not measured: {service}, {reason}.", ""]
+    if revoked["not_refused"]["all services"]:
+        out += [
+            f"A service that still accepted the cookie {revoked['deadline_s']:.0f} s after the sign-out is counted at "
+            f"{revoked['deadline_s']:.0f} s in the figures (a lower bound).",
+            "",
+        ]
+    if revoked["unexpected_answers"]:
+        out += [f"Answers neither live nor refused: {revoked['unexpected_answers']}.", ""]
+    if revoked["problems"]:
+        out += ["Sessions not measured:", "", *[f"- {p}" for p in revoked["problems"][:20]], ""]
+    return out
 
 
 def _floor_and_saturation(results: dict[str, Any]) -> list[str]:
@@ -454,6 +503,20 @@ def _plots(folder: Path, results: dict[str, Any]) -> list[Path]:
         )
         ax.legend()
         save(fig, "expiry_lateness.png")
+
+    revoked = results.get("revocation")
+    if revoked and any(revoked["samples_ms"].values()):
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        for service, values in revoked["samples_ms"].items():
+            _cdf(ax, values, service)
+        ax.set(
+            xlabel="sign-out answer → first refused poll sent (ms)",
+            ylabel="% of sessions",
+            title=f"Session revocation latency ({revoked['measured_sessions']} sessions; target p99 ≤ 1,000 ms)",
+        )
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        save(fig, "revocation_latency.png")
 
     foot = results.get("footprint")
     if foot:

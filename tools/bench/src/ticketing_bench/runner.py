@@ -20,13 +20,14 @@ import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ticketing_bench import client, flash_sale, report, scenarios, wrk
+from ticketing_bench import client, flash_sale, report, revocation, scenarios, wrk
 from ticketing_bench.flash_sale import SaleSize
+from ticketing_bench.revocation import RevocationSize
 from ticketing_bench.scenarios import ExpirySize, LagSize, PathsSize, SaturationSize
 from ticketing_bench.system import System
 from ticketing_launcher.check import check_until_settled
 
-ALL_SCENARIOS = ("floor", "flash_sale", "expiry", "saturation", "event_lag", "paths")
+ALL_SCENARIOS = ("floor", "flash_sale", "revocation", "expiry", "saturation", "event_lag", "paths")
 LONG_WINDOW = "3600"  # for the scenarios whose orders must not expire while they run
 FLOORS = Path(__file__).resolve().parents[4] / "bench" / "floors"
 
@@ -41,6 +42,7 @@ class Profile:
     expiry: ExpirySize
     write_tickets: int  # fresh tickets for each of POST direct and POST gateway
     saturation: SaturationSize
+    revocation: RevocationSize
     scenarios: tuple[str, ...] = ALL_SCENARIOS
     floor_seconds: float = 8  # the batched floor's saturated run
 
@@ -55,6 +57,7 @@ PROFILES = {
         expiry=ExpirySize(orders=10_000, spread_seconds=40, window_seconds=60),
         write_tickets=1200,
         saturation=SaturationSize(seconds=8, connections=64, tickets=5000, open_loop_seconds=8, open_loop_tickets=2500),
+        revocation=RevocationSize(sessions=50),
     ),
     "quick": Profile(
         "quick",
@@ -65,6 +68,7 @@ PROFILES = {
         expiry=ExpirySize(orders=100, spread_seconds=2),
         write_tickets=400,
         saturation=SaturationSize(seconds=2, connections=16, tickets=800, open_loop_seconds=2, open_loop_tickets=400),
+        revocation=RevocationSize(sessions=20),
         scenarios=tuple(s for s in ALL_SCENARIOS if s != "floor"),
     ),
     # The invariant part of the quick run, smaller still: what `make test` runs (tools/bench/tests).
@@ -77,6 +81,7 @@ PROFILES = {
         expiry=ExpirySize(orders=10, spread_seconds=1),
         write_tickets=50,
         saturation=SaturationSize(seconds=1, connections=8, tickets=100, open_loop_seconds=1, open_loop_tickets=50),
+        revocation=RevocationSize(sessions=5),
         scenarios=("flash_sale",),
     ),
 }
@@ -276,7 +281,20 @@ async def _scenarios(
             + ("" if not violations else f" — first: {violations[0]}")
         )
 
-    others = [s for s in wanted if s not in ("flash_sale", "floor")]
+    if "revocation" in wanted:
+        if "nats" in system.urls and "database" in system.urls:
+            await system.wait_quiet(60)
+        size_r = profile.revocation
+        results["revocation"] = await revocation.measure(
+            system, size_r, tick=display.counter("revocation: sessions signed out", size_r.sessions)
+        )
+        every = results["revocation"]["latency_ms"][revocation.ALL_SERVICES]
+        display.say(
+            f"revocation: {results['revocation']['measured_sessions']} sessions, p99 across services "
+            f"{every.get('p99', float('nan')):.1f} ms, max {every.get('max', float('nan')):.1f} ms"
+        )
+
+    others = [s for s in wanted if s not in ("flash_sale", "floor", "revocation")]
     if not others:
         return await _final_check(system, results, display)
     if not system.local:
