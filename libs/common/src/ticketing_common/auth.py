@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any, Protocol
 
 import httpx
@@ -132,15 +133,43 @@ class JwksKeys:
 
 
 class SessionVerifier:
-    """Checks a session cookie: signature (EdDSA, a known ``kid``), expiry, and revocation."""
+    """Checks a session cookie: signature (EdDSA, a known ``kid``), expiry, and revocation.
 
-    def __init__(self, keys: PublicKeys, revocations: Revocations) -> None:
+    A browser sends the same token with every request, so tokens whose signature checked out are remembered (a
+    bounded number); expiry and revocation are still checked on every request."""
+
+    def __init__(
+        self,
+        keys: PublicKeys,
+        revocations: Revocations,
+        *,
+        remember: int = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.keys = keys
         self.revocations = revocations
+        self._remember = remember
+        self._clock = clock
+        self._verified: dict[str, UserPayload] = {}
 
     async def verify(self, token: str) -> UserPayload | None:
         """The token's user, or None for a token that is not a live session; 503 while this service cannot tell
         (no keys yet, revocations not caught up)."""
+        user = self._verified.get(token)
+        if user is None:
+            user = await self._check_signature(token)
+            if user is None:
+                return None
+            if len(self._verified) >= self._remember:
+                del self._verified[next(iter(self._verified))]  # the oldest remembered
+            self._verified[token] = user
+        elif user.exp <= self._clock():
+            return None
+        if not self.revocations.ready:
+            raise ServiceUnavailableError(CANNOT_CHECK_SESSIONS)
+        return None if self.revocations.is_revoked(user) else user
+
+    async def _check_signature(self, token: str) -> UserPayload | None:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -155,12 +184,7 @@ class SessionVerifier:
             key = self.keys.get(kid)
             if key is None:
                 return None
-        user = _decode(token, key)
-        if user is None:
-            return None
-        if not self.revocations.ready:
-            raise ServiceUnavailableError(CANNOT_CHECK_SESSIONS)
-        return None if self.revocations.is_revoked(user) else user
+        return _decode(token, key)
 
 
 def _decode(token: str, key: Ed25519PublicKey) -> UserPayload | None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ticketing_common.auth import UserPayload
+from ticketing_common.auth import SessionVerifier, UserPayload
 from ticketing_common.events import SessionRevoked
 from ticketing_common.revocations import Revocations
+from ticketing_common.testing import TEST_SIGNING_KEY, claims_of, session_token
 
 pytestmark = pytest.mark.unit
 
@@ -72,3 +75,29 @@ def test_revocations_are_forgotten_once_every_token_they_concern_has_expired() -
     assert len(revocations) == 2
     revocations.prune(now=NOW + HOUR)
     assert len(revocations) == 0
+
+
+class _TestKeys:
+    def get(self, kid: str) -> Ed25519PublicKey | None:
+        return TEST_SIGNING_KEY.private_key.public_key() if kid == TEST_SIGNING_KEY.kid else None
+
+    async def refresh(self) -> bool:
+        return True
+
+
+async def test_a_remembered_token_is_still_refused_once_revoked_or_expired() -> None:
+    revocations = Revocations(token_seconds=HOUR)
+    revocations.ready = True
+    clock = [time.time()]
+    verifier = SessionVerifier(_TestKeys(), revocations, remember=2, clock=lambda: clock[0])
+    token = session_token(expires_seconds=60)
+    user = claims_of(token)
+    other = session_token(expires_seconds=60)
+
+    assert await verifier.verify(token) == user
+    assert await verifier.verify(token) == user  # remembered
+    assert await verifier.verify(other) is not None
+    revocations.apply(SessionRevoked(user_id=user.id, session_id=user.sid, revoked_before=_at(user.iat + 1)))
+    assert await verifier.verify(token) is None  # remembered, but revoked since
+    clock[0] += 61
+    assert await verifier.verify(other) is None  # remembered, but expired since
