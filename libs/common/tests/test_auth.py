@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import jwt
 import pytest
@@ -20,6 +21,7 @@ from nats.js import JetStreamContext
 
 from ticketing_common.auth import COOKIE_NAME, set_session_cookie
 from ticketing_common.config import ServiceSettings
+from ticketing_common.embedded import EmbeddedNats
 from ticketing_common.events import SessionRevoked
 from ticketing_common.events.bus import ensure_stream
 from ticketing_common.keys import KeyRing, SigningKey, public_jwk
@@ -33,6 +35,7 @@ from ticketing_common.testing import (
     signin,
     wait_until,
 )
+from ticketing_common.testing.helpers import connect_nats
 
 OTHER_KEY = SigningKey.generate()
 
@@ -287,3 +290,42 @@ def test_a_service_refuses_to_start_without_jwks_url_and_says_what_to_set(
 def test_a_session_may_not_outlive_the_revocations_the_stream_keeps() -> None:
     with pytest.raises(ValueError, match="less than or equal"):
         ServiceSettings(**session_settings(), jwt_expires_seconds=8 * 24 * 3600)
+
+
+async def test_revocations_keep_arriving_after_a_nats_outage(demo_settings: DemoSettings, tmp_path: Path) -> None:
+    own_nats = EmbeddedNats(tmp_path / "nats")
+    own_nats.start()
+    try:
+        app = build_demo_app(demo_settings.model_copy(update={"nats_url": own_nats.url}))
+        async with running(app), http_client(app) as client:
+            user = signin(client)
+            assert (await client.get("/demo/me")).status_code == 200
+            own_nats.stop()
+            own_nats.start()
+            nc = await connect_nats(own_nats.url)
+            try:
+                js = nc.jetstream()
+                await wait_until(_stream_exists(js, demo_settings.nats_stream), timeout=30)
+                await _publish(
+                    js, SessionRevoked(user_id=user.id, session_id=user.sid, revoked_before=datetime.now(UTC))
+                )
+
+                async def refused() -> bool:
+                    return (await client.get("/demo/me")).status_code == 401
+
+                await wait_until(refused, timeout=40)
+            finally:
+                await nc.close()
+    finally:
+        own_nats.stop()
+
+
+def _stream_exists(js: JetStreamContext, name: str) -> Callable[[], Awaitable[bool]]:
+    async def exists() -> bool:
+        try:
+            await js.stream_info(name)
+        except Exception:
+            return False
+        return True
+
+    return exists

@@ -1,12 +1,12 @@
-"""Ended sessions, as every service keeps them: in memory, from the ``session.revoked`` events of the last token
-lifetime, followed live and read again from JetStream at start, so a restarted service still refuses them."""
+"""Ended sessions, as every service keeps them: in memory, from the ``session.revoked`` events on the stream, followed
+live and read again from JetStream at start, so a restarted service still refuses them; each is forgotten once
+every token it concerns has expired."""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -69,13 +69,17 @@ class Revocations:
         return len(self._sessions) + len(self._users)
 
     async def follow(self, nc: NATS, *, stream: str) -> None:
-        """Read every ``session.revoked`` event of the last token lifetime, then keep following (an ordered
-        consumer of this process alone: every replica must see every revocation)."""
+        """Read every ``session.revoked`` event on the stream, then keep following: an ordered consumer of this
+        process alone (every replica must see every revocation). From the stream's start, not one token lifetime
+        back: when the server restarts, the client recreates the consumer from the start, and applying an event
+        twice or one whose tokens have expired changes nothing."""
         js: JetStreamContext = nc.jetstream()
-        since = datetime.now(UTC) - timedelta(seconds=self.token_seconds)
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since)
         subscription = await js.subscribe(
-            Subject.SESSION_REVOKED, stream=stream, ordered_consumer=True, config=config, cb=self._on_message
+            Subject.SESSION_REVOKED,
+            stream=stream,
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+            cb=self._on_message,
         )
         info = await subscription.consumer_info()
         if info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq):
