@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("ticketing.sessions")
 
 PRUNE_EVERY_SECONDS = 60.0
+# Two missed heartbeats make the client recreate a consumer the server lost (a restart): about 2 s, not nats-py's 10.
+HEARTBEAT_SECONDS = 1.0
 
 
 class Revocations:
@@ -78,6 +80,7 @@ class Revocations:
             Subject.SESSION_REVOKED,
             stream=stream,
             ordered_consumer=True,
+            idle_heartbeat=HEARTBEAT_SECONDS,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
             cb=self._on_message,
         )
