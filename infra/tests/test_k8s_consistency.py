@@ -6,6 +6,7 @@ Everything is read from the code at test time (settings classes, apps, console s
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +16,7 @@ from deploy_support import (
     CNPG_NAMESPACE,
     DEPLOYABLES,
     OVERLAYS,
+    TEST_SECRET_FILES,
     TEST_SECRET_VALUES,
     TLS_KEYS,
     ContainerEnv,
@@ -38,25 +40,34 @@ def _env_names(settings_cls: type[Any]) -> dict[str, str]:
 
 def _required(deployable: Deployable, monkeypatch: pytest.MonkeyPatch) -> set[str]:
     """What the service cannot start without: fields without a default, fields whose default its validators refuse
-    (JWT_KEY), and DATABASE_URL for a service with a database (its start-up refuses an empty one)."""
+    (auth's SESSION_KEY_FILE), settings a validator of the whole model refuses to go without, named in its message
+    (the others' JWKS_URL), and DATABASE_URL for a service with a database (its start-up refuses an empty one)."""
     for key in list(os.environ):
         monkeypatch.delenv(key)
-    names = {field: env for env, field in _env_names(deployable.settings_cls).items()}
+    env_names = _env_names(deployable.settings_cls)
+    names = {field: env for env, field in env_names.items()}
     required = set()
     try:
         deployable.settings_cls()
     except ValidationError as exc:
-        required = {names.get(str(error["loc"][0]), str(error["loc"][0]).upper()) for error in exc.errors()}
+        for error in exc.errors():
+            if error["loc"]:
+                required.add(names.get(str(error["loc"][0]), str(error["loc"][0]).upper()))
+                continue
+            mentioned = {env for env in env_names if re.search(rf"\b{env}\b", error["msg"])}
+            assert mentioned, f"{deployable.name} refuses an empty environment without naming a setting: {error}"
+            required |= mentioned
     if deployable.has_migrations:
         required.add("DATABASE_URL")
     return required
 
 
 def _start_up_settings(deployable: Deployable, env: ContainerEnv, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The service's settings from exactly this environment, as its entry point loads them."""
+    """The service's settings from exactly this environment, as its entry point loads them (a file of a mounted
+    secret read from the folder standing in for the volume)."""
     for key in list(os.environ):
         monkeypatch.delenv(key)
-    for key, value in env.values.items():
+    for key, value in env.on_this_machine().items():
         monkeypatch.setenv(key, value)
     try:
         settings = deployable.settings_cls()
@@ -131,9 +142,19 @@ def test_deployment_sets_only_settings_its_service_knows(
 
 
 def _secret_refs(manifests: Manifests) -> set[tuple[str, str]]:
-    """(secret, key) of every secretKeyRef in the overlay's containers, and the TLS secrets its Gateways use."""
+    """(secret, key) of every secretKeyRef in the overlay's containers, of every secret volume of their pods, and
+    the TLS secrets its Gateways use."""
     refs = set()
     for workload in manifests.workloads:
+        for volume in workload["spec"]["template"]["spec"].get("volumes", []):
+            assert "projected" not in volume or not any("secret" in s for s in volume["projected"]["sources"]), (
+                "secrets are mounted as secret volumes, whose keys are listed"
+            )
+            if "secret" in volume:
+                source = volume["secret"]
+                assert not source.get("optional"), "a missing secret must stop the pod, loudly"
+                assert source.get("items"), "a secret volume lists the keys it needs, as a secretKeyRef names its key"
+                refs |= {(source["secretName"], item["key"]) for item in source["items"]}
         for container in manifests.containers(workload):
             for var in container.get("env", []):
                 ref = var.get("valueFrom", {}).get("secretKeyRef")
@@ -164,7 +185,7 @@ def test_only_documented_or_operator_generated_secrets_and_existing_config_map_k
             assert key in documented.get(secret, set()), (
                 f"{overlay} reads {secret}/{key}, which infra/README.md does not tell people to create"
             )
-            assert (secret, key) in TEST_SECRET_VALUES or key in TLS_KEYS
+            assert (secret, key) in TEST_SECRET_VALUES or (secret, key) in TEST_SECRET_FILES or key in TLS_KEYS
     for workload in manifests.workloads:
         for container in manifests.containers(workload):
             for var in container.get("env", []):

@@ -220,7 +220,9 @@ def test_build_context_leaves_out_everything_the_images_do_not_need() -> None:
     for path in (
         ".venv/bin/python",
         ".git/HEAD",
-        ".state/jwt_key",
+        ".state/session-keys.json",
+        "session-keys.json",  # infra/README.md, "Session keys": made at the root, then put into the cluster
+        "ring.json",
         "services/auth/tests/test_health.py",
         "libs/common/tests/conftest.py",
         "libs/common/src/ticketing_common/__pycache__/app.cpython-311.pyc",

@@ -1,15 +1,22 @@
 """The cluster routes exactly like the local gateway: the Gateway API's HTTPRoute (the default) and the optional
-Ingress both follow ``ticketing_common.routes.ROUTES``, and neither forwards the operational paths publicly."""
+Ingress both follow ``ticketing_common.routes.ROUTES``, and neither forwards the operational paths publicly.
+
+One refinement: a route of the table under ``/.well-known/`` names a single document (RFC 8615; auth's JWK Set,
+``/.well-known/jwks.json``), so the cluster matches it exactly (HTTPRoute ``Exact``, Ingress ``Exact``), where
+``Route.matches`` also takes the paths below it. Those paths, which no document answers, go where the rest of the
+table sends them (the web client) instead of to auth; nothing else differs.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from deploy_support import ALL_OVERLAYS, INGRESS_OVERLAYS, OVERLAYS, Manifests
 
 from ticketing_common.http_server import OPERATIONAL_PATHS, came_through_proxy, is_operational_path
-from ticketing_common.routes import ROUTES, route_for
+from ticketing_common.routes import ROUTES, Route, route_for
 
 HOST = "ticketing.dev"
 SAMPLE_PATHS = (
@@ -40,8 +47,39 @@ SAMPLE_PATHS = (
     "/openapi.json",
     "/readyz",
     "/redoc",
+    "/.well-known/jwks.json",
+    "/.well-known/jwks.json/",
+    "/.well-known/jwks.json/x",
+    "/.well-known/jwks.jsonx",
+    "/.well-known/jwks",
+    "/.well-known",
+    "/.well-known/",
+    "/.well-known/openid-configuration",
+    "/api/users/.well-known/jwks.json",
 )
 NOT_FORWARDED = "(not forwarded)"
+# What ingress-nginx's admission webhook accepts as the path of an Exact or Prefix rule when it validates path types
+# (strict-validate-path-type): internal/ingress/inspector/rules.go, validPathType.
+INGRESS_NGINX_VALID_PATH = re.compile(r"(?i)^/[a-z0-9._\-/]*$")
+
+
+def _exact_in_cluster(route: Route) -> bool:
+    """A route the cluster matches exactly: a well-known document (RFC 8615), one resource, not a folder."""
+    return route.prefix.startswith("/.well-known/")
+
+
+def _cluster_route_for(path: str) -> Route | None:
+    """The route of the table the cluster's entry point follows for ``path``: the table's first match, a route
+    matched exactly taking only its own path."""
+    return next(
+        (r for r in ROUTES if (path == r.prefix if _exact_in_cluster(r) else r.matches(path))),
+        None,
+    )
+
+
+def _cluster_service(path: str) -> str | None:
+    route = _cluster_route_for(path)
+    return f"{route.service}-srv" if route else None
 
 
 def _prefix_match(prefix: str, path: str) -> bool:
@@ -105,7 +143,10 @@ def test_httproute_rules_are_the_route_table(rendered: dict[str, Manifests], ove
     assert [
         (r["matches"][0]["path"]["type"], r["matches"][0]["path"]["value"], r["backendRefs"][0]["name"])
         for r in forwarding
-    ] == [("PathPrefix", route.prefix, f"{route.service}-srv") for route in ROUTES], "one rule per route, in order"
+    ] == [
+        ("Exact" if _exact_in_cluster(route) else "PathPrefix", route.prefix, f"{route.service}-srv")
+        for route in ROUTES
+    ], "one rule per route, in order"
     for rule in forwarding:
         assert len(rule["matches"]) == 1, rule
         assert not rule.get("filters"), rule
@@ -137,10 +178,28 @@ def test_httproute_and_local_gateway_send_a_path_to_the_same_service(
     rendered: dict[str, Manifests], overlay: str, path: str
 ) -> None:
     """The local gateway refuses operational paths itself (is_operational_path); the HTTPRoute forwards them to no
-    Service; every other path goes where the route table says."""
-    route = route_for(path)
-    expected = NOT_FORWARDED if is_operational_path(path) else (f"{route.service}-srv" if route else None)
+    Service; every other path goes where the route table says (matching a well-known document exactly)."""
+    expected = NOT_FORWARDED if is_operational_path(path) else _cluster_service(path)
     assert _gateway_target(_public_route(rendered[overlay]), path) == expected
+
+
+@pytest.mark.parametrize("path", sorted({*SAMPLE_PATHS, *(r.prefix for r in ROUTES)}))
+def test_the_cluster_follows_the_route_table_but_below_a_well_known_document(path: str) -> None:
+    """Where the cluster's exact matches part from ``Route.matches``: only below an exact route's path, which then
+    goes where the rest of the table sends it; the document itself reaches its service everywhere."""
+    local, cluster = route_for(path), _cluster_route_for(path)
+    if local is not None and _exact_in_cluster(local) and path != local.prefix:
+        assert path.startswith(local.prefix + "/")
+        assert cluster == next(r for r in ROUTES if not _exact_in_cluster(r) and r.matches(path))
+    else:
+        assert cluster == local
+
+
+def test_the_jwk_set_reaches_auth_through_the_entry_point() -> None:
+    """Auth's JWK Set is public (the services fetch it inside the cluster, JWKS_URL; anyone may check a token)."""
+    assert _cluster_service("/.well-known/jwks.json") == "auth-srv"
+    assert not is_operational_path("/.well-known/jwks.json")
+    assert "/.well-known/jwks.json" in [r.prefix for r in ROUTES if _exact_in_cluster(r)]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -188,11 +247,18 @@ def _ingress_rules(manifests: Manifests) -> list[dict[str, Any]]:
 
 
 def _ingress_target(rules: list[dict[str, Any]], path: str) -> str | None:
-    """The backend the Ingress picks: the longest matching path wins (the Ingress API's rule for overlaps)."""
-    matching = [r for r in rules if r["pathType"] == "Prefix" and _prefix_match(r["path"], path)]
+    """The backend the Ingress picks (the Ingress API's rules for overlaps): the longest matching path wins, and
+    between equally long ones an Exact path wins over a Prefix one."""
+    matching = []
+    for rule in rules:
+        assert rule["pathType"] in ("Exact", "Prefix"), f"{rule['path']}: no ImplementationSpecific (regexes)"
+        if (rule["pathType"] == "Exact" and rule["path"] == path) or (
+            rule["pathType"] == "Prefix" and _prefix_match(rule["path"], path)
+        ):
+            matching.append(rule)
     if not matching:
         return None
-    best = max(matching, key=lambda r: len(r["path"].rstrip("/")))
+    best = max(matching, key=lambda r: (len(r["path"].rstrip("/")), r["pathType"] == "Exact"))
     name: str = best["backend"]["service"]["name"]
     return name
 
@@ -202,11 +268,12 @@ def test_ingress_rules_are_the_route_table(rendered: dict[str, Manifests], overl
     manifests = rendered[overlay]
     rules = _ingress_rules(manifests)
     assert {(r["path"], r["pathType"], r["backend"]["service"]["name"]) for r in rules} == {
-        (route.prefix, "Prefix", f"{route.service}-srv") for route in ROUTES
+        (route.prefix, "Exact" if _exact_in_cluster(route) else "Prefix", f"{route.service}-srv") for route in ROUTES
     }
     assert len(rules) == len(ROUTES)
     for rule in rules:
         _service_port(manifests, rule["backend"]["service"]["name"], rule["backend"]["service"]["port"])
+        assert INGRESS_NGINX_VALID_PATH.fullmatch(rule["path"]), f"ingress-nginx refuses the path {rule['path']}"
 
 
 @pytest.mark.parametrize("overlay", INGRESS_OVERLAYS)
@@ -214,17 +281,15 @@ def test_ingress_rules_are_the_route_table(rendered: dict[str, Manifests], overl
 def test_ingress_and_gateway_send_a_path_to_the_same_service(
     rendered: dict[str, Manifests], overlay: str, path: str
 ) -> None:
-    route = route_for(path)
-    expected = f"{route.service}-srv" if route else None
-    assert _ingress_target(_ingress_rules(rendered[overlay]), path) == expected
+    assert _ingress_target(_ingress_rules(rendered[overlay]), path) == _cluster_service(path)
 
 
 @pytest.mark.parametrize("path", sorted({*SAMPLE_PATHS, *(r.prefix for r in ROUTES), *OPERATIONAL_PATHS}))
 def test_the_route_table_httproute_and_ingress_agree(rendered: dict[str, Manifests], path: str) -> None:
-    """All three at once, in every overlay: the Service a path reaches is the route table's, except that the
-    HTTPRoute forwards no operational path (the Ingress cannot leave one out; see the next test)."""
-    route = route_for(path)
-    table = f"{route.service}-srv" if route else None
+    """All three at once, in every overlay: the Service a path reaches is the route table's (a well-known document
+    matched exactly), except that the HTTPRoute forwards no operational path (the Ingress cannot leave one out; see
+    the next test)."""
+    table = _cluster_service(path)
     for overlay in OVERLAYS:
         expected = NOT_FORWARDED if is_operational_path(path) else table
         assert _gateway_target(_public_route(rendered[overlay]), path) == expected, overlay

@@ -40,7 +40,7 @@ def _settings(deployable: Deployable, manifests: Manifests, monkeypatch: pytest.
     container = manifests.get("Deployment", deployable.name)["spec"]["template"]["spec"]["containers"][0]
     for key in list(os.environ):
         monkeypatch.delenv(key)
-    for key, value in container_env(manifests, container).values.items():
+    for key, value in container_env(manifests, container).on_this_machine().items():
         monkeypatch.setenv(key, value)
     try:
         return deployable.settings_cls()

@@ -6,7 +6,8 @@ command the kubelet would run (the manifest's, else the image's CMD from the Doc
 kubelet would build (the image's ENV, then the ConfigMaps, secrets and values of the manifest). What cannot be the
 same on one machine without a cluster is changed, and only that:
 
-- secrets get test values;
+- secrets get test values; a mounted secret is a folder of this machine holding its test files, and the paths
+  into the volume point there (auth's session key ring: a new one, as `ticketing keys rotate` makes it);
 - hosts of in-cluster Services point at stand-ins: PostgreSQL (a single pod in dev, a CloudNativePG cluster's
   read-write Service in gke) at the test session's server, NATS at the test session's server (dev) or at a
   three-node cluster started from the gke overlay's own nats.conf (gke); the entry point (the Gateway) is played
@@ -143,7 +144,7 @@ def _process_env(
 ) -> dict[str, str]:
     env = {key: image_path(value) for key, value in dockerfile.env.items()}
     env["PATH"] = ":".join(image_path(part) for part in env["PATH"].split(":"))
-    declared = container_env(manifests, container).values
+    declared = container_env(manifests, container).on_this_machine()
     env |= {key: _point_at_stand_ins(value, stand_ins) for key, value in declared.items()}
     return env | overrides
 
@@ -392,5 +393,6 @@ def test_deployment_gets_ready_with_what_its_manifest_declares(
 def test_the_platform_answers_through_its_entry_point(smoke: SmokeRun, deployables: dict[str, Deployable]) -> None:
     """Through the entry point's stand-in: an API, and (once the client exists) a page the client builds from APIs."""
     assert _get(smoke.gateway_url + "/api/users/currentuser") == 200
+    assert _get(smoke.gateway_url + "/.well-known/jwks.json") == 200, "auth's JWK Set, from its mounted key ring"
     if deployables["client"].present:
         assert _get(smoke.gateway_url + "/") == 200
