@@ -150,26 +150,28 @@ class SessionVerifier:
         self.revocations = revocations
         self._remember = remember
         self._clock = clock
-        self._verified: dict[str, UserPayload] = {}
+        self._verified: dict[str, tuple[str, UserPayload]] = {}  # token -> (kid, claims)
 
     async def verify(self, token: str) -> UserPayload | None:
         """The token's user, or None for a token that is not a live session; 503 while this service cannot tell
         (no keys yet, revocations not caught up)."""
-        user = self._verified.get(token)
-        if user is None:
-            user = await self._check_signature(token)
-            if user is None:
+        remembered = self._verified.get(token)
+        if remembered is not None and (remembered[1].exp <= self._clock() or self.keys.get(remembered[0]) is None):
+            del self._verified[token]  # expired, or its key withdrawn since
+            return None
+        if remembered is None:
+            checked = await self._check_signature(token)
+            if checked is None:
                 return None
             if len(self._verified) >= self._remember:
                 del self._verified[next(iter(self._verified))]  # the oldest remembered
-            self._verified[token] = user
-        elif user.exp <= self._clock():
-            return None
+            self._verified[token] = remembered = checked
+        user = remembered[1]
         if not self.revocations.ready:
             raise ServiceUnavailableError(CANNOT_CHECK_SESSIONS)
         return None if self.revocations.is_revoked(user) else user
 
-    async def _check_signature(self, token: str) -> UserPayload | None:
+    async def _check_signature(self, token: str) -> tuple[str, UserPayload] | None:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -184,7 +186,8 @@ class SessionVerifier:
             key = self.keys.get(kid)
             if key is None:
                 return None
-        return _decode(token, key)
+        user = _decode(token, key)
+        return None if user is None else (kid, user)
 
 
 def _decode(token: str, key: Ed25519PublicKey) -> UserPayload | None:

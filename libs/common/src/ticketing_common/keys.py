@@ -1,9 +1,11 @@
 """Session signing keys: Ed25519 key pairs as JWKs, the private key ring file only auth reads, and the public JWK
 Set every other service verifies with.
 
-The key ring file is a JWK Set whose keys carry their private part (``d``) and when they were ``created``; the
-newest signs, an older one verifies until every token it signed has expired (its successor is older than a
-token's lifetime). ``ticketing keys rotate`` adds a key to it.
+The key ring file is a JWK Set whose keys carry their private part (``d``), when they were ``created`` and when
+they start signing (``activates``). A key is published from the moment it is in the file; the newest active key
+signs (publishing first lets every replica of every service learn a key before any token needs it); an older key
+verifies until every token it signed has expired (its successor activated more than a token's lifetime ago).
+``ticketing keys rotate`` adds a key.
 """
 
 from __future__ import annotations
@@ -69,19 +71,29 @@ class SigningKey:
     kid: str
     private_key: Ed25519PrivateKey
     created: int
+    activates: int | None = None  # None: signs from ``created``
+
+    @property
+    def signs_from(self) -> int:
+        return self.created if self.activates is None else self.activates
 
     @classmethod
-    def generate(cls, *, now: float | None = None) -> SigningKey:
+    def generate(cls, *, now: float | None = None, activate_after: int = 0) -> SigningKey:
         private_key = Ed25519PrivateKey.generate()
+        created = int(time.time() if now is None else now)
         return cls(
             kid=public_jwk(private_key.public_key())["kid"],
             private_key=private_key,
-            created=int(time.time() if now is None else now),
+            created=created,
+            activates=created + activate_after if activate_after else None,
         )
 
     def private_jwk(self) -> dict[str, Any]:
         d = _b64(self.private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
-        return {**public_jwk(self.private_key.public_key()), "d": d, "created": self.created}
+        jwk: dict[str, Any] = {**public_jwk(self.private_key.public_key()), "d": d, "created": self.created}
+        if self.activates is not None:
+            jwk["activates"] = self.activates
+        return jwk
 
 
 @dataclass(frozen=True)
@@ -90,17 +102,24 @@ class KeyRing:
 
     keys: tuple[SigningKey, ...]
 
+    def signing_key_at(self, now: float | None = None) -> SigningKey:
+        """The newest key already active (the oldest key when none is yet)."""
+        moment = time.time() if now is None else now
+        return next((k for k in self.keys if k.signs_from <= moment), self.keys[-1])
+
     @property
     def signing_key(self) -> SigningKey:
-        return self.keys[0]
+        return self.signing_key_at()
 
     def verifying_keys(self, *, token_seconds: int, now: float | None = None) -> list[SigningKey]:
-        """The keys that may have signed a token still unexpired: the newest, and each older one whose successor
-        took over less than a token's lifetime ago."""
+        """The keys that may sign or have signed a token still unexpired: those not active yet, the signing key, and
+        each older one whose successor began signing less than a token's lifetime ago."""
         moment = time.time() if now is None else now
-        kept = [self.keys[0]]
-        for successor, key in zip(self.keys, self.keys[1:], strict=False):
-            if successor.created + token_seconds > moment:
+        signing = self.signing_key_at(moment)
+        kept = [k for k in self.keys if k.signs_from > moment or k is signing]
+        older = self.keys[self.keys.index(signing) + 1 :]
+        for successor, key in zip((signing, *older), older, strict=False):
+            if successor.signs_from + token_seconds > moment:
                 kept.append(key)
         return kept
 
@@ -108,10 +127,11 @@ class KeyRing:
         keys = self.verifying_keys(token_seconds=token_seconds, now=now)
         return {"keys": [public_jwk(k.private_key.public_key()) for k in keys]}
 
-    def rotated(self, *, token_seconds: int, now: float | None = None) -> KeyRing:
-        """This ring with a new signing key in front; keys that can no longer have signed a live token go."""
+    def rotated(self, *, token_seconds: int, now: float | None = None, activate_after: int = 0) -> KeyRing:
+        """This ring with a new key in front, signing ``activate_after`` seconds from now (published at once);
+        keys that can no longer have signed a live token go."""
         moment = time.time() if now is None else now
-        grown = KeyRing((SigningKey.generate(now=moment), *self.keys))
+        grown = KeyRing((SigningKey.generate(now=moment, activate_after=activate_after), *self.keys))
         return KeyRing(tuple(grown.verifying_keys(token_seconds=token_seconds, now=moment)))
 
     def to_json(self) -> str:
@@ -139,7 +159,13 @@ def _private_key(entry: Any) -> SigningKey:
     public = public_jwk(private_key.public_key())
     if entry.get("x") not in (None, public["x"]):
         raise ValueError(f"key {entry.get('kid')}: x does not match d")
-    return SigningKey(kid=public["kid"], private_key=private_key, created=int(entry["created"]))
+    activates = entry.get("activates")
+    return SigningKey(
+        kid=public["kid"],
+        private_key=private_key,
+        created=int(entry["created"]),
+        activates=None if activates is None else int(activates),
+    )
 
 
 def read_key_ring(path: Path) -> KeyRing:
@@ -165,12 +191,14 @@ def write_key_ring(path: Path, ring: KeyRing) -> None:
     os.replace(partial, path)
 
 
-def rotate_key_file(path: Path, *, token_seconds: int, now: float | None = None) -> KeyRing:
-    """Add a new signing key to the file (creating it when absent) and return the new ring."""
+def rotate_key_file(path: Path, *, token_seconds: int, now: float | None = None, activate_after: int = 0) -> KeyRing:
+    """Add a new signing key to the file (creating it when absent; a first key signs at once) and return the new
+    ring."""
     ring = read_key_ring(path) if path.exists() else KeyRing(())
-    rotated = (
-        ring.rotated(token_seconds=token_seconds, now=now) if ring.keys else KeyRing((SigningKey.generate(now=now),))
-    )
+    if ring.keys:
+        rotated = ring.rotated(token_seconds=token_seconds, now=now, activate_after=activate_after)
+    else:
+        rotated = KeyRing((SigningKey.generate(now=now),))
     write_key_ring(path, rotated)
     return rotated
 

@@ -119,3 +119,28 @@ def test_only_ed25519_signing_keys_are_taken_from_a_jwk_set() -> None:
 
     assert list(public_keys_from_jwks(jwks)) == [key.kid]
     assert public_keys_from_jwks({"keys": "nope"}) == {}
+
+
+def test_a_key_rotated_to_activate_later_is_published_at_once_and_signs_only_from_then() -> None:
+    first = KeyRing((SigningKey.generate(now=1000),))
+    second = first.rotated(token_seconds=DAY, now=5000, activate_after=120)
+
+    new = second.keys[0]
+    assert second.signing_key_at(5000 + 119).kid == first.signing_key.kid
+    assert second.signing_key_at(5000 + 120).kid == new.kid
+    listed = [k["kid"] for k in second.public_jwks(token_seconds=DAY, now=5000)["keys"]]
+    assert listed == [new.kid, first.signing_key.kid]
+    # The previous key verifies for a token lifetime after the new one took over, not after it was published.
+    assert [k["kid"] for k in second.public_jwks(token_seconds=DAY, now=5000 + 120 + DAY - 1)["keys"]] == listed
+    assert [k["kid"] for k in second.public_jwks(token_seconds=DAY, now=5000 + 120 + DAY)["keys"]] == [new.kid]
+
+
+def test_when_a_key_activates_survives_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    rotate_key_file(path, token_seconds=DAY, now=1000)
+    ring = rotate_key_file(path, token_seconds=DAY, now=2000, activate_after=60)
+
+    again = read_key_ring(path)
+
+    assert again.keys[0].activates == 2060
+    assert again.signing_key_at(2059).kid == ring.keys[1].kid

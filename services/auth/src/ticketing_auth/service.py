@@ -57,10 +57,10 @@ class Account:
 def session_token(
     *, key_ring: KeyRing, account: Account, session_id: uuid.UUID | None, expires_seconds: int, now: float
 ) -> str:
-    """A session token for ``account`` signed with the newest key: for a new session (``session_id`` None) or
+    """A session token for ``account`` signed with the newest active key: for a new session (``session_id`` None) or
     the same session again (after a change of email or password)."""
     return encode_session_token(
-        key_ring.signing_key,
+        key_ring.signing_key_at(now),
         user_id=account.id,
         email=account.email,
         session_id=session_id or uuid.uuid4(),

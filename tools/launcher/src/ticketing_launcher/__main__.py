@@ -50,10 +50,17 @@ def main(argv: list[str] | None = None) -> None:
         default=int(os.environ.get("JWT_EXPIRES_SECONDS", 24 * 3600)),
         help="session lifetime (JWT_EXPIRES_SECONDS): keys older than that past their successor are dropped",
     )
+    rotate.add_argument(
+        "--activate-after",
+        type=int,
+        default=0,
+        help="publish the new key at once but sign with it only this many seconds later (several auth replicas: "
+        "longer than it takes each to see the file, e.g. 120 for a Kubernetes secret)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "keys":
-        sys.exit(rotate_keys(args.file, token_seconds=args.token_seconds))
+        sys.exit(rotate_keys(args.file, token_seconds=args.token_seconds, activate_after=args.activate_after))
     if args.command == "up":
         stack = Stack(state_dir=args.state_dir, gateway_port=args.port)
         sys.exit(run_until_signalled(stack))
@@ -61,13 +68,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(run_check(args))
 
 
-def rotate_keys(path: Path, *, token_seconds: int) -> int:
+def rotate_keys(path: Path, *, token_seconds: int, activate_after: int) -> int:
     try:
-        ring = rotate_key_file(path, token_seconds=token_seconds)
+        ring = rotate_key_file(path, token_seconds=token_seconds, activate_after=activate_after)
     except KeyFileError as exc:
         print(f"ticketing keys rotate: {exc}", file=sys.stderr)
         return 2
-    print(f"{path}: signing with {ring.signing_key.kid}; {len(ring.keys) - 1} older key(s) still verify")
+    newest = ring.keys[0]
+    when = "now" if newest is ring.signing_key else f"in {activate_after} s (published now)"
+    print(f"{path}: new key {newest.kid} signs {when}; {len(ring.keys)} key(s) in the file")
     return 0
 
 
