@@ -27,6 +27,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/api/users", "auth"),
     Route("/.well-known/jwks.json", "auth"),
     Route("/api/tickets", "tickets"),
+    Route("/api/events", "tickets"),
     Route("/api/orders", "orders"),
     Route("/api/payments", "payments"),
     Route("/", "client"),

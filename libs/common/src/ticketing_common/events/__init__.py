@@ -1,8 +1,11 @@
 """The event bus: catalogue, transactional outbox, publisher and listeners over NATS JetStream."""
 
 from ticketing_common.events.catalogue import (
+    BuyerAdmitted,
     ChargeCreated,
     Event,
+    EventCreated,
+    EventUpdated,
     OrderCancelled,
     OrderCreated,
     OrderExpired,
@@ -17,8 +20,11 @@ from ticketing_common.events.catalogue import (
 from ticketing_common.events.listener import Listener, NotYet, is_next_version
 
 __all__ = [
+    "BuyerAdmitted",
     "ChargeCreated",
     "Event",
+    "EventCreated",
+    "EventUpdated",
     "Listener",
     "NotYet",
     "OrderCancelled",

@@ -14,7 +14,7 @@ from nats.js.errors import BadRequestError
 
 logger = logging.getLogger("ticketing.events")
 
-STREAM_SUBJECTS = ("user.>", "ticket.>", "order.>", "charge.>", "expiration.>", "session.>")
+STREAM_SUBJECTS = ("user.>", "ticket.>", "order.>", "charge.>", "expiration.>", "session.>", "event.>", "queue.>")
 DUPLICATE_WINDOW_SECONDS = 120.0
 MAX_AGE_SECONDS = 7 * 24 * 3600.0
 

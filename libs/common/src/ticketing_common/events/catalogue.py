@@ -25,6 +25,9 @@ class Subject(StrEnum):
     ORDER_EXPIRED = "order.expired"
     CHARGE_CREATED = "charge.created"
     SESSION_REVOKED = "session.revoked"
+    EVENT_CREATED = "event.created"
+    EVENT_UPDATED = "event.updated"
+    BUYER_ADMITTED = "queue.admitted"
 
 
 class OrderStatus(StrEnum):
@@ -60,6 +63,7 @@ class TicketCreated(Event):
     price: Money
     user_id: uuid.UUID
     version: int
+    event_id: uuid.UUID | None = None
 
 
 class TicketUpdated(Event):
@@ -70,6 +74,46 @@ class TicketUpdated(Event):
     user_id: uuid.UUID
     order_id: uuid.UUID | None
     version: int
+    event_id: uuid.UUID | None = None
+
+
+class EventCreated(Event):
+    """A show tickets are sold for (owned by tickets). ``waitingRoom``: its sale opens through the queue's waiting
+    room (``onSaleAt`` was in the future when it was created); decided once, by tickets."""
+
+    subject = Subject.EVENT_CREATED
+    id: uuid.UUID
+    name: str
+    venue: str
+    starts_at: datetime
+    on_sale_at: datetime
+    max_per_buyer: int
+    waiting_room: bool
+    user_id: uuid.UUID
+    version: int
+
+
+class EventUpdated(Event):
+    subject = Subject.EVENT_UPDATED
+    id: uuid.UUID
+    name: str
+    venue: str
+    starts_at: datetime
+    on_sale_at: datetime
+    max_per_buyer: int
+    waiting_room: bool
+    user_id: uuid.UUID
+    version: int
+
+
+class BuyerAdmitted(Event):
+    """The queue let a buyer out of an event's waiting room: they may order its tickets until ``admittedUntil``."""
+
+    subject = Subject.BUYER_ADMITTED
+    event_id: uuid.UUID
+    user_id: uuid.UUID
+    position: int
+    admitted_until: datetime
 
 
 class OrderTicket(CamelModel):
