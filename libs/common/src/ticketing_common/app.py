@@ -1,7 +1,7 @@
 """The application factory every service uses: routers + listeners in, a production-ready FastAPI app out.
 
 It wires the database, the event runtime (outbox publisher and listeners), the shared error handlers, health
-(``/healthz`` alive, ``/readyz`` database and NATS reachable), Prometheus ``/metrics``, a body size limit and
+(``/healthz`` alive, ``/readyz`` database and NATS reachable, sessions checkable), Prometheus ``/metrics``, a body size limit and
 a structured log line for each failed, slow or sampled request.
 """
 
@@ -160,6 +160,8 @@ async def readyz(request: Request) -> JSONResponse:
         problems.append("database unreachable")
     if not request.app.state.events.connected:
         problems.append("nats unreachable")
+    if not request.app.state.sessions.ready:
+        problems.append("sessions cannot be checked yet (public keys or revocations not loaded)")
     if problems:
         return JSONResponse(error_body([{"message": p} for p in problems]), status_code=503)
     return JSONResponse({"status": "ready"})

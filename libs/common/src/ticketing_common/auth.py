@@ -65,6 +65,11 @@ def encode_session_token(
 class PublicKeys(Protocol):
     """Where a verifier finds the public key of a ``kid``."""
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the keys have been read at least once."""
+        ...
+
     def get(self, kid: str) -> Ed25519PublicKey | None: ...
 
     async def refresh(self) -> bool:
@@ -78,6 +83,7 @@ class KeyRingKeys:
     def __init__(self, ring_file: KeyRingFile, *, token_seconds: int) -> None:
         self.ring_file = ring_file
         self.token_seconds = token_seconds
+        self.loaded = True
 
     def get(self, kid: str) -> Ed25519PublicKey | None:
         for key in self.ring_file.ring.verifying_keys(token_seconds=self.token_seconds):
@@ -101,6 +107,10 @@ class JwksKeys:
         self._loaded = False
         self._last_attempt = -float("inf")
         self._lock = asyncio.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
 
     def get(self, kid: str) -> Ed25519PublicKey | None:
         return self._keys.get(kid)
@@ -151,6 +161,11 @@ class SessionVerifier:
         self._remember = remember
         self._clock = clock
         self._verified: dict[str, tuple[str, UserPayload]] = {}  # token -> (kid, claims)
+
+    @property
+    def ready(self) -> bool:
+        """Whether a session can be told from a revoked or forged one: keys read, revocations caught up."""
+        return self.keys.loaded and self.revocations.ready
 
     async def verify(self, token: str) -> UserPayload | None:
         """The token's user, or None for a token that is not a live session; 503 while this service cannot tell

@@ -78,6 +78,8 @@ def test_revocations_are_forgotten_once_every_token_they_concern_has_expired() -
 
 
 class _TestKeys:
+    loaded = True
+
     def get(self, kid: str) -> Ed25519PublicKey | None:
         return TEST_SIGNING_KEY.private_key.public_key() if kid == TEST_SIGNING_KEY.kid else None
 

@@ -167,7 +167,7 @@ async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
 
 def _checks_sessions(app: FastAPI) -> Callable[[], Awaitable[bool]]:
     async def ready() -> bool:
-        return bool(app.state.sessions.revocations.ready)
+        return bool(app.state.sessions.ready)
 
     return ready
 
