@@ -7,12 +7,13 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
 import pytest
+from asgi_lifespan import LifespanManager
 from common_demo import DemoSettings, build_demo_app
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -24,9 +25,11 @@ from ticketing_common.config import ServiceSettings
 from ticketing_common.embedded import EmbeddedNats
 from ticketing_common.events import SessionRevoked
 from ticketing_common.events.bus import ensure_stream
-from ticketing_common.keys import KeyRing, SigningKey, public_jwk
+from ticketing_common.keys import SigningKey, public_jwk
 from ticketing_common.testing import (
     TEST_SIGNING_KEY,
+    UNREACHABLE_JWKS_URL,
+    JwksServer,
     claims_of,
     http_client,
     running,
@@ -135,77 +138,43 @@ def test_a_token_names_its_key_its_session_and_itself() -> None:
     assert claims_of(session_token()).jti != claims_of(session_token()).jti
 
 
-@pytest.fixture
-def rotating_jwks() -> Iterator[tuple[list[KeyRing], list[int], str]]:
-    import http.server
-    import threading
-
-    rings = [KeyRing((TEST_SIGNING_KEY,))]
-    fetches = [0]
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            fetches[0] += 1
-            body = json.dumps(rings[-1].public_jwks(token_seconds=3600)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield rings, fetches, f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 async def test_a_new_key_is_fetched_when_a_token_names_it_and_unknown_kids_fetch_at_most_once_a_second(
-    demo_settings: DemoSettings, rotating_jwks: tuple[list[KeyRing], list[int], str]
+    demo_settings: DemoSettings,
 ) -> None:
-    rings, fetches, url = rotating_jwks
-    app = build_demo_app(demo_settings.model_copy(update={"jwks_url": url}))
-    async with running(app), http_client(app) as client:
-        await wait_until(_fetched(fetches))
-        rotated = rings[-1].rotated(token_seconds=3600)
-        rings.append(rotated)
-        client.cookies.set(COOKIE_NAME, session_token(key=rotated.signing_key))
-        with_new_key = await client.get("/demo/me")
-        client.cookies.set(COOKIE_NAME, session_token(key=TEST_SIGNING_KEY))
-        with_previous_key = await client.get("/demo/me")
+    with JwksServer() as jwks:
+        app = build_demo_app(demo_settings.model_copy(update={"jwks_url": jwks.url}))
+        async with running(app), http_client(app) as client:
+            rotated = jwks.ring.rotated(token_seconds=3600)
+            jwks.ring = rotated
+            client.cookies.set(COOKIE_NAME, session_token(key=rotated.signing_key))
+            with_new_key = await client.get("/demo/me")
+            client.cookies.set(COOKIE_NAME, session_token(key=TEST_SIGNING_KEY))
+            with_previous_key = await client.get("/demo/me")
 
-        before = fetches[0]
-        started = time.monotonic()
-        for _ in range(5):
-            client.cookies.set(COOKIE_NAME, session_token(key=SigningKey.generate()))
-            assert (await client.get("/demo/me")).status_code == 401
-        elapsed = time.monotonic() - started
+            before = jwks.fetches
+            started = time.monotonic()
+            for _ in range(5):
+                client.cookies.set(COOKIE_NAME, session_token(key=SigningKey.generate()))
+                assert (await client.get("/demo/me")).status_code == 401
+            elapsed = time.monotonic() - started
 
     assert with_new_key.status_code == 200
     assert with_previous_key.status_code == 200
-    assert fetches[0] - before <= elapsed + 1
-
-
-def _fetched(fetches: list[int]) -> Callable[[], Awaitable[bool]]:
-    async def seen() -> bool:
-        return fetches[0] > 0
-
-    return seen
+    assert jwks.fetches - before <= elapsed + 1
 
 
 async def test_sessions_answer_503_not_401_while_the_keys_cannot_be_fetched(demo_settings: DemoSettings) -> None:
-    app = build_demo_app(demo_settings.model_copy(update={"jwks_url": "http://127.0.0.1:9/.well-known/jwks.json"}))
-    async with running(app), http_client(app) as client:
+    app = build_demo_app(demo_settings.model_copy(update={"jwks_url": UNREACHABLE_JWKS_URL}))
+    async with LifespanManager(app), http_client(app) as client:
+        await app.state.events.wait_ready()
         signin(client)
         response = await client.get("/demo/me")
+        ready = await client.get("/readyz")
 
     assert response.status_code == 503
     assert response.json()["errors"][0]["message"].startswith("Sessions cannot be checked")
+    assert ready.status_code == 503
+    assert "sessions cannot be checked yet" in ready.text
 
 
 async def _publish(js: JetStreamContext, event: SessionRevoked) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # client_testing, shar
 
 from client_testing import ARTIFACTS, ORDER_EXPIRATION_SECONDS, TICKETS_PER_PAGE, System, Visitor
 
-from ticketing_common.embedded import free_port
-from ticketing_launcher.stack import OUTSIDE_SETTINGS, Stack
+from ticketing_launcher.stack import OUTSIDE_SETTINGS, throwaway_stack
 
 CHROMIUM_MISSING = "install Debian's chromium package (apt-get install chromium) to run the browser tests"
 CHROMIUM_ARGS = [
@@ -48,17 +46,10 @@ def system() -> Iterator[System]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     # Not pytest's tmp_path: concurrent pytest sessions prune each other's old base folders.
     with (
-        tempfile.TemporaryDirectory(prefix="ticketing-client-e2e-") as state,
         (ARTIFACTS / "system.log").open("w") as log,
+        throwaway_stack(environ, log_sink=log, prefix="ticketing-client-e2e-") as stack,
     ):
-        os.chmod(state, 0o755)  # noqa: S103 - the embedded PostgreSQL may run as another OS user
-        stack = Stack(state_dir=Path(state), gateway_port=free_port(), environ=environ, log_sink=log)
-        try:
-            stack.start()
-            stack.wait_healthy(timeout=120)
-            yield System(stack=stack, url=stack.urls["gateway"])
-        finally:
-            stack.stop()
+        yield System(stack=stack, url=stack.urls["gateway"])
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@ the suite can prove that no secret was ever logged."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,9 +15,8 @@ from ticketing_chaos.hostile import (
     STRIPE_KEY,
     System,
 )
-from ticketing_common.embedded import free_port
 from ticketing_common.keys import KeyRing, write_key_ring
-from ticketing_launcher.stack import Stack, isolated_environ
+from ticketing_launcher.stack import isolated_environ, throwaway_stack
 
 
 @pytest.fixture(scope="session")
@@ -38,18 +35,5 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         HEADER_TIMEOUT_SECONDS="2",  # the slow-client tests wait for it
     )
     log_file = tmp_path_factory.mktemp("hostile") / "system.log"
-    with log_file.open("w") as sink:
-        stack = Stack(
-            state_dir=Path(tempfile.mkdtemp(prefix="ticketing-hostile-")),
-            gateway_port=free_port(),
-            environ=environ,
-            log_sink=sink,
-        )
-        try:
-            stack.start_infrastructure()
-            stack.migrate()
-            stack.start_services()
-            stack.wait_healthy(timeout=120)
-            yield System(stack, log_file, {SESSION_KEY.private_jwk()["d"], STRIPE_KEY, PASSWORD})
-        finally:
-            stack.stop()
+    with log_file.open("w") as sink, throwaway_stack(environ, log_sink=sink, prefix="ticketing-hostile-") as stack:
+        yield System(stack, log_file, {SESSION_KEY.private_jwk()["d"], STRIPE_KEY, PASSWORD})

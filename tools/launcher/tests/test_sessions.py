@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import tempfile
 import threading
 import time
 import uuid
@@ -32,10 +31,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ticketing_common.embedded import free_port
 from ticketing_common.events.catalogue import SessionRevoked, encode
 from ticketing_common.keys import public_jwk, rotate_key_file
-from ticketing_launcher.stack import Stack, isolated_environ
+from ticketing_launcher.stack import Stack, isolated_environ, throwaway_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -57,19 +55,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # A cheap password hash: sign-ins are not what these tests measure, and the machine is small.
     environ = isolated_environ(ARGON2_TIME_COST="1", ARGON2_MEMORY_COST="8192", ARGON2_PARALLELISM="1")
     log_file = Path(tmp_path_factory.mktemp("logs")) / "sessions.log"
-    with log_file.open("w") as sink:
-        system = Stack(
-            state_dir=Path(tempfile.mkdtemp(prefix="ticketing-sessions-")),
-            gateway_port=free_port(),
-            environ=environ,
-            log_sink=sink,
-        )
-        try:
-            system.start()
-            system.wait_healthy()
-            yield system
-        finally:
-            system.stop()
+    with log_file.open("w") as sink, throwaway_stack(environ, log_sink=sink, prefix="ticketing-sessions-") as system:
+        yield system
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ One stack for the module (starting it takes a few seconds); each test uses fresh
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,9 +14,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from ticketing_common.embedded import free_port
 from ticketing_launcher.check import check_until_settled
-from ticketing_launcher.stack import Stack, isolated_environ
+from ticketing_launcher.stack import Stack, isolated_environ, throwaway_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -29,19 +27,8 @@ T = TypeVar("T")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     environ = isolated_environ(ORDER_EXPIRATION_SECONDS=str(ORDER_WINDOW_SECONDS))
     log_file = Path(tmp_path_factory.mktemp("logs")) / "system.log"
-    with log_file.open("w") as sink:
-        system = Stack(
-            state_dir=Path(tempfile.mkdtemp(prefix="ticketing-system-")),
-            gateway_port=free_port(),
-            environ=environ,
-            log_sink=sink,
-        )
-        try:
-            system.start()
-            system.wait_healthy()
-            yield system
-        finally:
-            system.stop()
+    with log_file.open("w") as sink, throwaway_stack(environ, log_sink=sink, prefix="ticketing-system-") as system:
+        yield system
 
 
 def _user(stack: Stack) -> httpx.Client:

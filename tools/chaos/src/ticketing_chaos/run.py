@@ -12,7 +12,6 @@ import contextlib
 import json
 import random
 import statistics
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -27,9 +26,8 @@ from ticketing_chaos.faults import DEFAULT_TARGETS, FaultInjector, Restart
 from ticketing_chaos.load import Load
 from ticketing_chaos.report import write_report
 from ticketing_chaos.tally import Tally
-from ticketing_common.embedded import free_port
 from ticketing_launcher.check import Report, check_until_settled
-from ticketing_launcher.stack import Stack, isolated_environ
+from ticketing_launcher.stack import Stack, isolated_environ, throwaway_stack
 
 
 # Variables of the developer's environment that would point the stack somewhere else than its own servers.
@@ -166,30 +164,22 @@ def run_chaos(
     results_dir.mkdir(parents=True, exist_ok=True)
     environ = isolated_environ(ORDER_EXPIRATION_SECONDS=str(order_window_seconds))
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    with (results_dir / "system.log").open("w") as sink:
-        stack = Stack(
-            state_dir=Path(tempfile.mkdtemp(prefix="ticketing-chaos-")),
-            gateway_port=free_port(),
-            environ=environ,
-            log_sink=sink,
-        )
-        try:
-            stack.start()
-            stack.wait_healthy(timeout=120)
-            print(f"chaos: system up at {stack.urls['gateway']} (seed {seed}, {seconds}s)", file=log, flush=True)
-            tally, injector, recovered, report = asyncio.run(
-                _drive(
-                    stack,
-                    seconds=seconds,
-                    seed=seed,
-                    workers=workers,
-                    window=order_window_seconds,
-                    settle=settle,
-                    log=log,
-                )
+    with (
+        (results_dir / "system.log").open("w") as sink,
+        throwaway_stack(environ, log_sink=sink, prefix="ticketing-chaos-") as stack,
+    ):
+        print(f"chaos: system up at {stack.urls['gateway']} (seed {seed}, {seconds}s)", file=log, flush=True)
+        tally, injector, recovered, report = asyncio.run(
+            _drive(
+                stack,
+                seconds=seconds,
+                seed=seed,
+                workers=workers,
+                window=order_window_seconds,
+                settle=settle,
+                log=log,
             )
-        finally:
-            stack.stop()
+        )
     result = ChaosResult(
         seed=seed,
         seconds=seconds,

@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -160,6 +162,25 @@ def isolated_environ(**settings: str) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if k not in OUTSIDE_SETTINGS}
     environ.update(settings)
     return environ
+
+
+@contextlib.contextmanager
+def throwaway_stack(
+    environ: Mapping[str, str], *, log_sink: IO[str], prefix: str = "ticketing-", timeout: float = 120.0
+) -> Iterator[Stack]:
+    """A whole system of its own (a fresh state folder, free ports), started and healthy; stopped and its state
+    folder removed on exit. For the system tests, the chaos run and the like (``environ`` usually from
+    :func:`isolated_environ`)."""
+    state_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    state_dir.chmod(0o755)  # the embedded PostgreSQL may run as its own OS user
+    stack = Stack(state_dir=state_dir, gateway_port=free_port(), environ=environ, log_sink=log_sink)
+    try:
+        stack.start()
+        stack.wait_healthy(timeout=timeout)
+        yield stack
+    finally:
+        stack.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @dataclass

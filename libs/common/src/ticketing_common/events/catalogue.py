@@ -77,33 +77,28 @@ class TicketUpdated(Event):
     event_id: uuid.UUID | None = None
 
 
-class EventCreated(Event):
-    """A show tickets are sold for (owned by tickets). ``waitingRoom``: its sale opens through the queue's waiting
-    room (``onSaleAt`` was in the future when it was created); decided once, by tickets."""
+class _EventFields(Event):
+    """What ``event.created`` and ``event.updated`` say about an event (a show tickets are sold for, owned by
+    tickets). ``waitingRoom``: its sale opens through the queue's waiting room (``onSaleAt`` was in the future when
+    it was created); decided once, by tickets."""
 
+    id: uuid.UUID
+    name: str
+    venue: str
+    starts_at: datetime
+    on_sale_at: datetime
+    max_per_buyer: int
+    waiting_room: bool
+    user_id: uuid.UUID
+    version: int
+
+
+class EventCreated(_EventFields):
     subject = Subject.EVENT_CREATED
-    id: uuid.UUID
-    name: str
-    venue: str
-    starts_at: datetime
-    on_sale_at: datetime
-    max_per_buyer: int
-    waiting_room: bool
-    user_id: uuid.UUID
-    version: int
 
 
-class EventUpdated(Event):
+class EventUpdated(_EventFields):
     subject = Subject.EVENT_UPDATED
-    id: uuid.UUID
-    name: str
-    venue: str
-    starts_at: datetime
-    on_sale_at: datetime
-    max_per_buyer: int
-    waiting_room: bool
-    user_id: uuid.UUID
-    version: int
 
 
 class BuyerAdmitted(Event):

@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,31 +83,38 @@ def session_settings(jwks_url: str = UNREACHABLE_JWKS_URL) -> dict[str, Any]:
     return {"jwks_url": jwks_url, "session_key_file": session_key_file_for_tests()}
 
 
-@contextlib.contextmanager
-def jwks_server(ring: KeyRing = TEST_KEY_RING, *, token_seconds: int = 24 * 3600) -> Iterator[str]:
-    """Serve ``ring``'s public JWK Set over real HTTP (as auth does) for services tested without auth; yields
-    its URL."""
-    body = json.dumps(ring.public_jwks(token_seconds=token_seconds)).encode()
+class JwksServer:
+    """A JWK Set served over real HTTP, as auth serves it, for services tested without auth. ``ring`` may be
+    replaced while it runs (a rotation); ``fetches`` counts the requests."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def __init__(self, ring: KeyRing = TEST_KEY_RING, *, token_seconds: int = 24 * 3600) -> None:
+        self.ring = ring
+        self.fetches = 0
+        served = self
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                served.fetches += 1
+                body = json.dumps(served.ring.public_jwks(token_seconds=token_seconds)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="test-jwks", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    finally:
-        server.shutdown()
-        server.server_close()
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/.well-known/jwks.json"
+
+    def __enter__(self) -> JwksServer:
+        threading.Thread(target=self._server.serve_forever, name="test-jwks", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def settings_for(settings_cls: type[S], infra: TestInfra, **overrides: Any) -> S:

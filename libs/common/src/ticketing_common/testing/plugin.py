@@ -20,12 +20,12 @@ from nats.js import JetStreamContext
 from ticketing_common.config import ServiceSettings
 from ticketing_common.embedded import EmbeddedNats, EmbeddedPostgres
 from ticketing_common.testing.helpers import (
+    JwksServer,
     ReceivedEvent,
     ServiceUnderTest,
     TestInfra,
     connect_nats,
     http_client,
-    jwks_server,
     prepare_database,
     reset_stream,
     running,
@@ -55,9 +55,9 @@ def infra() -> Iterator[TestInfra]:
             nats_url = nats_server.start()
             started.append(nats_server)
         try:
-            with jwks_server() as jwks_url:
+            with JwksServer() as jwks:
                 yield TestInfra(
-                    database_url=database_url, nats_url=nats_url, root=root, jwks_url=jwks_url, servers=started
+                    database_url=database_url, nats_url=nats_url, root=root, jwks_url=jwks.url, servers=started
                 )
         finally:
             for server in reversed(started):
