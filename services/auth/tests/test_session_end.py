@@ -4,9 +4,6 @@ keys."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +22,7 @@ from ticketing_common.testing import (
     ReceivedEvent,
     claims_of,
     http_client,
+    serve_in_a_process,
     session_settings,
 )
 
@@ -156,20 +154,11 @@ def test_auth_refuses_a_missing_or_malformed_key_file_with_a_message(
 
 
 def test_the_auth_service_refuses_to_serve_without_its_key_file_and_says_how_to_make_one(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "SESSION_KEY_FILE"}
-    env.update(
+    result = serve_in_a_process(
+        "ticketing_auth",
         SESSION_KEY_FILE=str(tmp_path / "missing.json"),
         DATABASE_URL="postgresql://nobody@127.0.0.1:1/postgres",
         PORT="1",
-    )
-
-    result = subprocess.run(
-        [sys.executable, "-m", "ticketing_auth", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
 
     assert result.returncode == 2

@@ -9,11 +9,13 @@ import http.server
 import inspect
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -366,3 +368,13 @@ def thread_pool_callables(app: FastAPI) -> list[str]:
 def _is_async(call: Callable[..., Any]) -> bool:
     method = getattr(call, "__call__", None)  # noqa: B004 (a class instance used as a dependency)
     return any(inspect.iscoroutinefunction(c) or inspect.isasyncgenfunction(c) for c in (call, method) if c is not None)
+
+
+def serve_in_a_process(module: str, *, without: Sequence[str] = (), **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> serve`` run to its end with this environment (minus variables starting with any of
+    ``without``, plus ``env``): for the tests of a service refusing to start."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(tuple(without))}
+    environ.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", module, "serve"], env=environ, capture_output=True, text=True, timeout=60, check=False
+    )
