@@ -89,8 +89,16 @@ def test_route_table_sends_each_prefix_to_its_service(path: str, service: str) -
     assert route.service == service
 
 
-def test_route_table_lists_the_four_apis_and_the_client() -> None:
-    assert [r.prefix for r in ROUTES] == ["/api/users", "/api/tickets", "/api/orders", "/api/payments", "/"]
+def test_route_table_lists_the_apis_the_public_keys_and_the_client() -> None:
+    assert [(r.prefix, r.service) for r in ROUTES] == [
+        ("/api/users", "auth"),
+        ("/.well-known/jwks.json", "auth"),
+        ("/api/tickets", "tickets"),
+        ("/api/events", "tickets"),
+        ("/api/orders", "orders"),
+        ("/api/payments", "payments"),
+        ("/", "client"),
+    ]
 
 
 async def test_forwards_method_path_query_body_cookies_and_client_address() -> None:

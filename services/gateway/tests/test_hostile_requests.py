@@ -308,4 +308,4 @@ async def test_the_header_timeout_starts_again_for_each_request_on_a_kept_alive_
 async def test_healthz_asks_each_service_once_however_many_clients_ask(running: Running) -> None:
     responses = await asyncio.gather(*(running.send(get("/healthz")) for _ in range(50)))
     assert {r.status for r in responses} == {200}
-    assert [r.target for r in running.upstream.requests] == ["/readyz"] * len(ROUTES)
+    assert [r.target for r in running.upstream.requests] == ["/readyz"] * len({r.service for r in ROUTES})
