@@ -46,6 +46,22 @@ def make_ticket(client: httpx.AsyncClient) -> Callable[..., Awaitable[dict[str, 
     return make
 
 
+@pytest.fixture
+def make_event(client: httpx.AsyncClient) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """Create an event through the API as whoever ``client`` is signed in as; returns its JSON. Any field of the
+    body can be given (snake_case or camelCase); by default a concert a week from now, on sale now."""
+
+    async def make(name: str = "Concert", venue: str = "Arena", **fields: Any) -> dict[str, Any]:
+        week = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+        body = {"name": name, "venue": venue, "startsAt": week, **fields}
+        response = await client.post("/api/events", json=body)
+        assert response.status_code == 201, response.text
+        event: dict[str, Any] = response.json()
+        return event
+
+    return make
+
+
 @dataclass
 class Orders:
     """Publishes order events straight to JetStream, with the headers the orders service gives them."""

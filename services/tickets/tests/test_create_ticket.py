@@ -33,6 +33,7 @@ async def test_creates_a_ticket_owned_by_the_signed_in_user(client: httpx.AsyncC
         "userId": str(user.id),
         "orderId": None,
         "version": 0,
+        "eventId": None,
     }
     ticket = await stored(body["id"])
     assert ticket is not None
@@ -49,7 +50,14 @@ async def test_publishes_ticket_created_once_with_the_catalogue_payload(client: 
     user = signin(client)
     body = (await client.post("/api/tickets", json={"title": "Concert", "price": 19.99})).json()
     [event] = await published("ticket.created")
-    assert event.data == {"id": body["id"], "title": "Concert", "price": 19.99, "userId": str(user.id), "version": 0}
+    assert event.data == {
+        "id": body["id"],
+        "title": "Concert",
+        "price": 19.99,
+        "userId": str(user.id),
+        "version": 0,
+        "eventId": None,
+    }
     assert event.headers["ce-source"] == "tickets"
     assert event.headers["ce-type"] == "ticket.created"
     assert await published("ticket.updated") == []

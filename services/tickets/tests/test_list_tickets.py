@@ -51,8 +51,17 @@ async def test_lists_tickets_newest_first_to_anyone(client: httpx.AsyncClient, m
                 "userId": str(user.id),
                 "orderId": None,
                 "version": 0,
+                "eventId": None,
             },
-            {"id": first["id"], "title": "First", "price": 1, "userId": str(user.id), "orderId": None, "version": 0},
+            {
+                "id": first["id"],
+                "title": "First",
+                "price": 1,
+                "userId": str(user.id),
+                "orderId": None,
+                "version": 0,
+                "eventId": None,
+            },
         ],
         "next": None,
     }
@@ -93,7 +102,7 @@ async def test_tickets_created_in_the_same_instant_are_ordered_by_id_and_none_is
     # One transaction gives every row the same created_at: only the id can break the tie.
     ids = [uuid.uuid4() for _ in range(7)]
     async with app.state.db.pool.acquire() as conn, conn.transaction():
-        await conn.executemany(INSERT_TICKET, [(i, "Same time", Decimal("5.00"), uuid.uuid4()) for i in ids])
+        await conn.executemany(INSERT_TICKET, [(i, "Same time", Decimal("5.00"), uuid.uuid4(), None) for i in ids])
     pages = await _all_pages(client, limit=2)
     listed = [t["id"] for page in pages for t in page]
     assert listed == [str(i) for i in sorted(ids, reverse=True)]
@@ -101,7 +110,7 @@ async def test_tickets_created_in_the_same_instant_are_ordered_by_id_and_none_is
 
 async def test_default_page_size_is_50(client: httpx.AsyncClient, app: FastAPI) -> None:
     await app.state.db.pool.executemany(
-        INSERT_TICKET, [(uuid.uuid4(), "t", Decimal(1), uuid.uuid4()) for _ in range(51)]
+        INSERT_TICKET, [(uuid.uuid4(), "t", Decimal(1), uuid.uuid4(), None) for _ in range(51)]
     )
     body = (await client.get("/api/tickets")).json()
     assert len(body["tickets"]) == 50

@@ -47,6 +47,7 @@ async def test_order_created_holds_the_ticket_and_publishes_ticket_updated_once(
         "userId": str(user.id),
         "orderId": str(order_id),
         "version": 1,
+        "eventId": None,
     }
     listed = (await client.get("/api/tickets")).json()["tickets"]
     assert listed == []

@@ -25,6 +25,7 @@ async def test_shows_a_ticket_to_anyone(client: httpx.AsyncClient, make_ticket) 
         "userId": str(user.id),
         "orderId": None,
         "version": 0,
+        "eventId": None,
     }
 
 
@@ -163,6 +164,7 @@ async def test_update_changes_title_and_price_and_bumps_the_version(
         "userId": str(user.id),
         "orderId": None,
         "version": 1,
+        "eventId": None,
     }
     assert (await client.get(f"/api/tickets/{created['id']}")).json() == response.json()
     [event] = await published("ticket.updated")
@@ -173,6 +175,7 @@ async def test_update_changes_title_and_price_and_bumps_the_version(
         "userId": str(user.id),
         "orderId": None,
         "version": 1,
+        "eventId": None,
     }
     assert event.headers["ce-type"] == "ticket.updated"
 

@@ -13,7 +13,7 @@ from ticketing_common.app import create_app as create_service_app
 from ticketing_tickets.cache import TicketCache, follow_ticket_events
 from ticketing_tickets.config import Settings
 from ticketing_tickets.listeners import listeners
-from ticketing_tickets.router import router
+from ticketing_tickets.router import events_router, router
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -22,7 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(
         settings or Settings(),
         title="ticketing tickets",
-        routers=[router],
+        routers=[router, events_router],
         listeners=listeners,
         while_running=while_running,
     )

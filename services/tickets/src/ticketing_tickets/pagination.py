@@ -1,4 +1,8 @@
-"""Keyset pagination of the listing: an opaque cursor naming the last ticket of a page."""
+"""Keyset pagination of the listings: an opaque cursor naming the last row of a page, and the page size.
+
+The tickets' listing orders by ``(created_at, id)`` descending, the events' by ``(starts_at, id)`` ascending: a
+cursor is the position ``(at, id)`` of the last row shown, in whichever order the listing walks.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import base64
 import binascii
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ticketing_common.errors import FieldError
 
@@ -16,13 +20,14 @@ MAX_LIMIT = 100
 
 @dataclass(frozen=True)
 class Cursor:
-    """Position after which the next page starts: (created_at, id), both descending."""
+    """Position after which the next page starts: the last row's moment (``created_at`` of a ticket,
+    ``starts_at`` of an event) and id."""
 
-    created_at: datetime
+    at: datetime
     id: uuid.UUID
 
     def encode(self) -> str:
-        raw = f"{self.created_at.isoformat()}|{self.id}".encode()
+        raw = f"{self.at.isoformat()}|{self.id}".encode()
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
     @classmethod
@@ -30,12 +35,13 @@ class Cursor:
         """The cursor a previous page handed out; 400 (field ``cursor``) for anything else."""
         try:
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-            created_at, ticket_id = raw.split("|")
-            moment = datetime.fromisoformat(created_at)
+            at, row_id = raw.split("|")
+            moment = datetime.fromisoformat(at)
             if moment.tzinfo is None:
                 raise ValueError("naive time")
-            return cls(moment, uuid.UUID(ticket_id))
-        except (ValueError, binascii.Error, UnicodeDecodeError):
+            # In UTC here, so a forged moment that UTC cannot hold (year 9999 at -23:59) is refused, not a 500.
+            return cls(moment.astimezone(UTC), uuid.UUID(row_id))
+        except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
             raise FieldError("cursor", "Invalid cursor") from None
 
 

@@ -1,9 +1,9 @@
-"""Use cases of the tickets service.
+"""Use cases of the tickets service: tickets, and the events (shows) they are sold for.
 
-Every change of a ticket is one conditional ``UPDATE`` (``queries.py``) that bumps the version and returns the
-new row, and publishes ``ticket.updated`` with that row in the same unit of work. A write based on a stale
-state therefore writes nothing instead of overwriting a newer one, and the versions on the bus form one chain
-(0, 1, 2, ...) however many requests and replicas race.
+Every change of a ticket or an event is one conditional ``UPDATE`` (``queries.py``) that bumps the version and
+returns the new row, and publishes ``ticket.updated`` / ``event.updated`` with that row in the same unit of work.
+A write based on a stale state therefore writes nothing instead of overwriting a newer one, and the versions on
+the bus form one chain (0, 1, 2, ...) however many requests and replicas race.
 """
 
 from __future__ import annotations
@@ -11,15 +11,24 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from ticketing_common.db import Database, UnitOfWork, new_id
-from ticketing_common.errors import BadRequestError, ConflictError, CustomError, ForbiddenError, NotFoundError
-from ticketing_common.events import NotYet, TicketCreated, TicketUpdated
-from ticketing_tickets import queries
+from ticketing_common.db import Database, UnitOfWork, new_id, utcnow
+from ticketing_common.errors import (
+    BadRequestError,
+    ConflictError,
+    CustomError,
+    FieldError,
+    ForbiddenError,
+    NotFoundError,
+)
+from ticketing_common.events import EventCreated, EventUpdated, NotYet, TicketCreated, TicketUpdated
+from ticketing_tickets import domain, queries
 from ticketing_tickets.cache import TicketCache
 from ticketing_tickets.pagination import Cursor
-from ticketing_tickets.queries import Edit, Hold, Ticket
+from ticketing_tickets.queries import Edit, EventRow, Hold, Ticket, TicketCounts
 from ticketing_tickets.schemas import TicketOut
 
 logger = logging.getLogger("ticketing.tickets")
@@ -42,15 +51,22 @@ class NotInOneGo(Exception):
     unknown ticket): the listener runner rolls it back and replays its events one at a time."""
 
 
-async def create_ticket(*, db: Database, user_id: uuid.UUID, title: str, price: Decimal) -> Ticket:
-    """Put a new ticket on sale (version 0) and publish ``ticket.created``."""
+async def create_ticket(
+    *, db: Database, user_id: uuid.UUID, title: str, price: Decimal, event_id: uuid.UUID | None = None
+) -> Ticket:
+    """Put a new ticket on sale (version 0) and publish ``ticket.created``. With ``event_id``, the ticket is for
+    that event, which must exist (400 on ``eventId``) and be the caller's (403)."""
     async with db.unit_of_work() as uow:
-        ticket = await queries.insert_ticket(uow.conn, ticket_id=new_id(), title=title, price=price, user_id=user_id)
-        uow.publish(
-            TicketCreated(
-                id=ticket.id, title=ticket.title, price=ticket.price, user_id=ticket.user_id, version=ticket.version
-            )
+        if event_id is not None:
+            # Events are never deleted and never change owner: what this read finds still holds at the commit.
+            event = await queries.find_event(uow.conn, event_id)
+            if event is None:
+                raise FieldError("eventId", domain.EVENT_NOT_FOUND_MESSAGE)
+            domain.may_add_tickets(owner=event.user_id, user_id=user_id)
+        ticket = await queries.insert_ticket(
+            uow.conn, ticket_id=new_id(), title=title, price=price, user_id=user_id, event_id=event_id
         )
+        uow.publish(_created(ticket))
     return ticket
 
 
@@ -67,11 +83,12 @@ async def show_ticket(*, db: Database, cache: TicketCache, ticket_id: uuid.UUID)
 
 
 async def list_available(
-    *, db: Database, limit: int, after: Cursor | None = None
+    *, db: Database, limit: int, after: Cursor | None = None, event_id: uuid.UUID | None = None
 ) -> tuple[Sequence[Ticket], Cursor | None]:
-    """One page of the tickets no order holds, newest first, and the cursor of the next page (or None)."""
+    """One page of the tickets no order holds (of one event, with ``event_id``: none for an unknown event),
+    newest first, and the cursor of the next page (or None)."""
     rows = await queries.list_available(
-        db.pool, limit=limit + 1, after=(after.created_at, after.id) if after is not None else None
+        db.pool, limit=limit + 1, after=(after.at, after.id) if after is not None else None, event_id=event_id
     )
     page = rows[:limit]
     following = Cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
@@ -225,6 +242,17 @@ def distinct_tickets(orders: Sequence[OrderOfTicket], *, each_order_once: bool =
     return ticket_ids
 
 
+def _created(ticket: Ticket) -> TicketCreated:
+    return TicketCreated(
+        id=ticket.id,
+        title=ticket.title,
+        price=ticket.price,
+        user_id=ticket.user_id,
+        version=ticket.version,
+        event_id=ticket.event_id,
+    )
+
+
 def _publish_updated(uow: UnitOfWork, ticket: Ticket) -> None:
     uow.publish(
         TicketUpdated(
@@ -234,5 +262,142 @@ def _publish_updated(uow: UnitOfWork, ticket: Ticket) -> None:
             user_id=ticket.user_id,
             order_id=ticket.order_id,
             version=ticket.version,
+            event_id=ticket.event_id,
         )
     )
+
+
+# -- events ------------------------------------------------------------------------------------------------------
+
+
+async def create_event(
+    *,
+    db: Database,
+    user_id: uuid.UUID,
+    name: str,
+    venue: str,
+    starts_at: datetime,
+    on_sale_at: datetime | None,
+    max_per_buyer: int,
+) -> EventRow:
+    """Create an event (version 0) owned by the caller and publish ``event.created``. Its sale opens at
+    ``on_sale_at``, by default now; its waiting room is decided here, once (``domain.waiting_room``)."""
+    now = utcnow()
+    planned = domain.schedule(starts_at=starts_at, on_sale_at=on_sale_at, now=now)
+    async with db.unit_of_work() as uow:
+        event = await queries.insert_event(
+            uow.conn,
+            event_id=new_id(),
+            name=name,
+            venue=venue,
+            starts_at=planned.starts_at,
+            on_sale_at=planned.on_sale_at,
+            max_per_buyer=max_per_buyer,
+            waiting_room=domain.waiting_room(on_sale_at=planned.on_sale_at, created_at=now),
+            user_id=user_id,
+            created_at=now,
+        )
+        uow.publish(EventCreated(**_event_payload(event)))
+    return event
+
+
+async def show_event(*, db: Database, event_id: uuid.UUID) -> tuple[EventRow, TicketCounts]:
+    """The event and the counts of its tickets; 404 when there is none."""
+    found = await queries.find_event_with_counts(db.pool, event_id)
+    if found is None:
+        raise NotFoundError()
+    return found
+
+
+async def list_upcoming_events(
+    *, db: Database, limit: int, after: Cursor | None = None, search: str | None = None
+) -> tuple[Sequence[EventRow], Cursor | None]:
+    """One page of the events that have not started, soonest first (then by id), those whose name or venue
+    contains ``search`` (any case) when given, and the cursor of the next page (or None)."""
+    rows = await queries.list_upcoming_events(
+        db.pool,
+        limit=limit + 1,
+        after=(after.at, after.id) if after is not None else None,
+        pattern=domain.contains_pattern(search) if search is not None else None,
+    )
+    page = rows[:limit]
+    following = Cursor(page[-1].starts_at, page[-1].id) if len(rows) > limit else None
+    return page, following
+
+
+async def update_event(
+    *,
+    db: Database,
+    event_id: uuid.UUID,
+    user_id: uuid.UUID,
+    name: str,
+    venue: str,
+    starts_at: datetime,
+    on_sale_at: datetime | None,
+    max_per_buyer: int,
+    expected_version: int | None = None,
+) -> EventRow:
+    """Replace the caller's own event (every field but its waiting room, which stays as decided at creation);
+    publishes ``event.updated``. ``on_sale_at`` None: the sale opens now, as at creation. With
+    ``expected_version`` the change applies only to that version (409 otherwise)."""
+    planned = domain.schedule(starts_at=starts_at, on_sale_at=on_sale_at, now=utcnow())
+    async with db.unit_of_work() as uow:
+        for _ in range(MAX_UPDATE_ATTEMPTS):
+            edit = await queries.edit_event(
+                uow.conn,
+                event_id=event_id,
+                user_id=user_id,
+                name=name,
+                venue=venue,
+                starts_at=planned.starts_at,
+                on_sale_at=planned.on_sale_at,
+                max_per_buyer=max_per_buyer,
+                expected_version=expected_version,
+            )
+            if edit is None:
+                raise NotFoundError()
+            if edit.written is not None:
+                uow.publish(EventUpdated(**_event_payload(edit.written)))
+                return edit.written
+            refusal = domain.why_event_not_edited(edit, user_id=user_id, expected_version=expected_version)
+            if refusal is not None:
+                raise refusal
+        raise ConflictError(domain.EVENT_MODIFIED_MESSAGE)
+
+
+async def create_event_tickets(
+    *, db: Database, event_id: uuid.UUID, user_id: uuid.UUID, count: int, price: Decimal, title: str | None
+) -> int:
+    """Put ``count`` tickets of the caller's own event on sale at once (title: the event's name by default),
+    each with its own ``ticket.created``: one unit of work, so all of them or none. 404 for an unknown event,
+    403 for another user's. Returns how many were created.
+
+    One ``INSERT ... SELECT ... generate_series`` writes the tickets; the unit of work writes their events to the
+    outbox in one statement too (``UnitOfWork.write_outbox`` over arrays).
+    """
+    async with db.unit_of_work() as uow:
+        event = await queries.find_event(uow.conn, event_id)
+        if event is None:
+            raise NotFoundError()
+        domain.may_add_tickets(owner=event.user_id, user_id=user_id)
+        tickets = await queries.insert_event_tickets(
+            uow.conn, event_id=event_id, title=title or event.name, price=price, user_id=user_id, count=count
+        )
+        for ticket in tickets:
+            uow.publish(_created(ticket))
+    return len(tickets)
+
+
+def _event_payload(event: EventRow) -> dict[str, Any]:
+    """The fields of ``event.created`` / ``event.updated``: the whole event and its version."""
+    return {
+        "id": event.id,
+        "name": event.name,
+        "venue": event.venue,
+        "starts_at": event.starts_at,
+        "on_sale_at": event.on_sale_at,
+        "max_per_buyer": event.max_per_buyer,
+        "waiting_room": event.waiting_room,
+        "user_id": event.user_id,
+        "version": event.version,
+    }

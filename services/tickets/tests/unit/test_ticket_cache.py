@@ -45,6 +45,7 @@ def ticket(ticket_id: uuid.UUID, version: int, title: str | None = None) -> Tick
         user_id=uuid.UUID(int=1),
         order_id=None,
         version=version,
+        event_id=None,
     )
 
 
@@ -68,6 +69,7 @@ def test_body_is_the_api_json_in_camel_case() -> None:
         "userId": str(uuid.UUID(int=1)),
         "orderId": None,
         "version": 3,
+        "eventId": None,
     }
 
 
