@@ -184,17 +184,16 @@ async def test_returns_403_when_only_someone_else_or_another_event_admitted_the_
     assert response.json() == WAITING_ROOM
 
 
-async def test_returns_201_for_an_admitted_buyer_until_the_admission_ends(
-    client: httpx.AsyncClient, bus: Harness
-) -> None:
+async def test_returns_201_for_an_admitted_buyer_until_the_admission_ends(replica: Replica, bus: Harness) -> None:
     event = await bus.add_event(waiting_room=True)
     tickets = [await bus.add_ticket(event_id=event.id) for _ in range(2)]
-    buyer = signin(client)
-    await bus.admit(event.id, buyer.id, until=datetime.now(UTC) + timedelta(seconds=1.5))
+    async with replica(order_admission_wait_seconds=SHORT_WAIT) as (_, client):
+        buyer = signin(client)
+        admission = await bus.admit(event.id, buyer.id, until=datetime.now(UTC) + timedelta(seconds=3))
 
-    first = await client.post("/api/orders", json={"ticketId": str(tickets[0].id)})
-    await asyncio.sleep(1.6)
-    second = await client.post("/api/orders", json={"ticketId": str(tickets[1].id)})
+        first = await client.post("/api/orders", json={"ticketId": str(tickets[0].id)})
+        await asyncio.sleep((admission.admitted_until - datetime.now(UTC)).total_seconds() + 0.05)
+        second = await client.post("/api/orders", json={"ticketId": str(tickets[1].id)})
 
     assert first.status_code == 201
     assert second.status_code == 403
