@@ -14,9 +14,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from ticketing_common import copy_waits
 from ticketing_common.events import Listener
 from ticketing_common.testing import http_client, running, signin, wait_until
-from ticketing_payments import listeners, order_waits
+from ticketing_payments import listeners
 from ticketing_payments.config import Settings
 from ticketing_payments.main import create_app
 from ticketing_payments.order_waits import TOO_MANY_WAITING, OrderCopyWaits
@@ -52,7 +53,7 @@ def _hears_other_replicas(app: FastAPI) -> Callable[[], Any]:
 @pytest.fixture
 def only_wakes_count(monkeypatch: pytest.MonkeyPatch) -> None:
     """No periodic re-check within a test's time: only a wake-up can end a wait early."""
-    monkeypatch.setattr(order_waits, "RECHECK_SECONDS", 60.0)
+    monkeypatch.setattr(copy_waits, "RECHECK_SECONDS", 60.0)
 
 
 def pay(client: httpx.AsyncClient, order_id: uuid.UUID, card: str = "tok_visa") -> asyncio.Task[httpx.Response]:

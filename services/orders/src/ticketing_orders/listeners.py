@@ -1,4 +1,4 @@
-"""Event listeners of the orders service: the ticket copy, expiries and charges."""
+"""Event listeners of the orders service: the copies of tickets, events and admissions, expiries and charges."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ from fastapi import FastAPI
 
 from ticketing_common.db import UnitOfWork
 from ticketing_common.events import (
+    BuyerAdmitted,
     ChargeCreated,
+    EventCreated,
+    EventUpdated,
     Listener,
     OrderExpired,
     TicketCreated,
     TicketUpdated,
 )
-from ticketing_orders import service
+from ticketing_orders import domain, service
+from ticketing_orders.sale_waits import SaleCopyWaits
 
 
 class TicketCreatedListener(Listener[TicketCreated]):
@@ -43,6 +47,56 @@ class TicketUpdatedListener(Listener[TicketUpdated]):
         await service.copy_updated_tickets(uow=uow, events=list(events))
 
 
+class EventCreatedListener(Listener[EventCreated]):
+    """Keeps a copy of every event's sale (version 0); a repeated creation changes nothing. Once committed, wakes
+    the orders waiting for that copy on every replica."""
+
+    event = EventCreated
+
+    def __init__(self, waits: SaleCopyWaits) -> None:
+        self.waits = waits
+
+    async def handle(self, event: EventCreated, uow: UnitOfWork) -> None:
+        await service.copy_created_events(uow=uow, events=[event])
+
+    async def handle_batch(self, events: Sequence[EventCreated], uow: UnitOfWork) -> None:
+        await service.copy_created_events(uow=uow, events=list(events))
+
+    async def committed(self, event: EventCreated) -> None:
+        await self.waits.copied(event.id)
+
+
+class EventUpdatedListener(Listener[EventUpdated]):
+    """Follows the event's versions one by one, as the ticket copy does."""
+
+    event = EventUpdated
+
+    async def handle(self, event: EventUpdated, uow: UnitOfWork) -> None:
+        await service.copy_updated_events(uow=uow, events=[event])
+
+    async def handle_batch(self, events: Sequence[EventUpdated], uow: UnitOfWork) -> None:
+        await service.copy_updated_events(uow=uow, events=list(events))
+
+
+class BuyerAdmittedListener(Listener[BuyerAdmitted]):
+    """Keeps each buyer's latest admission to each event. Once committed, wakes the orders waiting for it on every
+    replica (the buyer orders the moment the queue lets them out)."""
+
+    event = BuyerAdmitted
+
+    def __init__(self, waits: SaleCopyWaits) -> None:
+        self.waits = waits
+
+    async def handle(self, event: BuyerAdmitted, uow: UnitOfWork) -> None:
+        await service.admit_buyers(uow=uow, admissions=[event])
+
+    async def handle_batch(self, events: Sequence[BuyerAdmitted], uow: UnitOfWork) -> None:
+        await service.admit_buyers(uow=uow, admissions=list(events))
+
+    async def committed(self, event: BuyerAdmitted) -> None:
+        await self.waits.copied(domain.admission_key(event.event_id, event.user_id))
+
+
 class OrderExpiredListener(Listener[OrderExpired]):
     """Cancels an unpaid order when its time is up (``order.cancelled`` frees the ticket elsewhere)."""
 
@@ -62,5 +116,15 @@ class ChargeCreatedListener(Listener[ChargeCreated]):
 
 
 def listeners(app: FastAPI) -> Sequence[Listener[Any]]:
-    """The service's listeners: they need no state of the app (the runner hands each event its unit of work)."""
-    return [TicketCreatedListener(), TicketUpdatedListener(), OrderExpiredListener(), ChargeCreatedListener()]
+    """The service's listeners; the copies that orders wait for announce themselves through ``app.state.sale_waits``
+    (the runner hands each event its unit of work)."""
+    waits: SaleCopyWaits = app.state.sale_waits
+    return [
+        TicketCreatedListener(),
+        TicketUpdatedListener(),
+        EventCreatedListener(waits),
+        EventUpdatedListener(),
+        BuyerAdmittedListener(waits),
+        OrderExpiredListener(),
+        ChargeCreatedListener(),
+    ]

@@ -1,32 +1,64 @@
 """Every statement of the orders service, and the typed rows they return.
 
-The tables are created by ``migrations/versions/0001_initial.py``; this module is the only place that knows their
-columns. Each function runs one statement.
+The tables are created by ``migrations/versions/`` (``0001_initial``, ``0002_events_and_admissions``); this module
+is the only place that knows their columns. Each function runs one statement.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 import asyncpg
 
-from ticketing_common.db import Executor
-from ticketing_common.events import ChargeCreated, OrderStatus, TicketCreated, TicketUpdated
+from ticketing_common.db import Executor, utcnow
+from ticketing_common.events import (
+    BuyerAdmitted,
+    ChargeCreated,
+    EventCreated,
+    EventUpdated,
+    OrderStatus,
+    TicketCreated,
+    TicketUpdated,
+)
 
 
 @dataclass(frozen=True)
 class Ticket:
-    """This service's copy of a ticket; ``version`` is the last version applied, ``user_id`` the seller."""
+    """This service's copy of a ticket; ``version`` is the last version applied, ``user_id`` the seller,
+    ``event_id`` the event it is sold for (None: a ticket of no event)."""
 
     id: uuid.UUID
     title: str
     price: Decimal
     user_id: uuid.UUID
     version: int
+    event_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class EventCopy:
+    """This service's copy of an event: what its sale needs (``version``: the last version applied)."""
+
+    id: uuid.UUID
+    on_sale_at: datetime
+    max_per_buyer: int
+    waiting_room: bool
+    version: int
+
+
+@dataclass(frozen=True)
+class EventSale:
+    """What a buyer finds about the sale of a ticket's event: the event's copy (None: the ticket has no event, or
+    its copy has not arrived), the end of the buyer's latest admission to it (None: never admitted), and how many
+    of its tickets the buyer holds (an order created and not expired) or bought (complete)."""
+
+    event: EventCopy | None = None
+    admitted_until: datetime | None = None
+    holds: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,20 +87,23 @@ class OrderWithTicket:
 
 @dataclass(frozen=True)
 class TicketAvailability:
-    """A ticket as a buyer finds it: the copy (None when there is no such ticket) and whether an active order
-    holds it now."""
+    """A ticket as a buyer finds it: the copy (None when there is no such ticket), whether an active order
+    holds it now, and its event's sale as this buyer finds it."""
 
     ticket: Ticket | None
     held: bool
+    sale: EventSale = field(default_factory=EventSale)
 
 
 @dataclass(frozen=True)
 class OrderAttempt:
-    """What placing an order found: the ticket (None when the copy has no such ticket) and whether the order
-    was inserted (False: the buyer is the seller, or an active order holds the ticket)."""
+    """What placing an order found: the ticket (None when the copy has no such ticket), whether the order
+    was inserted (False: the buyer is the seller, the event's sale refuses them, the ticket's event is not the
+    one expected, or an active order holds the ticket), and its event's sale as the statement found it."""
 
     ticket: Ticket | None
     inserted: bool
+    sale: EventSale = field(default_factory=EventSale)
 
 
 @dataclass(frozen=True)
@@ -76,6 +111,15 @@ class TicketUpdateOutcome:
     """One ``ticket.updated`` as the statement met it: the copy's version before (None: no copy)."""
 
     ticket_id: uuid.UUID
+    version: int
+    copy_version: int | None
+
+
+@dataclass(frozen=True)
+class EventUpdateOutcome:
+    """One ``event.updated`` as the statement met it: the copy's version before (None: no copy)."""
+
+    event_id: uuid.UUID
     version: int
     copy_version: int | None
 
@@ -102,34 +146,73 @@ class ChargeClaim:
     charge: Charge | None
 
 
-# An active order is one in created or complete (the predicate of uq_orders_active_ticket).
+# An active order is one in created or complete (the predicate of uq_orders_active_ticket). With the ticket: its
+# event's copy, the buyer's admission to that event, and the buyer's tickets of that event held (created, not
+# expired at $3) or bought (complete), counted only when the event is known. A ticket of no event joins nothing.
 FIND_TICKET_FOR_ORDER = """
-SELECT id, title, price, user_id, version,
+SELECT t.id, t.title, t.price, t.user_id, t.version, t.event_id,
+       e.id AS event_copy_id, e.on_sale_at, e.max_per_buyer, e.waiting_room, e.version AS event_version,
+       a.admitted_until,
+       CASE WHEN e.id IS NULL THEN 0 ELSE (
+           SELECT count(*) FROM orders o JOIN tickets ot ON ot.id = o.ticket_id
+           WHERE o.user_id = $2 AND ot.event_id = t.event_id
+             AND (o.status = 'complete' OR (o.status = 'created' AND o.expires_at > $3))
+       ) END AS holds,
        EXISTS (
            SELECT FROM orders WHERE ticket_id = $1 AND status IN ('created', 'complete')
        ) AS held
-FROM tickets WHERE id = $1
+FROM tickets t
+LEFT JOIN events e ON e.id = t.event_id
+LEFT JOIN admissions a ON a.event_id = t.event_id AND a.user_id = $2
+WHERE t.id = $1
 """
 
-# Reads the ticket and inserts the order unless the buyer is the seller; ON CONFLICT on uq_orders_active_ticket
-# answers "reserved" in the result (after waiting for a concurrent insert's outcome) instead of raising.
+# Taken before INSERT_ORDER, in its transaction, for a ticket of an event: one buyer's orders of one event are
+# placed one at a time (on every replica), and INSERT_ORDER, a later statement, counts what the previous one
+# committed. Released by the commit or rollback.
+LOCK_BUYER_AT_EVENT = "SELECT pg_advisory_xact_lock($1)"
+
+# Reads the ticket (with what FIND_TICKET_FOR_ORDER reads) and inserts the order unless the buyer is the seller,
+# the ticket's event is not $6 (the one whose lock is held; NULL: none), or, for a ticket of an event, the
+# event's copy is missing, its sale has not opened at $5, the buyer is not admitted at $5 to a waiting room, or
+# holds max_per_buyer of its tickets already (the rules of domain.orderable_ticket, which reads the result).
+# ON CONFLICT on uq_orders_active_ticket answers "reserved" in the result (after waiting for a concurrent
+# insert's outcome) instead of raising.
 INSERT_ORDER = """
 WITH ticket AS (
-    SELECT id, title, price, user_id, version FROM tickets WHERE id = $2
+    SELECT t.id, t.title, t.price, t.user_id, t.version, t.event_id,
+           e.id AS event_copy_id, e.on_sale_at, e.max_per_buyer, e.waiting_room, e.version AS event_version,
+           a.admitted_until,
+           CASE WHEN e.id IS NULL THEN 0 ELSE (
+               SELECT count(*) FROM orders o JOIN tickets ot ON ot.id = o.ticket_id
+               WHERE o.user_id = $3 AND ot.event_id = t.event_id
+                 AND (o.status = 'complete' OR (o.status = 'created' AND o.expires_at > $5))
+           ) END AS holds
+    FROM tickets t
+    LEFT JOIN events e ON e.id = t.event_id
+    LEFT JOIN admissions a ON a.event_id = t.event_id AND a.user_id = $3
+    WHERE t.id = $2
 ), inserted AS (
     INSERT INTO orders (id, user_id, status, expires_at, version, ticket_id)
-    SELECT $1, $3, 'created', $4, 0, ticket.id FROM ticket WHERE ticket.user_id <> $3
+    SELECT $1, $3, 'created', $4, 0, ticket.id FROM ticket
+    WHERE ticket.user_id <> $3
+      AND ticket.event_id IS NOT DISTINCT FROM $6
+      AND (ticket.event_id IS NULL OR (
+          ticket.on_sale_at <= $5
+          AND (NOT ticket.waiting_room OR ticket.admitted_until > $5)
+          AND ticket.holds < ticket.max_per_buyer
+      ))
     ON CONFLICT (ticket_id) WHERE status IN ('created', 'complete') DO NOTHING
     RETURNING id
 )
-SELECT ticket.id, ticket.title, ticket.price, ticket.user_id, ticket.version,
-       EXISTS (SELECT FROM inserted) AS inserted
+SELECT ticket.*, EXISTS (SELECT FROM inserted) AS inserted
 FROM ticket
 """
 
 _ORDER_WITH_TICKET = """
 SELECT o.id, o.user_id, o.status, o.expires_at, o.version,
-       t.id AS ticket_id, t.title, t.price, t.user_id AS seller_id, t.version AS ticket_version
+       t.id AS ticket_id, t.title, t.price, t.user_id AS seller_id, t.version AS ticket_version,
+       t.event_id AS ticket_event_id
 FROM orders o JOIN tickets t ON t.id = o.ticket_id
 """
 FIND_USER_ORDER = _ORDER_WITH_TICKET + "WHERE o.id = $1 AND o.user_id = $2"
@@ -145,8 +228,8 @@ RETURNING id, user_id, status, expires_at, version, ticket_id
 """
 
 INSERT_TICKETS = """
-INSERT INTO tickets (id, title, price, user_id, version)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::uuid[], $5::int[])
+INSERT INTO tickets (id, title, price, user_id, version, event_id)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::uuid[], $5::int[], $6::uuid[])
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -154,17 +237,51 @@ ON CONFLICT (id) DO NOTHING
 # deadlock, new orders of the ticket do not wait. "applied" runs unread; each event gets the version it met.
 APPLY_TICKET_UPDATES = """
 WITH incoming AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::uuid[], $5::int[])
-        AS i (id, title, price, user_id, version)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::uuid[], $5::int[], $6::uuid[])
+        AS i (id, title, price, user_id, version, event_id)
 ), copy AS (
     SELECT id, version FROM tickets WHERE id = ANY ($1::uuid[]) ORDER BY id FOR NO KEY UPDATE
 ), applied AS (
-    UPDATE tickets t SET title = i.title, price = i.price, user_id = i.user_id, version = i.version
+    UPDATE tickets t
+    SET title = i.title, price = i.price, user_id = i.user_id, version = i.version, event_id = i.event_id
     FROM incoming i JOIN copy c ON c.id = i.id AND c.version = i.version - 1
     WHERE t.id = i.id
 )
 SELECT i.id, i.version, c.version AS copy_version
 FROM incoming i LEFT JOIN copy c ON c.id = i.id
+"""
+
+INSERT_EVENTS = """
+INSERT INTO events (id, on_sale_at, max_per_buyer, waiting_room, version)
+SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::int[], $4::bool[], $5::int[])
+ON CONFLICT (id) DO NOTHING
+"""
+
+# As APPLY_TICKET_UPDATES: copies locked in id order, each update applied on top of its predecessor only.
+APPLY_EVENT_UPDATES = """
+WITH incoming AS (
+    SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::int[], $4::bool[], $5::int[])
+        AS i (id, on_sale_at, max_per_buyer, waiting_room, version)
+), copy AS (
+    SELECT id, version FROM events WHERE id = ANY ($1::uuid[]) ORDER BY id FOR NO KEY UPDATE
+), applied AS (
+    UPDATE events e
+    SET on_sale_at = i.on_sale_at, max_per_buyer = i.max_per_buyer, waiting_room = i.waiting_room,
+        version = i.version
+    FROM incoming i JOIN copy c ON c.id = i.id AND c.version = i.version - 1
+    WHERE e.id = i.id
+)
+SELECT i.id, i.version, c.version AS copy_version
+FROM incoming i LEFT JOIN copy c ON c.id = i.id
+"""
+
+# One row per (event, buyer), at most once per statement (the caller keeps each pair's latest); the latest
+# admitted_until wins, so a repeated or late admission changes nothing.
+ADMIT_BUYERS = """
+INSERT INTO admissions (event_id, user_id, admitted_until)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[])
+ON CONFLICT (event_id, user_id) DO UPDATE SET admitted_until = EXCLUDED.admitted_until
+WHERE admissions.admitted_until < EXCLUDED.admitted_until
 """
 
 # The charge is claimed (inserted once per charge id) in the statement that reads its order, so a charge
@@ -186,18 +303,36 @@ FROM ordered LEFT JOIN claimed ON true
 SET_REFUND_REASON = "UPDATE charges SET refund_reason = $2 WHERE id = $1"
 
 
-async def find_ticket_for_order(db: Executor, ticket_id: uuid.UUID) -> TicketAvailability:
-    row = await db.fetchrow(FIND_TICKET_FOR_ORDER, ticket_id)
-    return TicketAvailability(ticket=None, held=False) if row is None else TicketAvailability(_ticket(row), row["held"])
+async def find_ticket_for_order(
+    db: Executor, ticket_id: uuid.UUID, *, buyer: uuid.UUID, now: datetime
+) -> TicketAvailability:
+    row = await db.fetchrow(FIND_TICKET_FOR_ORDER, ticket_id, buyer, now)
+    if row is None:
+        return TicketAvailability(ticket=None, held=False)
+    return TicketAvailability(_ticket(row), row["held"], _sale(row))
+
+
+async def lock_buyer_at_event(db: Executor, key: int) -> None:
+    """Wait for, then hold until the transaction ends, the lock of one buyer's orders of one event."""
+    await db.execute(LOCK_BUYER_AT_EVENT, key)
 
 
 async def insert_order(
-    db: Executor, *, order_id: uuid.UUID, user_id: uuid.UUID, ticket_id: uuid.UUID, expires_at: datetime
+    db: Executor,
+    *,
+    order_id: uuid.UUID,
+    user_id: uuid.UUID,
+    ticket_id: uuid.UUID,
+    expires_at: datetime,
+    now: datetime | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> OrderAttempt:
-    row = await db.fetchrow(INSERT_ORDER, order_id, ticket_id, user_id, expires_at)
+    """Place the order if the rules allow it at ``now`` (default: the current time); ``event_id`` is the event
+    the caller expects the ticket to be of (None: of no event), whose lock it holds."""
+    row = await db.fetchrow(INSERT_ORDER, order_id, ticket_id, user_id, expires_at, now or utcnow(), event_id)
     if row is None:
         return OrderAttempt(ticket=None, inserted=False)
-    return OrderAttempt(ticket=_ticket(row), inserted=row["inserted"])
+    return OrderAttempt(ticket=_ticket(row), inserted=row["inserted"], sale=_sale(row))
 
 
 async def find_user_order(db: Executor, *, order_id: uuid.UUID, user_id: uuid.UUID) -> OrderWithTicket | None:
@@ -229,6 +364,7 @@ async def insert_tickets(db: Executor, events: Sequence[TicketCreated]) -> None:
         [e.price for e in events],
         [e.user_id for e in events],
         [e.version for e in events],
+        [e.event_id for e in events],
     )
 
 
@@ -241,8 +377,44 @@ async def apply_ticket_updates(db: Executor, events: Sequence[TicketUpdated]) ->
         [e.price for e in events],
         [e.user_id for e in events],
         [e.version for e in events],
+        [e.event_id for e in events],
     )
     return [TicketUpdateOutcome(row["id"], row["version"], row["copy_version"]) for row in rows]
+
+
+async def insert_events(db: Executor, events: Sequence[EventCreated]) -> None:
+    """Insert the copies of events not copied yet."""
+    await db.execute(
+        INSERT_EVENTS,
+        [e.id for e in events],
+        [e.on_sale_at for e in events],
+        [e.max_per_buyer for e in events],
+        [e.waiting_room for e in events],
+        [e.version for e in events],
+    )
+
+
+async def apply_event_updates(db: Executor, events: Sequence[EventUpdated]) -> list[EventUpdateOutcome]:
+    """Apply each update that is its copy's next version; at most one event per (event, version)."""
+    rows = await db.fetch(
+        APPLY_EVENT_UPDATES,
+        [e.id for e in events],
+        [e.on_sale_at for e in events],
+        [e.max_per_buyer for e in events],
+        [e.waiting_room for e in events],
+        [e.version for e in events],
+    )
+    return [EventUpdateOutcome(row["id"], row["version"], row["copy_version"]) for row in rows]
+
+
+async def admit_buyers(db: Executor, admissions: Sequence[BuyerAdmitted]) -> None:
+    """Record each admission unless a later one of the same buyer to the same event is; one per pair."""
+    await db.execute(
+        ADMIT_BUYERS,
+        [a.event_id for a in admissions],
+        [a.user_id for a in admissions],
+        [a.admitted_until for a in admissions],
+    )
 
 
 async def claim_charge(db: Executor, charge: ChargeCreated) -> ChargeClaim | None:
@@ -270,7 +442,27 @@ async def set_refund_reason(db: Executor, charge_id: uuid.UUID, reason: str) -> 
 
 
 def _ticket(row: asyncpg.Record) -> Ticket:
-    return Ticket(id=row["id"], title=row["title"], price=row["price"], user_id=row["user_id"], version=row["version"])
+    return Ticket(
+        id=row["id"],
+        title=row["title"],
+        price=row["price"],
+        user_id=row["user_id"],
+        version=row["version"],
+        event_id=row["event_id"],
+    )
+
+
+def _sale(row: asyncpg.Record) -> EventSale:
+    if row["event_copy_id"] is None:
+        return EventSale(admitted_until=row["admitted_until"])
+    event = EventCopy(
+        id=row["event_copy_id"],
+        on_sale_at=row["on_sale_at"],
+        max_per_buyer=row["max_per_buyer"],
+        waiting_room=row["waiting_room"],
+        version=row["event_version"],
+    )
+    return EventSale(event=event, admitted_until=row["admitted_until"], holds=row["holds"])
 
 
 def _order(row: asyncpg.Record) -> Order:
@@ -297,5 +489,6 @@ def _order_with_ticket(row: asyncpg.Record) -> OrderWithTicket:
             price=row["price"],
             user_id=row["seller_id"],
             version=row["ticket_version"],
+            event_id=row["ticket_event_id"],
         ),
     )

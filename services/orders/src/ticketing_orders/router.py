@@ -9,20 +9,30 @@ from ticketing_common.auth import RequiredUser
 from ticketing_common.errors import error_responses
 from ticketing_common.schemas import parse_path_id
 from ticketing_orders import service
-from ticketing_orders.dependencies import SettingsDep
+from ticketing_orders.dependencies import OrderAttemptsDep, SaleWaitsDep, SettingsDep
 from ticketing_orders.schemas import OrderIn, OrderOut
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 
-@router.post("", status_code=201, response_model=OrderOut, responses=error_responses(400, 401, 404))
-async def create_order(body: OrderIn, user: RequiredUser, db: DatabaseDep, settings: SettingsDep) -> OrderOut:
+@router.post("", status_code=201, response_model=OrderOut, responses=error_responses(400, 401, 403, 404, 409, 429))
+async def create_order(
+    body: OrderIn,
+    user: RequiredUser,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    waits: SaleWaitsDep,
+    attempts: OrderAttemptsDep,
+) -> OrderOut:
     """Reserve a ticket for the signed-in user."""
+    attempts.check(user.id)
     order = await service.create_order(
         db=db,
+        waits=waits,
         user_id=user.id,
         ticket_id=body.ticket_id,
         expiration_seconds=settings.order_expiration_seconds,
+        wait_seconds=settings.order_admission_wait_seconds,
     )
     return OrderOut.model_validate(order)
 

@@ -1,9 +1,11 @@
 """Use cases of the orders service: place, list, show and cancel orders (routes), and apply the events of
-tickets, expiries and charges (listeners).
+tickets, events, admissions, expiries and charges (listeners).
 
 Double booking is refused by the database: the partial unique index ``uq_orders_active_ticket`` admits one active
 order per ticket, and a new order is one insert with ``ON CONFLICT`` on it, so however many buyers and replicas
-race, one insert wins and the others learn from its result that the ticket is reserved.
+race, one insert wins and the others learn from its result that the ticket is reserved. The same insert applies
+the rules of the ticket's event (sale open, waiting room, limit per buyer); one buyer's orders of one event are
+placed one at a time (an advisory lock taken just before), so the limit holds however many they send at once.
 
 Every change of an order's status is a compare-and-set (:func:`_transition`): a decision taken on a stale read
 changes nothing, and the order is read again and decided again on the winner's state. The rules themselves are
@@ -16,11 +18,16 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import partial
 
+from ticketing_common.copy_waits import CopyWaits
 from ticketing_common.db import Database, UnitOfWork, new_id, utcnow
 from ticketing_common.errors import ConflictError, NotFoundError
 from ticketing_common.events import (
+    BuyerAdmitted,
     ChargeCreated,
+    EventCreated,
+    EventUpdated,
     OrderCancelled,
     OrderCreated,
     OrderStatus,
@@ -36,26 +43,86 @@ logger = logging.getLogger("ticketing.orders")
 # An order changes status at most twice, and each lost race means one of those changes committed: a handful of
 # attempts always reaches a final answer.
 MAX_TRANSITION_ATTEMPTS = 10
+# A ticket moved to another event between the read and the insert (the tickets service changed it): try again.
+MAX_PLACE_ATTEMPTS = 3
 
 
 class UnknownOrderError(Exception):
     """An event names an order this service never had: retried, then parked for a human."""
 
 
+class _TicketChangedEvent(Exception):
+    """The insert found the ticket of another event than the one whose lock was taken."""
+
+
 async def create_order(
+    *,
+    db: Database,
+    waits: CopyWaits,
+    user_id: uuid.UUID,
+    ticket_id: uuid.UUID,
+    expiration_seconds: int,
+    wait_seconds: float,
+) -> OrderWithTicket:
+    """Place the order as :func:`place_order` does; while the ticket's event has no copy here yet, or the
+    buyer is not admitted from its waiting room, wait up to ``wait_seconds`` for that copy (the event, or the
+    admission, on its way) before the refusal, trying again as soon as any replica has stored it."""
+    place = partial(place_order, db=db, user_id=user_id, ticket_id=ticket_id, expiration_seconds=expiration_seconds)
+    return await waits.until_copied(None, place, seconds=wait_seconds)
+
+
+async def place_order(
     *, db: Database, user_id: uuid.UUID, ticket_id: uuid.UUID, expiration_seconds: int
 ) -> OrderWithTicket:
-    """Reserve the ticket for the caller until ``now + expiration_seconds``; publishes ``order.created``."""
-    # Most attempts in a sale are on a held ticket: one read outside any transaction turns them away.
-    available = await queries.find_ticket_for_order(db.pool, ticket_id)
-    domain.orderable_ticket(available.ticket, buyer=user_id, held=available.held)
-    order_id, expires_at = new_id(), utcnow() + timedelta(seconds=expiration_seconds)
+    """Reserve the ticket for the caller until ``now + expiration_seconds``; publishes ``order.created``. The
+    rules, in their order, are ``domain.orderable_ticket``'s."""
+    for _ in range(MAX_PLACE_ATTEMPTS):
+        now = utcnow()
+        # Most attempts in a sale are on a held ticket: one read outside any transaction turns them away.
+        available = await queries.find_ticket_for_order(db.pool, ticket_id, buyer=user_id, now=now)
+        event_id = domain.orderable_ticket(
+            available.ticket, buyer=user_id, held=available.held, sale=available.sale, now=now
+        ).event_id
+        try:
+            return await _insert_order(
+                db, user_id=user_id, ticket_id=ticket_id, event_id=event_id, expiration_seconds=expiration_seconds
+            )
+        except _TicketChangedEvent:
+            continue
+    raise ConflictError("Ticket was modified, try again")
+
+
+async def _insert_order(
+    db: Database,
+    *,
+    user_id: uuid.UUID,
+    ticket_id: uuid.UUID,
+    event_id: uuid.UUID | None,
+    expiration_seconds: int,
+) -> OrderWithTicket:
+    """The decision, in one unit of work: for a ticket of ``event_id`` the buyer's lock for that event, then the
+    insert, which decides every race."""
+    order_id = new_id()
     async with db.unit_of_work() as uow:
+        if event_id is not None:
+            await queries.lock_buyer_at_event(uow.conn, domain.buyer_event_lock_key(user_id, event_id))
+        now = utcnow()
+        expires_at = now + timedelta(seconds=expiration_seconds)
         attempt = await queries.insert_order(
-            uow.conn, order_id=order_id, user_id=user_id, ticket_id=ticket_id, expires_at=expires_at
+            uow.conn,
+            order_id=order_id,
+            user_id=user_id,
+            ticket_id=ticket_id,
+            expires_at=expires_at,
+            now=now,
+            event_id=event_id,
         )
-        # The insert decides every race; the ticket as it found it (its price may have changed since the read).
-        ticket = domain.orderable_ticket(attempt.ticket, buyer=user_id, held=not attempt.inserted)
+        if attempt.ticket is not None and attempt.ticket.event_id != event_id:
+            raise _TicketChangedEvent()  # rolled back: read again, lock the right event
+        # The ticket as the insert found it (its price may have changed since the read).
+        ticket = domain.orderable_ticket(
+            attempt.ticket, buyer=user_id, held=not attempt.inserted, sale=attempt.sale, now=now
+        )
         uow.publish(
             OrderCreated(
                 id=order_id,
@@ -96,7 +163,7 @@ async def cancel_order(*, db: Database, user_id: uuid.UUID, order_id: uuid.UUID)
 
 async def copy_created_tickets(*, uow: UnitOfWork, events: Sequence[TicketCreated]) -> None:
     """Apply ``ticket.created`` events in ``uow``: insert the copies (version 0) of tickets not copied yet."""
-    await queries.insert_tickets(uow.conn, domain.first_creation_of_each_ticket(events))
+    await queries.insert_tickets(uow.conn, domain.first_creation_of_each(events))
 
 
 async def copy_updated_tickets(*, uow: UnitOfWork, events: Sequence[TicketUpdated]) -> None:
@@ -105,6 +172,23 @@ async def copy_updated_tickets(*, uow: UnitOfWork, events: Sequence[TicketUpdate
     replayed one event at a time)."""
     outcomes = await queries.apply_ticket_updates(uow.conn, domain.first_of_each_version(events))
     domain.ensure_none_ahead(outcomes)
+
+
+async def copy_created_events(*, uow: UnitOfWork, events: Sequence[EventCreated]) -> None:
+    """Apply ``event.created`` events in ``uow``: insert the copies of events not copied yet."""
+    await queries.insert_events(uow.conn, domain.first_creation_of_each(events))
+
+
+async def copy_updated_events(*, uow: UnitOfWork, events: Sequence[EventUpdated]) -> None:
+    """Apply ``event.updated`` events in ``uow``, as :func:`copy_updated_tickets` does for tickets: each one that
+    is its copy's next version; behind changes nothing; any ahead raises ``NotYet`` (``uow`` must roll back)."""
+    outcomes = await queries.apply_event_updates(uow.conn, domain.first_of_each_version(events))
+    domain.ensure_none_ahead(outcomes)
+
+
+async def admit_buyers(*, uow: UnitOfWork, admissions: Sequence[BuyerAdmitted]) -> None:
+    """Apply ``queue.admitted`` events in ``uow``: keep each buyer's latest admission to each event."""
+    await queries.admit_buyers(uow.conn, domain.latest_admission_of_each_buyer(admissions))
 
 
 async def expire_order(*, uow: UnitOfWork, order_id: uuid.UUID) -> None:

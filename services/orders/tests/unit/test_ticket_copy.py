@@ -28,7 +28,7 @@ def _updated(ticket_id: uuid.UUID, version: int, title: str = "first") -> Ticket
 def test_a_ticket_created_twice_keeps_its_first_creation() -> None:
     ticket_id = uuid.uuid4()
 
-    [kept] = domain.first_creation_of_each_ticket([_created(ticket_id), _created(ticket_id, "again")])
+    [kept] = domain.first_creation_of_each([_created(ticket_id), _created(ticket_id, "again")])
 
     assert kept.title == "first"
 
@@ -36,7 +36,7 @@ def test_a_ticket_created_twice_keeps_its_first_creation() -> None:
 def test_creations_are_inserted_in_ticket_id_order_so_concurrent_batches_cannot_deadlock() -> None:
     events = [_created(uuid.uuid4()) for _ in range(20)]
 
-    kept = domain.first_creation_of_each_ticket(events)
+    kept = domain.first_creation_of_each(events)
 
     assert [event.id for event in kept] == sorted(event.id for event in events)
 

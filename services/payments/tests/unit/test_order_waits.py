@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from ticketing_common import copy_waits
 from ticketing_common.errors import ServiceUnavailableError
-from ticketing_payments import order_waits
 from ticketing_payments.order_waits import ORDER_COPIED, TOO_MANY_WAITING, OrderCopyWaits, OrderNotCopiedYet
 
 pytestmark = pytest.mark.unit
@@ -62,7 +62,7 @@ class Copies:
 @pytest.fixture
 def no_recheck(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only a wake-up can end a wait early."""
-    monkeypatch.setattr(order_waits, "RECHECK_SECONDS", 60.0)
+    monkeypatch.setattr(copy_waits, "RECHECK_SECONDS", 60.0)
 
 
 async def wait_for(condition: Callable[[], bool]) -> None:
@@ -118,7 +118,7 @@ async def test_a_copy_of_another_order_does_not_end_the_wait(no_recheck: None) -
 
 
 async def test_a_lost_wake_up_costs_at_most_one_recheck(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(order_waits, "RECHECK_SECONDS", 0.01)
+    monkeypatch.setattr(copy_waits, "RECHECK_SECONDS", 0.01)
     waits, copies, order_id = OrderCopyWaits(limit=1), Copies(), uuid.uuid4()  # hears no replica at all
     paying = asyncio.create_task(waits.until_copied(order_id, copies.attempt(order_id), seconds=30))
     await wait_for(lambda: waits.waiting == 1)
@@ -129,7 +129,7 @@ async def test_a_lost_wake_up_costs_at_most_one_recheck(monkeypatch: pytest.Monk
 
 
 async def test_the_wait_ends_with_not_found_once_its_time_is_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(order_waits, "RECHECK_SECONDS", 0.01)
+    monkeypatch.setattr(copy_waits, "RECHECK_SECONDS", 0.01)
     waits, copies, order_id = OrderCopyWaits(limit=1), Copies(), uuid.uuid4()
     with pytest.raises(OrderNotCopiedYet):
         await waits.until_copied(order_id, copies.attempt(order_id), seconds=0.05)
