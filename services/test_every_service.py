@@ -10,7 +10,7 @@ import pytest
 from ticketing_common.testing import session_settings, thread_pool_callables
 
 SERVICES = Path(__file__).parent
-DATABASE_SERVICES = ("auth", "tickets", "orders", "payments", "expiration")
+DATABASE_SERVICES = ("auth", "tickets", "orders", "payments", "expiration", "queue")
 EDGE_SERVICES = ("gateway", "client")
 DATABASE_SERVICE_FILES = (
     "__main__.py",

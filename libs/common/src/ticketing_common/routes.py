@@ -30,6 +30,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/api/events", "tickets"),
     Route("/api/orders", "orders"),
     Route("/api/payments", "payments"),
+    Route("/api/queue", "queue"),
     Route("/", "client"),
 )
 
@@ -46,9 +47,10 @@ class ServiceUrls(BaseSettings):
     tickets_url: str = ""
     orders_url: str = ""
     payments_url: str = ""
+    queue_url: str = ""
     client_url: str = ""
 
-    @field_validator("auth_url", "tickets_url", "orders_url", "payments_url", "client_url")
+    @field_validator("auth_url", "tickets_url", "orders_url", "payments_url", "queue_url", "client_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
         """Scheme, host and port only, so a request's path is all a caller adds."""

@@ -45,6 +45,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("orders", "ticketing_orders"),
     ServiceSpec("expiration", "ticketing_expiration", public=False),
     ServiceSpec("payments", "ticketing_payments"),
+    ServiceSpec("queue", "ticketing_queue"),
     ServiceSpec("client", "ticketing_client", has_database=False),
 )
 

@@ -28,6 +28,7 @@ class Subject(StrEnum):
     EVENT_CREATED = "event.created"
     EVENT_UPDATED = "event.updated"
     BUYER_ADMITTED = "queue.admitted"
+    DRAW_DUE = "queue.draw-due"
 
 
 class OrderStatus(StrEnum):
@@ -109,6 +110,16 @@ class BuyerAdmitted(Event):
     user_id: uuid.UUID
     position: int
     admitted_until: datetime
+
+
+class DrawDue(Event):
+    """An event's waiting room is due to draw at ``onSaleAt``: fired by nats-server from the JetStream schedule the
+    queue service keeps on ``queue.draws.<eventId>`` (one subject per event, replaced when ``onSaleAt`` moves);
+    only the queue service listens."""
+
+    subject = Subject.DRAW_DUE
+    event_id: uuid.UUID
+    on_sale_at: datetime
 
 
 class OrderTicket(CamelModel):

@@ -1,0 +1,1 @@
+"""The queue service: events' waiting rooms."""
