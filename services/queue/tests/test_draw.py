@@ -17,8 +17,11 @@ from nats.js import JetStreamContext
 from queue_testing import Buyer, Queue, in_seconds, running_queue
 
 from ticketing_common.config import ServiceSettings
+from ticketing_common.db import create_database
+from ticketing_common.events import EventCreated
+from ticketing_common.events.bus import ensure_stream
 from ticketing_common.events.catalogue import DrawDue
-from ticketing_queue import domain, queries
+from ticketing_queue import domain, queries, service
 from ticketing_queue.schedules import draw_due_event_id, schedule_subject
 
 VERIFY_DRAW = Path(__file__).resolve().parents[1] / "verify_draw.py"
@@ -227,6 +230,52 @@ async def test_a_join_in_flight_when_the_draw_fires_is_in_it_and_one_arriving_du
     assert response.status_code == 201
     assert response.json()["position"] == 4
     assert sha256_hex(str(arriving.id)) not in draw["entrants"]
+
+
+async def test_buyers_who_joined_after_on_sale_at_but_before_the_draw_ran_go_behind_it_in_join_order(
+    settings: ServiceSettings, js: JetStreamContext
+) -> None:
+    # The schedule fires a moment after onSaleAt and the draw waits for the joins in flight: a join that began in
+    # between is not in the lottery. Played with the use case itself, the join times set by hand.
+    await ensure_stream(js, settings.nats_stream)
+    db = await create_database(settings.database_dsn, service=settings.service_name, size=2)
+    try:
+        on_sale_at = datetime.now(UTC) - timedelta(seconds=1)
+        created = EventCreated(
+            id=uuid.uuid4(),
+            name="Concert",
+            venue="Hall",
+            starts_at=on_sale_at + timedelta(days=1),
+            on_sale_at=on_sale_at,
+            max_per_buyer=2,
+            waiting_room=True,
+            user_id=uuid.uuid4(),
+            version=0,
+        )
+        async with db.unit_of_work() as uow:
+            await service.copy_created_event(uow=uow, event=created)
+        early = [uuid.uuid4() for _ in range(5)]
+        late = [uuid.uuid4() for _ in range(3)]
+        joins = [(u, on_sale_at - timedelta(seconds=5 - i)) for i, u in enumerate(early)]
+        joins += [(u, on_sale_at + timedelta(milliseconds=30 * (3 - i))) for i, u in enumerate(late)]  # last first
+        await db.pool.executemany(
+            "INSERT INTO entrants (event_id, user_id, joined_at) VALUES ($1, $2, $3)",
+            [(created.id, user, joined_at) for user, joined_at in joins],
+        )
+
+        async with db.unit_of_work() as uow:
+            assert await service.draw_room(uow=uow, due=DrawDue(event_id=created.id, on_sale_at=on_sale_at))
+        room = await queries.find_room(db.pool, created.id)
+        positions = dict(await db.pool.fetch("SELECT user_id, position FROM entrants WHERE event_id = $1", created.id))
+        draw = await service.show_draw(db=db, revealed=service.RevealedDraws(), event_id=created.id)
+    finally:
+        await db.pool.close()
+
+    assert room is not None
+    assert (room.drawn_count, room.last_position) == (5, 8)
+    assert sorted(positions[u] for u in early) == [1, 2, 3, 4, 5]
+    assert [positions[u] for u in reversed(late)] == [6, 7, 8]
+    assert draw.entrants == sorted(sha256_hex(str(u)) for u in early)
 
 
 async def test_joins_racing_the_draw_each_get_one_position_gapless_and_the_draw_is_exactly_those_before_it(

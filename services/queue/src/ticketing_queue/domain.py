@@ -75,6 +75,28 @@ def draw(seed: bytes, user_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
     return {user_id: position for position, user_id in enumerate(ranked, start=1)}
 
 
+@dataclass(frozen=True)
+class Joiner:
+    """A buyer without a position when the room draws, and when their join began (the database's clock)."""
+
+    user_id: uuid.UUID
+    joined_at: datetime
+
+
+def draw_room(seed: bytes, joiners: Iterable[Joiner], *, on_sale_at: datetime) -> tuple[dict[uuid.UUID, int], int]:
+    """Positions of everyone without one when the room draws, and how many were in the draw: those who joined
+    before ``on_sale_at`` by :func:`draw` (``1..n``); those who joined at or after it, in the moments before the
+    fired schedule reached the service, behind them in the order they joined (``n+1, …``), like every later
+    joiner."""
+    joiners = list(joiners)
+    early = [j.user_id for j in joiners if j.joined_at < on_sale_at]
+    positions = draw(seed, early)
+    late = sorted((j for j in joiners if j.joined_at >= on_sale_at), key=lambda j: (j.joined_at, j.user_id))
+    for position, joiner in enumerate(late, start=len(positions) + 1):
+        positions.setdefault(joiner.user_id, position)
+    return positions, len(early)
+
+
 def published_entrants(user_ids: Iterable[uuid.UUID]) -> list[str]:
     """The draw's ``entrants`` as revealed: the entrants' hashes, sorted."""
     return sorted(entrant_hash(user_id) for user_id in user_ids)

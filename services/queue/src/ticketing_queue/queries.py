@@ -23,6 +23,7 @@ from datetime import datetime
 import asyncpg
 
 from ticketing_common.db import Executor
+from ticketing_queue.domain import Joiner
 
 DRAW_LOCK_NAMESPACE = 0x5155_0001
 ADMISSION_LOCK_NAMESPACE = 0x5155_0002
@@ -143,7 +144,7 @@ UPDATE rooms SET last_position = $2, admitted_through = $3, admit_tokens = $4, a
 WHERE event_id = $1
 """
 
-UNDRAWN_ENTRANTS = "SELECT user_id FROM entrants WHERE event_id = $1 AND position IS NULL"
+UNDRAWN_ENTRANTS = "SELECT user_id, joined_at FROM entrants WHERE event_id = $1 AND position IS NULL"
 
 PLACE_DRAWN_ENTRANTS = """
 UPDATE entrants e SET position = d.position
@@ -153,7 +154,7 @@ WHERE e.event_id = $1 AND e.user_id = d.user_id AND e.position IS NULL
 
 # Exactly once: the guard on drawn_at makes a second draw change nothing. The bucket starts empty at the draw.
 MARK_DRAWN = """
-UPDATE rooms SET drawn_at = $2, drawn_count = $3, last_position = $3, admitted_through = 0,
+UPDATE rooms SET drawn_at = $2, drawn_count = $3, last_position = $4, admitted_through = 0,
                  admit_tokens = 0, admit_tokens_at = $2
 WHERE event_id = $1 AND drawn_at IS NULL
 RETURNING event_id
@@ -277,8 +278,9 @@ async def set_room_positions(
     await conn.execute(SET_ROOM_POSITIONS, event_id, last_position, admitted_through, tokens, tokens_at)
 
 
-async def undrawn_entrants(conn: asyncpg.Connection, event_id: uuid.UUID) -> list[uuid.UUID]:
-    return [row["user_id"] for row in await conn.fetch(UNDRAWN_ENTRANTS, event_id)]
+async def undrawn_entrants(conn: asyncpg.Connection, event_id: uuid.UUID) -> list[Joiner]:
+    """The room's entrants without a position (they joined before its draw), with when their join began."""
+    return [Joiner(row["user_id"], row["joined_at"]) for row in await conn.fetch(UNDRAWN_ENTRANTS, event_id)]
 
 
 async def place_drawn_entrants(conn: asyncpg.Connection, event_id: uuid.UUID, positions: dict[uuid.UUID, int]) -> None:
@@ -286,9 +288,12 @@ async def place_drawn_entrants(conn: asyncpg.Connection, event_id: uuid.UUID, po
     await conn.execute(PLACE_DRAWN_ENTRANTS, event_id, list(positions), list(positions.values()))
 
 
-async def mark_drawn(conn: asyncpg.Connection, event_id: uuid.UUID, *, drawn_at: datetime, count: int) -> bool:
-    """Record the draw of ``count`` entrants; False, changing nothing, when the room was drawn already."""
-    return await conn.fetchval(MARK_DRAWN, event_id, drawn_at, count) is not None
+async def mark_drawn(
+    conn: asyncpg.Connection, event_id: uuid.UUID, *, drawn_at: datetime, drawn: int, placed: int
+) -> bool:
+    """Record the draw of ``drawn`` entrants among the ``placed`` who got a position (positions ``1..placed``);
+    False, changing nothing, when the room was drawn already."""
+    return await conn.fetchval(MARK_DRAWN, event_id, drawn_at, drawn, placed) is not None
 
 
 async def draw_entrants(db: Executor, room: Room) -> list[uuid.UUID]:

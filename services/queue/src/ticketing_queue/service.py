@@ -24,7 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ticketing_common.db import Database, UnitOfWork, new_id
+from ticketing_common.db import Database, UnitOfWork, is_connection_error, new_id
 from ticketing_common.errors import NotFoundError, TooManyRequestsError
 from ticketing_common.events import BuyerAdmitted, EventCreated, EventUpdated, NotYet, is_next_version
 from ticketing_common.events.catalogue import DrawDue
@@ -248,7 +248,8 @@ async def draw_room(*, uow: UnitOfWork, due: DrawDue) -> bool:
     """Apply a fired ``queue.draw-due`` in ``uow``: draw the room, exactly once. Returns whether it drew.
 
     The draw lock (exclusive) waits for the joins in flight and holds off the next ones; every entrant without a
-    position then gets one (``domain.draw``), in one statement, and the room is marked drawn. A second delivery
+    position then gets one (``domain.draw_room``: a random one for those who joined before ``onSaleAt``, the next
+    ones in join order for those who joined in the moments since), in one statement, and the room is marked drawn. A second delivery
     finds it drawn; a schedule of an on-sale time that has moved later since finds the sale not open yet."""
     await queries.take_draw_lock(uow.conn, due.event_id)
     locked = await queries.lock_room(uow.conn, due.event_id)
@@ -267,11 +268,16 @@ async def draw_room(*, uow: UnitOfWork, due: DrawDue) -> bool:
             extra={"event_id": str(due.event_id), "drawn": room.drawn_at is not None, "fired": str(due.on_sale_at)},
         )
         return False
-    positions = domain.draw(room.seed, await queries.undrawn_entrants(uow.conn, due.event_id))
+    positions, in_draw = domain.draw_room(
+        room.seed, await queries.undrawn_entrants(uow.conn, due.event_id), on_sale_at=room.on_sale_at
+    )
     await queries.place_drawn_entrants(uow.conn, due.event_id, positions)
-    drawn = await queries.mark_drawn(uow.conn, due.event_id, drawn_at=locked.now, count=len(positions))
+    drawn = await queries.mark_drawn(uow.conn, due.event_id, drawn_at=locked.now, drawn=in_draw, placed=len(positions))
     assert drawn, "the room was locked and not drawn"
-    logger.info("room drawn", extra={"event_id": str(due.event_id), "entrants": len(positions)})
+    logger.info(
+        "room drawn",
+        extra={"event_id": str(due.event_id), "entrants": in_draw, "after_on_sale": len(positions) - in_draw},
+    )
     return True
 
 
@@ -289,10 +295,16 @@ def _stage_draw(uow: UnitOfWork, event_id: uuid.UUID, on_sale_at: datetime, sche
 
 async def admit_waiting(*, db: Database, settings: Settings) -> int:
     """One round of the admission loop: every room with buyers waiting at a position lets out its next batch.
-    Returns how many buyers this call admitted."""
+    Returns how many buyers this call admitted. A room that fails is logged and skipped, so it holds back only
+    itself; an unreachable database ends the round."""
     admitted = 0
     for event_id in await queries.rooms_admitting(db.pool):
-        admitted += await admit_next(db=db, settings=settings, event_id=event_id)
+        try:
+            admitted += await admit_next(db=db, settings=settings, event_id=event_id)
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise
+            logger.exception("cannot admit the next buyers of a room", extra={"event_id": str(event_id)})
     return admitted
 
 

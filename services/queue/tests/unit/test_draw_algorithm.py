@@ -132,3 +132,18 @@ def test_a_fired_schedule_draws_once_and_only_for_an_open_sale_or_the_time_in_fo
         domain.should_draw(drawn=drawn, room_on_sale_at=room_on_sale_at, fired_on_sale_at=fired_on_sale_at, now=now)
         is draws
     )
+
+
+def test_buyers_who_joined_at_or_after_on_sale_at_go_behind_the_draw_in_join_order() -> None:
+    early = [domain.Joiner(user, ON_SALE - timedelta(seconds=i + 1)) for i, user in enumerate(USERS[:6])]
+    late = [
+        domain.Joiner(USERS[6], ON_SALE + timedelta(milliseconds=40)),
+        domain.Joiner(USERS[7], ON_SALE),
+        domain.Joiner(USERS[8], ON_SALE + timedelta(milliseconds=3)),
+    ]
+
+    positions, in_draw = domain.draw_room(SEED, [*late, *early], on_sale_at=ON_SALE)
+
+    assert in_draw == 6
+    assert {u: p for u, p in positions.items() if p <= 6} == domain.draw(SEED, USERS[:6])
+    assert [positions[USERS[7]], positions[USERS[8]], positions[USERS[6]]] == [7, 8, 9]
