@@ -159,3 +159,34 @@ async def test_an_update_waits_while_the_previous_schedule_may_be_being_publishe
     assert updated is not None
     assert [row["event_id"] for row in rows] == [updated.schedule_event_id]
     assert updated.schedule_event_id != room.schedule_event_id
+
+
+async def test_a_schedule_written_days_ago_is_written_again_so_the_stream_keeps_it_until_on_sale_at(
+    queue: Queue,
+) -> None:
+    # The stream keeps messages seven days; an event may go on sale weeks after it was created.
+    event = await queue.add_event(on_sale_at=in_seconds(20 * 24 * 3600))
+    soon = await queue.add_event(on_sale_at=in_seconds(30))  # about to draw: left alone
+    before = await queue.room(event.id)
+    await queue.published(schedule_subject(event.id))  # sent (days ago, as it were)
+    await queue.pool.execute("UPDATE rooms SET schedule_written_at = now() - interval '4 days'")
+
+    renewed = await service.renew_schedules(db=queue.app.state.db)
+    again = await service.renew_schedules(db=queue.app.state.db)
+
+    after = await queue.room(event.id)
+    assert (renewed, again) == (1, 0)
+    assert before is not None
+    assert after is not None
+    assert after.schedule_event_id != before.schedule_event_id
+    assert len(await queue.outbox(schedule_subject(soon.id))) == 1
+    schedules = await queue.outbox(schedule_subject(event.id))
+    assert len(schedules) == 2
+    assert schedules[0] == schedules[1]  # the same draw at the same time
+
+    async def replaced() -> bool:
+        schedule = await queue.schedule(event.id)
+        return schedule is not None and schedule.headers["Nats-Msg-Id"] == str(after.schedule_event_id)
+
+    await wait_until(replaced)
+    assert await schedules_in_stream(queue, event.id) == 1

@@ -21,6 +21,7 @@ COLUMNS = {
         ("version", "integer", False, None),
         ("seed", "bytea", False, None),
         ("schedule_event_id", "uuid", True, None),
+        ("schedule_written_at", "timestamp with time zone", True, None),
         ("drawn_at", "timestamp with time zone", True, None),
         ("drawn_count", "integer", False, "0"),
         ("last_position", "integer", False, "0"),
@@ -88,9 +89,14 @@ async def test_every_statement_of_the_service_is_valid_against_the_migrated_sche
     migrated_db: MigratedDatabase,
 ) -> None:
     statements = sql_statements(queries)
-    assert {"COUNT_JOIN", "LOCK_ROOM", "INSERT_PLACED_ENTRANT", "PLACE_DRAWN_ENTRANTS", "ADMIT_POSITIONS"} <= set(
-        statements
-    )
+    assert {
+        "COUNT_JOIN",
+        "LOCK_ROOM",
+        "ROOMS_TO_RENEW",
+        "INSERT_PLACED_ENTRANT",
+        "PLACE_DRAWN_ENTRANTS",
+        "ADMIT_POSITIONS",
+    } <= set(statements)
     assert await migrated_db.prepare_errors(statements) == {}  # parsed, planned and type-checked, not run
 
 

@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("seed", sa.LargeBinary, nullable=False),
         sa.Column("schedule_event_id", sa.Uuid, nullable=True),
+        sa.Column("schedule_written_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("drawn_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("drawn_count", sa.Integer, nullable=False, server_default=sa.text("0")),
         sa.Column("last_position", sa.Integer, nullable=False, server_default=sa.text("0")),

@@ -1,5 +1,6 @@
 """The admission loop: every replica runs one (``main.while_running``), each round letting every room with buyers
-waiting at a position admit its next batch (``service.admit_waiting``). Replicas need no coordination beyond the
+waiting at a position admit its next batch (``service.admit_waiting``); now and then it also forgets join counters
+of windows that are over and renews draw schedules written days ago (``service.renew_schedules``). Replicas need no coordination beyond the
 room's locks: a room one replica is admitting is skipped by the others, and each batch is decided under the
 room's row lock from the room's own bucket, so the rate holds however many replicas run."""
 
@@ -16,6 +17,7 @@ from ticketing_queue.config import Settings
 logger = logging.getLogger("ticketing.queue")
 
 PRUNE_EVERY_SECONDS = 60.0
+RENEW_EVERY_SECONDS = 600.0
 
 
 class AdmissionLoop:
@@ -29,7 +31,7 @@ class AdmissionLoop:
         self.rounds = 0
 
     async def run(self) -> None:
-        next_prune = time.monotonic()
+        next_prune = next_renewal = time.monotonic()
         while True:
             started = time.monotonic()
             try:
@@ -37,6 +39,9 @@ class AdmissionLoop:
                 if started >= next_prune:
                     await service.forget_past_joins(db=self.db, settings=self.settings)
                     next_prune = started + PRUNE_EVERY_SECONDS
+                if started >= next_renewal:
+                    next_renewal = started + RENEW_EVERY_SECONDS
+                    await service.renew_schedules(db=self.db)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -173,13 +173,35 @@ RETURNING user_id, position, admitted_until
 SET_ADMISSION = "UPDATE rooms SET admitted_through = $2, admit_tokens = $3, admit_tokens_at = $4 WHERE event_id = $1"
 
 INSERT_ROOM = """
-INSERT INTO rooms (event_id, on_sale_at, waiting_room, version, seed, schedule_event_id)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO rooms (event_id, on_sale_at, waiting_room, version, seed, schedule_event_id, schedule_written_at)
+VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6::uuid IS NULL THEN NULL ELSE statement_timestamp() END)
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
 
-UPDATE_ROOM_COPY = "UPDATE rooms SET on_sale_at = $2, version = $3, schedule_event_id = $4 WHERE event_id = $1"
+# The schedule's write time moves only when a new schedule was staged ($4 differs from the room's).
+UPDATE_ROOM_COPY = """
+UPDATE rooms SET on_sale_at = $2, version = $3,
+    schedule_written_at = CASE WHEN schedule_event_id IS DISTINCT FROM $4 THEN statement_timestamp()
+                               ELSE schedule_written_at END,
+    schedule_event_id = $4
+WHERE event_id = $1
+"""
+
+# Rooms still to draw whose schedule was written more than $1 seconds ago (the stream keeps messages seven days),
+# oldest first, skipping rooms a replica or a listener holds; not those about to draw (the schedule fires soon).
+ROOMS_TO_RENEW = """
+SELECT event_id, on_sale_at, schedule_event_id FROM rooms
+WHERE waiting_room AND drawn_at IS NULL
+  AND schedule_written_at < statement_timestamp() - make_interval(secs => $1)
+  AND on_sale_at > statement_timestamp() + interval '1 minute'
+ORDER BY schedule_written_at LIMIT $2
+FOR NO KEY UPDATE SKIP LOCKED
+"""
+
+RENEW_SCHEDULE = (
+    "UPDATE rooms SET schedule_event_id = $2, schedule_written_at = statement_timestamp() WHERE event_id = $1"
+)
 
 # As in the expiration service: a statement of its own; deletes the schedule while unsent and older than $2
 # seconds (waiting for a sweeper sending it, then finding it sent); reports a younger unsent one, which a
@@ -344,6 +366,23 @@ async def update_room_copy(
     schedule_event_id: uuid.UUID | None,
 ) -> None:
     await conn.execute(UPDATE_ROOM_COPY, event_id, on_sale_at, version, schedule_event_id)
+
+
+@dataclass(frozen=True)
+class ScheduledRoom:
+    event_id: uuid.UUID
+    on_sale_at: datetime
+    schedule_event_id: uuid.UUID | None
+
+
+async def rooms_to_renew(conn: asyncpg.Connection, *, older_than_seconds: float, limit: int) -> list[ScheduledRoom]:
+    """Rooms whose draw's schedule should be written again, locked until the transaction ends."""
+    rows = await conn.fetch(ROOMS_TO_RENEW, older_than_seconds, limit)
+    return [ScheduledRoom(**dict(row)) for row in rows]
+
+
+async def renew_schedule(conn: asyncpg.Connection, event_id: uuid.UUID, schedule_event_id: uuid.UUID) -> None:
+    await conn.execute(RENEW_SCHEDULE, event_id, schedule_event_id)
 
 
 async def drop_unsent_schedule(

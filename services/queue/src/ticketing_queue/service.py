@@ -40,6 +40,9 @@ logger = logging.getLogger("ticketing.queue")
 # an older unsent schedule can only be sent by the sweeper, which locks it while it does.
 PUBLISHING_SECONDS = 2 * PUBLISH_TIMEOUT_SECONDS
 ROOM_POLL_SECONDS = 0.1
+# The stream keeps messages MAX_AGE_SECONDS (seven days): a draw's schedule is written again after three.
+RENEW_SCHEDULES_AFTER_SECONDS = 3 * 24 * 3600.0
+RENEW_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,28 @@ async def admit_next(*, db: Database, settings: Settings, event_id: uuid.UUID) -
         for buyer in buyers:
             _announce_admission(uow, event_id, buyer)
     return len(buyers)
+
+
+async def renew_schedules(*, db: Database, older_than_seconds: float = RENEW_SCHEDULES_AFTER_SECONDS) -> int:
+    """Write again the draw schedules written more than ``older_than_seconds`` ago (the same on-sale time, on the
+    same subject: it replaces the old message). The stream keeps messages seven days and an event may go on sale
+    weeks after it was created: renewed every three days, a schedule outlives an outage of four. Returns how many
+    were renewed (a batch; the next round takes the rest)."""
+    async with db.unit_of_work() as uow:
+        rooms = await queries.rooms_to_renew(uow.conn, older_than_seconds=older_than_seconds, limit=RENEW_BATCH)
+        renewed = 0
+        for room in rooms:
+            if room.schedule_event_id is not None and await queries.drop_unsent_schedule(
+                uow.conn, room.schedule_event_id, publishing_seconds=PUBLISHING_SECONDS
+            ):
+                continue  # being published right now (not days old: renewed by a test) - next round
+            schedule_event_id = new_id()
+            _stage_draw(uow, room.event_id, room.on_sale_at, schedule_event_id)
+            await queries.renew_schedule(uow.conn, room.event_id, schedule_event_id)
+            renewed += 1
+    if renewed:
+        logger.info("draw schedules renewed", extra={"count": renewed})
+    return renewed
 
 
 async def forget_past_joins(*, db: Database, settings: Settings) -> None:
