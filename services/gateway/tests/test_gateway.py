@@ -78,6 +78,7 @@ async def gateway(**urls: str) -> AsyncIterator[httpx.AsyncClient]:
         ("/api/tickets/123", "tickets"),
         ("/api/orders", "orders"),
         ("/api/payments", "payments"),
+        ("/api/queue/8b7c0f6e-3f2a-4c1d-9e5b-2a6d4f8c1b3e", "queue"),
         ("/", "client"),
         ("/tickets/abc", "client"),
         ("/api/usersx", "client"),
@@ -97,6 +98,7 @@ def test_route_table_lists_the_apis_the_public_keys_and_the_client() -> None:
         ("/api/events", "tickets"),
         ("/api/orders", "orders"),
         ("/api/payments", "payments"),
+        ("/api/queue", "queue"),
         ("/", "client"),
     ]
 
