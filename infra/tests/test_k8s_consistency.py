@@ -27,6 +27,8 @@ from deploy_support import (
 )
 from pydantic import ValidationError
 
+from ticketing_common.routes import ROUTES
+
 
 def _env_names(settings_cls: type[Any]) -> dict[str, str]:
     """Environment variable -> field of a pydantic-settings class (prefix and aliases honoured)."""
@@ -341,6 +343,25 @@ def test_every_service_on_the_bus_reaches_the_nats_service(
     assert all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
     (port,) = [p for p in service["spec"]["ports"] if p["port"] == url.port]
     assert _resolve_container_port(nats["spec"]["template"]["spec"]["containers"][0], port["targetPort"]) == 4222
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_client_calls_every_api_of_the_route_table_at_its_service(
+    rendered: dict[str, Manifests], overlay: str
+) -> None:
+    """The web client calls each API where it lives (``<SERVICE>_URL``, ServiceUrls), not through the entry point
+    (which would replace the visitor's address in X-Forwarded-For): every service of the route table but the
+    client itself has its URL, the in-cluster Service of that service on a port it serves. Without one the client
+    would send that API's calls to its fallback, API_URL (auth), which does not serve them."""
+    manifests = rendered[overlay]
+    env = container_env(manifests, _main(manifests, "client")).values
+    for service in sorted({route.service for route in ROUTES} - {"client"}):
+        name = f"{service.upper()}_URL"
+        assert name in env, f"{overlay}: the client has no {name}"
+        url = urlsplit(env[name])
+        assert (url.scheme, url.hostname, url.path) == ("http", f"{service}-srv", ""), f"{overlay}: {name}"
+        ports = {p["port"] for p in manifests.get("Service", f"{service}-srv")["spec"]["ports"]}
+        assert url.port in ports, f"{overlay}: {name} names no port of {service}-srv"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
