@@ -27,6 +27,8 @@ from ticketing_orders.config import Settings as OrdersSettings
 from ticketing_orders.main import MIGRATIONS_DIR as ORDERS_MIGRATIONS
 from ticketing_payments.config import Settings as PaymentsSettings
 from ticketing_payments.main import MIGRATIONS_DIR as PAYMENTS_MIGRATIONS
+from ticketing_queue.config import Settings as QueueSettings
+from ticketing_queue.main import MIGRATIONS_DIR as QUEUE_MIGRATIONS
 from ticketing_tickets.config import Settings as TicketsSettings
 from ticketing_tickets.main import MIGRATIONS_DIR as TICKETS_MIGRATIONS
 
@@ -37,6 +39,7 @@ SERVICES: dict[str, tuple[Any, Path]] = {
     "orders": (OrdersSettings, ORDERS_MIGRATIONS),
     "expiration": (ExpirationSettings, EXPIRATION_MIGRATIONS),
     "payments": (PaymentsSettings, PAYMENTS_MIGRATIONS),
+    "queue": (QueueSettings, QUEUE_MIGRATIONS),
 }
 DATABASES = {svc: f"ticketing_{svc}{SUFFIX}" for svc in SERVICES}
 
@@ -67,22 +70,71 @@ class World:
         await self.db["payments"].execute("INSERT INTO users (id, email, version) VALUES ($1, $2, 0)", user_id, email)
         return user_id
 
-    async def ticket(self, seller: uuid.UUID, *, version: int = 0, order_id: uuid.UUID | None = None) -> uuid.UUID:
+    async def ticket(
+        self,
+        seller: uuid.UUID,
+        *,
+        version: int = 0,
+        order_id: uuid.UUID | None = None,
+        event_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
         ticket_id = uuid.uuid4()
         await self.db["tickets"].execute(
-            "INSERT INTO tickets (id, title, price, user_id, order_id, version) VALUES ($1, 'Concert', 20, $2, $3, $4)",
+            "INSERT INTO tickets (id, title, price, user_id, order_id, version, event_id) "
+            "VALUES ($1, 'Concert', 20, $2, $3, $4, $5)",
             ticket_id,
             seller,
             order_id,
             version,
+            event_id,
         )
         await self.db["orders"].execute(
-            "INSERT INTO tickets (id, title, price, user_id, version) VALUES ($1, 'Concert', 20, $2, $3)",
+            "INSERT INTO tickets (id, title, price, user_id, version, event_id) VALUES ($1, 'Concert', 20, $2, $3, $4)",
             ticket_id,
             seller,
             version,
+            event_id,
         )
         return ticket_id
+
+    async def event(self, seller: uuid.UUID, *, max_per_buyer: int = 4, waiting_room: bool = True) -> uuid.UUID:
+        """An event with its copies in orders and in the queue (its room)."""
+        event_id, on_sale_at = uuid.uuid4(), datetime.now(UTC) - timedelta(minutes=1)
+        await self.db["tickets"].execute(
+            "INSERT INTO events (id, name, venue, starts_at, on_sale_at, max_per_buyer, waiting_room, user_id, version) "
+            "VALUES ($1, 'Show', 'Hall', $2, $3, $4, $5, $6, 0)",
+            event_id,
+            on_sale_at + timedelta(days=30),
+            on_sale_at,
+            max_per_buyer,
+            waiting_room,
+            seller,
+        )
+        await self.db["orders"].execute(
+            "INSERT INTO events (id, on_sale_at, max_per_buyer, waiting_room, version) VALUES ($1, $2, $3, $4, 0)",
+            event_id,
+            on_sale_at,
+            max_per_buyer,
+            waiting_room,
+        )
+        await self.db["queue"].execute(
+            "INSERT INTO rooms (event_id, on_sale_at, waiting_room, version, seed, last_position) "
+            "VALUES ($1, $2, $3, 0, $4, 1000)",
+            event_id,
+            on_sale_at,
+            waiting_room,
+            bytes(32),
+        )
+        return event_id
+
+    async def entrant(self, event_id: uuid.UUID, buyer: uuid.UUID, *, position: int, admitted: bool) -> None:
+        await self.db["queue"].execute(
+            "INSERT INTO entrants (event_id, user_id, position, admitted_until) VALUES ($1, $2, $3, $4)",
+            event_id,
+            buyer,
+            position,
+            datetime.now(UTC) + timedelta(minutes=10) if admitted else None,
+        )
 
     async def order(
         self,
@@ -462,3 +514,60 @@ def test_the_command_documents_itself(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     for option in ("--database-url", "--nats-url", "--database-suffix", "--settle", "--json"):
         assert option in out
+
+
+async def test_a_consistent_sale_through_a_waiting_room_reports_nothing(world: World) -> None:
+    seller, first, second = await world.user(), await world.user(), await world.user()
+    event_id = await world.event(seller, max_per_buyer=1)
+    await world.entrant(event_id, first, position=1, admitted=True)
+    await world.entrant(event_id, second, position=2, admitted=False)
+    ticket_id = await world.ticket(seller, event_id=event_id)
+    order_id = await world.order(first, ticket_id, status="created", version=0)
+    await world.hold(ticket_id, order_id, version=1)
+
+    report = await world.check()
+
+    assert report.ok, report.render()
+
+
+async def test_an_order_by_a_buyer_never_admitted_is_reported(world: World) -> None:
+    seller, buyer = await world.user(), await world.user()
+    event_id = await world.event(seller)
+    await world.entrant(event_id, buyer, position=1, admitted=False)
+    ticket_id = await world.ticket(seller, event_id=event_id)
+    order_id = await world.order(buyer, ticket_id, status="created", version=0)
+    await world.hold(ticket_id, order_id, version=1)
+
+    assert invariants(await world.check()) == ["order-without-admission"]
+
+
+async def test_a_buyer_holding_more_than_the_events_limit_is_reported(world: World) -> None:
+    seller, buyer = await world.user(), await world.user()
+    event_id = await world.event(seller, max_per_buyer=1, waiting_room=False)
+    for _ in range(2):
+        ticket_id = await world.ticket(seller, event_id=event_id)
+        order_id = await world.order(buyer, ticket_id, status="created", version=0)
+        await world.hold(ticket_id, order_id, version=1)
+
+    assert invariants(await world.check()) == ["above-limit-per-buyer"]
+
+
+async def test_a_later_position_admitted_before_an_earlier_one_is_reported(world: World) -> None:
+    seller = await world.user()
+    event_id = await world.event(seller)
+    await world.entrant(event_id, await world.user(), position=1, admitted=False)
+    await world.entrant(event_id, await world.user(), position=2, admitted=True)
+
+    assert invariants(await world.check()) == ["admitted-out-of-order"]
+
+
+async def test_an_event_copy_behind_its_source_is_reported(world: World) -> None:
+    event_id = await world.event(await world.user())
+    await world.db["tickets"].execute("UPDATE events SET version = 1, max_per_buyer = 2 WHERE id = $1", event_id)
+    await world.db["queue"].execute("UPDATE rooms SET version = 1 WHERE event_id = $1", event_id)
+
+    report = await world.check()
+
+    assert [(v.invariant, v.detail) for v in report.violations] == [
+        ("replica-behind", "orders.events at version 0, source at 1")
+    ]

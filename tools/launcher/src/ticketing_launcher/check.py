@@ -21,7 +21,7 @@ import nats
 from nats.js.errors import NotFoundError
 
 ACTIVE = ("created", "complete")
-SERVICES_WITH_DATABASE = ("auth", "tickets", "orders", "expiration", "payments")
+SERVICES_WITH_DATABASE = ("auth", "tickets", "orders", "expiration", "payments", "queue")
 EXPIRY_GRACE = timedelta(seconds=30)
 
 
@@ -89,9 +89,23 @@ async def check(
         rows = {
             "users": await _fetch(conns["auth"], "SELECT id, email, version FROM users"),
             "tickets": await _fetch(
-                conns["tickets"], "SELECT id, title, price, user_id, order_id, version FROM tickets"
+                conns["tickets"], "SELECT id, title, price, user_id, order_id, event_id, version FROM tickets"
             ),
-            "ticket_copies": await _fetch(conns["orders"], "SELECT id, title, price, user_id, version FROM tickets"),
+            "ticket_copies": await _fetch(
+                conns["orders"], "SELECT id, title, price, user_id, event_id, version FROM tickets"
+            ),
+            "events": await _fetch(
+                conns["tickets"], "SELECT id, on_sale_at, max_per_buyer, waiting_room, version FROM events"
+            ),
+            "event_copies": await _fetch(
+                conns["orders"], "SELECT id, on_sale_at, max_per_buyer, waiting_room, version FROM events"
+            ),
+            "rooms": await _fetch(
+                conns["queue"], "SELECT event_id AS id, on_sale_at, waiting_room, version FROM rooms"
+            ),
+            "entrants": await _fetch(
+                conns["queue"], "SELECT event_id, user_id, position, admitted_until FROM entrants"
+            ),
             "orders": await _fetch(
                 conns["orders"], "SELECT id, ticket_id, user_id, status, version, expires_at FROM orders"
             ),
@@ -180,8 +194,17 @@ def _check_rows(report: Report, rows: Mapping[str, list[asyncpg.Record]], now: d
                 payments=len(kept),
             )
 
+    _check_sales(report, rows, tickets, orders)
+
     # Replicas at their source's version.
-    _check_replica(report, "orders.tickets", tickets, _by_id(rows["ticket_copies"]), ("title", "price", "user_id"))
+    _check_replica(
+        report, "orders.tickets", tickets, _by_id(rows["ticket_copies"]), ("title", "price", "user_id", "event_id")
+    )
+    events = _by_id(rows["events"])
+    _check_replica(
+        report, "orders.events", events, _by_id(rows["event_copies"]), ("on_sale_at", "max_per_buyer", "waiting_room")
+    )
+    _check_replica(report, "queue.rooms", events, _by_id(rows["rooms"]), ("on_sale_at", "waiting_room"))
     _check_replica(
         report,
         "payments.orders",
@@ -191,6 +214,54 @@ def _check_rows(report: Report, rows: Mapping[str, list[asyncpg.Record]], now: d
         expected_version=_published_order_version,
     )
     _check_replica(report, "payments.users", _by_id(rows["users"]), _by_id(rows["user_copies"]), ("email",))
+
+
+def _check_sales(
+    report: Report,
+    rows: Mapping[str, list[asyncpg.Record]],
+    tickets: Mapping[Any, asyncpg.Record],
+    orders: Mapping[Any, asyncpg.Record],
+) -> None:
+    """Events' sales: no buyer above an event's limit, nobody ordering a waiting-room event's ticket without having
+    been admitted, and the queue admitting in the order of the draw."""
+    events = _by_id(rows["events"])
+    admitted = {(e["event_id"], e["user_id"]) for e in rows["entrants"] if e["admitted_until"] is not None}
+    held: dict[tuple[Any, Any], int] = {}
+    for order in orders.values():
+        ticket = tickets.get(order["ticket_id"])
+        event = events.get(ticket["event_id"]) if ticket is not None else None
+        if event is None:
+            continue
+        if event["waiting_room"] and (event["id"], order["user_id"]) not in admitted:
+            report.add(
+                "order-without-admission", "order of a waiting-room event by a buyer never admitted", order=order["id"]
+            )
+        if order["status"] in ACTIVE:
+            key = (event["id"], order["user_id"])
+            held[key] = held.get(key, 0) + 1
+    for (event_id, buyer), count in held.items():
+        if count > events[event_id]["max_per_buyer"]:
+            report.add(
+                "above-limit-per-buyer",
+                f"{count} tickets held or bought, the event allows {events[event_id]['max_per_buyer']}",
+                event=event_id,
+                user=buyer,
+            )
+    by_event: dict[Any, list[asyncpg.Record]] = {}
+    for entrant in rows["entrants"]:
+        if entrant["position"] is not None:
+            by_event.setdefault(entrant["event_id"], []).append(entrant)
+    for event_id, entrants in by_event.items():
+        waiting = [e["position"] for e in entrants if e["admitted_until"] is None]
+        let_out = [e["position"] for e in entrants if e["admitted_until"] is not None]
+        if waiting and let_out and min(waiting) < max(let_out):
+            report.add(
+                "admitted-out-of-order",
+                f"position {max(let_out)} admitted while position {min(waiting)} still waits",
+                event=event_id,
+            )
+        if len({e["position"] for e in entrants}) != len(entrants):
+            report.add("position-repeated", "two entrants share a position", event=event_id)
 
 
 def _check_replica(
