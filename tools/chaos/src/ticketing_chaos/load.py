@@ -1,5 +1,6 @@
 """The scripted load, through the gateway like real browsers: sign-ups, tickets, racing orders, payments
-(some declined), cancellations and orders left to expire.
+(some declined), cancellations and orders left to expire; and on-sales of events through the waiting room (joins
+before the sale, an order tried before admission, admission, orders within the event's limit).
 
 Every request is recorded in the :class:`~ticketing_chaos.tally.Tally`. A round that meets a fault (a clean
 503, a connection error) is abandoned where it stands: whatever state it leaves must still be consistent.
@@ -12,6 +13,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +21,8 @@ import httpx
 
 from ticketing_chaos.tally import OK, Tally
 
+ON_SALE_SHARE = 0.2  # of the rounds
+ON_SALE_AFTER_SECONDS = 2.0  # an event's sale opens this long after it is created: buyers join before it
 PASSWORD = "chaos monkey password"  # noqa: S105 - the load's throwaway users
 TITLES = ("Concert", "Théâtre", "Fußball", "コンサート", "Opera 🎭", "Jazz & Blues", "<b>Gala</b>")
 
@@ -110,6 +114,13 @@ class Load:
     # -- one round ---------------------------------------------------------------------------------------------
 
     async def round(self, deadline: float) -> None:
+        """A ticket's sale, or now and then an event's on-sale through its waiting room."""
+        if self.rng.random() < ON_SALE_SHARE:
+            await self.on_sale_round()
+        else:
+            await self.ticket_round()
+
+    async def ticket_round(self) -> None:
         """A seller puts a ticket on sale, buyers race for it, the winner pays, declines, cancels or waits."""
         seller, *buyers = await self.some_users(self.rng.choice((2, 3, 4)))
         if self.rng.random() < 0.1:
@@ -167,6 +178,75 @@ class Load:
         if self.rng.random() < 0.2:
             await self.request(buyer, "GET", "/api/orders", "/api/orders")
             await self.request(seller, "GET", "/api/tickets", "/api/tickets")
+
+    async def on_sale_round(self) -> None:
+        """A seller creates an event going on sale in a moment (one ticket per buyer at most) and lists a few
+        tickets; buyers join its waiting room, one tries to order before being admitted (refused), and each
+        admitted buyer orders one of its tickets and settles the order."""
+        seller, *buyers = await self.some_users(self.rng.choice((3, 4)))
+        starts = datetime.now(UTC) + timedelta(days=30)
+        event = await self.request(
+            seller,
+            "POST",
+            "/api/events",
+            "/api/events",
+            json={
+                "name": self.rng.choice(TITLES),
+                "venue": "Chaos Hall",
+                "startsAt": starts.isoformat(),
+                "onSaleAt": (datetime.now(UTC) + timedelta(seconds=ON_SALE_AFTER_SECONDS)).isoformat(),
+                "maxPerBuyer": 1,
+            },
+        )
+        if event.status_code != 201:
+            raise _Abandoned()
+        event_id = event.json()["id"]
+        listed = await self.request(
+            seller,
+            "POST",
+            f"/api/events/{event_id}/tickets",
+            "/api/events/:id/tickets",
+            json={"count": len(buyers) - 1, "price": 25},
+        )
+        if listed.status_code != 201:
+            raise _Abandoned()
+        for buyer in buyers:
+            await self.until_not_404(buyer, "POST", f"/api/queue/{event_id}", "/api/queue/:id", within=10)
+        tickets = await self.until_listed(seller, event_id, count=len(buyers) - 1)
+        early = await self.request(buyers[0], "POST", "/api/orders", "/api/orders", json={"ticketId": tickets[0]["id"]})
+        self.tally.outcome(
+            "order before admission refused" if early.status_code in (400, 403) else f"early order {early.status_code}"
+        )
+        admitted = await asyncio.gather(*(self.until_admitted(buyer, event_id) for buyer in buyers))
+        for buyer, ticket in zip([b for b, ok in zip(buyers, admitted, strict=True) if ok], tickets, strict=False):
+            response = await self.request(buyer, "POST", "/api/orders", "/api/orders", json={"ticketId": ticket["id"]})
+            if response.status_code == 201:
+                self.tally.outcome("on-sale order placed")
+                await self.settle_order(buyer, response.json())
+            else:
+                self.tally.outcome(f"on-sale order {response.status_code}")
+
+    async def until_listed(self, user: User, event_id: str, *, count: int) -> list[dict[str, Any]]:
+        """The event's tickets once its ``count`` listed tickets are all visible."""
+        give_up = time.monotonic() + 10
+        while True:
+            listing = await self.request(user, "GET", "/api/tickets", "/api/tickets", params={"eventId": event_id})
+            tickets: list[dict[str, Any]] = listing.json().get("tickets", [])
+            if len(tickets) >= count or time.monotonic() > give_up:
+                return tickets
+            await asyncio.sleep(0.1)
+
+    async def until_admitted(self, buyer: User, event_id: str) -> bool:
+        """Poll the buyer's place (as the waiting room page does) until admitted; False if it takes too long."""
+        give_up = time.monotonic() + ON_SALE_AFTER_SECONDS + 15
+        while time.monotonic() < give_up:
+            place = await self.request(buyer, "GET", f"/api/queue/{event_id}", "/api/queue/:id")
+            if place.status_code == 200 and place.json()["state"] == "admitted":
+                self.tally.outcome("admitted")
+                return True
+            await asyncio.sleep(0.25)
+        self.tally.outcome("not admitted in time")
+        return False
 
     async def settle_order(self, buyer: User, order: dict[str, Any]) -> None:
         path = f"/api/orders/{order['id']}"
