@@ -20,7 +20,7 @@ import httpx
 
 from ticketing_launcher.stack import Stack
 
-DEFAULT_TARGETS = ("auth", "tickets", "orders", "expiration", "payments", "gateway", "nats", "postgres")
+DEFAULT_TARGETS = ("auth", "tickets", "orders", "expiration", "payments", "queue", "gateway", "nats", "postgres")
 
 
 @dataclass
