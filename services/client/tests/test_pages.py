@@ -98,14 +98,14 @@ def test_the_stylesheet_and_scripts_come_from_the_client_itself(system: System) 
 
 def test_signing_up_sets_the_session_cookie_and_the_header_switches_to_the_signed_in_links(visitors: Visitors) -> None:
     visitor = visitors()
-    assert _nav_links(_doc(visitor.get("/"))) == ["Sign up", "Sign in"]
+    assert _nav_links(_doc(visitor.get("/"))) == ["Events", "Sign up", "Sign in"]
     response = visitor.sign_up()
     assert response.headers["location"] == "/"
     cookie = response.headers["set-cookie"]
     assert cookie.startswith("session=")
     assert "httponly" in cookie.lower()
     home = _doc(visitor.get("/"))
-    assert _nav_links(home) == ["Sell a ticket", "My orders", "Sign out"]
+    assert _nav_links(home) == ["Events", "New event", "Sell a ticket", "My orders", "Sign out"]
     assert visitor.email in home.text
 
 
@@ -115,7 +115,7 @@ def test_one_visitors_session_never_reaches_another(visitors: Visitors) -> None:
     first.sign_up()
     _doc(first.get("/"))
     page = _doc(second.get("/"))
-    assert _nav_links(page) == ["Sign up", "Sign in"]
+    assert _nav_links(page) == ["Events", "Sign up", "Sign in"]
     assert first.email not in page.text
 
 
@@ -194,7 +194,7 @@ def test_signing_out_clears_the_cookie(visitors: Visitors) -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/"
     assert response.headers["set-cookie"].startswith("session=")
-    assert _nav_links(_doc(visitor.get("/"))) == ["Sign up", "Sign in"]
+    assert _nav_links(_doc(visitor.get("/"))) == ["Events", "Sign up", "Sign in"]
 
 
 # -- selling and editing --------------------------------------------------------------------------------------------

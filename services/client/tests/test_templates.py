@@ -85,17 +85,17 @@ def test_titles_are_html_escaped_everywhere_they_appear() -> None:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
-def test_the_header_offers_sign_up_and_sign_in_to_visitors() -> None:
+def test_the_header_offers_events_sign_up_and_sign_in_to_visitors() -> None:
     nav = parse(_render("home.html", tickets=[], next_cursor=None, first_page=True)).find("nav")
     assert nav is not None
-    assert [a.text for a in nav.find_all("a")] == ["Sign up", "Sign in"]
+    assert [a.text for a in nav.find_all("a")] == ["Events", "Sign up", "Sign in"]
 
 
-def test_the_header_offers_selling_orders_and_sign_out_when_signed_in() -> None:
+def test_the_header_offers_events_a_new_event_selling_orders_and_sign_out_when_signed_in() -> None:
     doc = parse(_render("home.html", user=USER, signed_in=True, tickets=[], next_cursor=None, first_page=True))
     nav = doc.find("nav")
     assert nav is not None
-    assert [a.text for a in nav.find_all("a")] == ["Sell a ticket", "My orders"]
+    assert [a.text for a in nav.find_all("a")] == ["Events", "New event", "Sell a ticket", "My orders"]
     sign_out = nav.find("form", action="/signout")
     assert sign_out is not None
     assert sign_out.attrs["method"] == "post"
