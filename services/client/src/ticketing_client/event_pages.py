@@ -252,7 +252,7 @@ async def list_tickets(
 async def purchase(
     request: Request, event_id: uuid.UUID, api: ApiDep, user: CurrentUserDep, settings: SettingsDep
 ) -> Response:
-    """"Buy" on the event page: order the chosen ticket (``ticketId``) and go to the order to pay; a refusal (not
+    """ "Buy" on the event page: order the chosen ticket (``ticketId``) and go to the order to pay; a refusal (not
     on sale yet, the waiting room first, the limit per buyer, too many attempts) shows the event page again."""
     back = f"/events/{event_id}"
     if user is None:

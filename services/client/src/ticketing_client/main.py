@@ -25,13 +25,13 @@ from ticketing_client.error_pages import (
     UnexpectedErrorMiddleware,
     install_error_pages,
 )
+from ticketing_client.event_pages import router as event_pages
 from ticketing_client.rendering import (
     STATIC_DIR,
     SecurityHeadersMiddleware,
     content_security_policy,
     create_environment,
 )
-from ticketing_client.event_pages import router as event_pages
 from ticketing_client.router import router
 from ticketing_common.app import healthz
 from ticketing_common.errors import error_body

@@ -137,7 +137,7 @@ def format_wait(seconds: Any) -> str:
         return "less than a minute"
     minutes = ceil(seconds / 60)
     if minutes < 120:
-        return f"about {minutes} minutes"
+        return f"about {minutes} minute{'s' if minutes != 1 else ''}"
     return f"about {ceil(minutes / 60)} hours"
 
 
