@@ -216,11 +216,12 @@ async def event_page(
     user: CurrentUserDep,
     settings: SettingsDep,
     cursor: str | None = None,
-    listed: int | None = None,
+    listed: str | None = None,
 ) -> Response:
     """The event: when and where, its sale, its tickets with "Buy" (or the waiting room first), and for its
-    owner the form to list tickets."""
-    return await _event_page(request, api, settings, user, event_id, cursor=cursor, listed=listed)
+    owner the form to list tickets (``listed``: how many it just listed, for the notice)."""
+    count = int(listed) if listed and listed.isascii() and listed.isdigit() and len(listed) < 6 else None
+    return await _event_page(request, api, settings, user, event_id, cursor=cursor, listed=count)
 
 
 @router.post("/events/{event_id:uuid}/tickets", response_class=HTMLResponse)
