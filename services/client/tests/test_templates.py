@@ -493,6 +493,13 @@ def test_an_admitted_buyer_is_sent_to_buy_and_an_expired_one_is_told_and_no_long
     assert "Your time to buy ended" in expired.text
 
 
+def test_an_event_without_a_waiting_room_sends_the_visitor_to_its_page_instead() -> None:
+    event = _event(waitingRoom=False)
+    doc = parse(_queue_page(None, event=event))
+    assert doc.find("form", action=f"/events/{event['id']}/queue") is None
+    assert "This event has no waiting room" in doc.text
+
+
 def test_a_visitor_who_has_not_joined_gets_the_join_button_on_the_waiting_room_page() -> None:
     event = _event()
     doc = parse(_queue_page(None, event=event, draw={"commitment": COMMITMENT, "seed": None, "entrants": None}))
