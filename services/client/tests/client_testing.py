@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from ticketing_launcher.stack import Stack
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "e2e"
 ORDER_EXPIRATION_SECONDS = 20
 TICKETS_PER_PAGE = 4
+EVENTS_PER_PAGE = 3
+QUEUE_ADMISSION_SECONDS = 15  # how long an admitted buyer may order: long enough to buy, short enough to see it end
+QUEUE_POLL_SECONDS = 1
 PASSWORD = "correct horse battery"
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -202,5 +206,41 @@ class Visitor:
         assert match, response.headers["location"]
         return match.group(1)
 
+    def create_event(
+        self,
+        name: str,
+        *,
+        venue: str = "Town Hall",
+        starts_in: timedelta = timedelta(days=30),
+        on_sale_in: timedelta | None = None,
+        max_per_buyer: int | None = None,
+    ) -> str:
+        """Create an event through the form (times typed in UTC, as the form without its script reads them);
+        returns its id. ``on_sale_in`` in the future gives it a waiting room."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        form = {
+            "name": name,
+            "venue": venue,
+            "startsAt": _typed(now + starts_in),
+            "onSaleAt": _typed(now + on_sale_in) if on_sale_in is not None else "",
+            "maxPerBuyer": str(max_per_buyer) if max_per_buyer is not None else "",
+        }
+        response = self.post("/events/new", form)
+        assert response.status_code == 303, response.text
+        match = re.fullmatch(r"/events/([0-9a-f-]{36})", response.headers["location"])
+        assert match, response.headers["location"]
+        return match.group(1)
+
+    def list_tickets(self, event_id: str, count: int, price: str, title: str = "") -> None:
+        """List ``count`` tickets of one's event through the event page's form."""
+        response = self.post(f"/events/{event_id}/tickets", {"count": str(count), "price": price, "title": title})
+        assert response.status_code == 303, response.text
+        assert response.headers["location"] == f"/events/{event_id}?listed={count}"
+
     def close(self) -> None:
         self.http.close()
+
+
+def _typed(moment: datetime) -> str:
+    """A UTC moment as a datetime-local input sends it (to the second)."""
+    return moment.replace(microsecond=0).isoformat()

@@ -13,7 +13,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # client_testing, shared by the test modules
 
-from client_testing import ARTIFACTS, ORDER_EXPIRATION_SECONDS, TICKETS_PER_PAGE, System, Visitor
+from client_testing import (
+    ARTIFACTS,
+    EVENTS_PER_PAGE,
+    ORDER_EXPIRATION_SECONDS,
+    QUEUE_ADMISSION_SECONDS,
+    QUEUE_POLL_SECONDS,
+    TICKETS_PER_PAGE,
+    System,
+    Visitor,
+)
 
 from ticketing_launcher.stack import OUTSIDE_SETTINGS, throwaway_stack
 
@@ -39,10 +48,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def system() -> Iterator[System]:
     """Every service, the gateway, PostgreSQL, NATS and the Stripe stand-in, as ``make up`` runs them (orders
-    expire after a short window); their logs go to ``test-artifacts/e2e/system.log``."""
+    expire and admissions from a waiting room end after short windows); their logs go to
+    ``test-artifacts/e2e/system.log``."""
     environ = {k: v for k, v in os.environ.items() if k not in OUTSIDE_SETTINGS}
     environ["ORDER_EXPIRATION_SECONDS"] = str(ORDER_EXPIRATION_SECONDS)
     environ["TICKETS_PER_PAGE"] = str(TICKETS_PER_PAGE)
+    environ["EVENTS_PER_PAGE"] = str(EVENTS_PER_PAGE)
+    environ["QUEUE_ADMISSION_SECONDS"] = str(QUEUE_ADMISSION_SECONDS)
+    environ["QUEUE_POLL_SECONDS"] = str(QUEUE_POLL_SECONDS)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     # Not pytest's tmp_path: concurrent pytest sessions prune each other's old base folders.
     with (

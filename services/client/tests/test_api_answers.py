@@ -286,3 +286,181 @@ async def test_a_visitor_cannot_choose_the_address_it_is_counted_under(
     await _sign_in_from(settings, "198.51.100.9", **{"X-Forwarded-For": "203.0.113.7"})
 
     assert auth.received[0].headers.getall("X-Forwarded-For") == ["198.51.100.9"]
+
+
+# -- events and the waiting room -----------------------------------------------------------------------------------
+
+EVENT = "0b3e5f36-8d7c-4a57-9f0e-2d1c7b6a5e4f"
+ME = {"id": "7d9f8e6a-5b4c-4d3e-8f2a-1b0c9d8e7f6a", "email": "me@example.com"}
+SIGNED_IN = {**HTML, "Origin": SITE, "Cookie": "session=abc"}
+
+
+def _event_body(**overrides: object) -> dict[str, object]:
+    return {
+        "id": EVENT,
+        "name": "Jazz night",
+        "venue": "Blue Hall",
+        "startsAt": "2030-06-01T20:00:00Z",
+        "onSaleAt": "2030-05-01T10:00:00Z",
+        "maxPerBuyer": 4,
+        "waitingRoom": True,
+        "userId": "11111111-2222-4333-8444-555555555555",
+        "version": 0,
+        "tickets": {"available": 1, "reserved": 0},
+        **overrides,
+    }
+
+
+def _signed_in_with_an_event(gateway: StandInGateway) -> None:
+    gateway.answer("GET", "/api/users/currentuser", 200, {"currentUser": ME})
+    gateway.answer("GET", f"/api/events/{EVENT}", 200, _event_body())
+    gateway.answer("GET", "/api/tickets", 200, {"tickets": [], "next": None})
+
+
+def _json_bodies(gateway: StandInGateway, method: str, path: str, status: int, body: object) -> list[object]:
+    """Answers ``method path`` with ``status`` and ``body``, keeping the JSON bodies it was sent."""
+    sent: list[object] = []
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        sent.append(await request.json())
+        return web.json_response(body, status=status)
+
+    gateway.answers[(method, path)] = respond
+    return sent
+
+
+async def test_a_new_event_goes_to_the_api_with_its_times_offsets_and_only_the_fields_given(
+    gateway: StandInGateway, client: httpx.AsyncClient
+) -> None:
+    gateway.answer("GET", "/api/users/currentuser", 200, {"currentUser": ME})
+    sent = _json_bodies(gateway, "POST", "/api/events", 201, _event_body())
+    form = {
+        "name": "Jazz night",
+        "venue": "Blue Hall",
+        "startsAt": "2030-06-01T22:00",
+        "startsAtOffset": "+02:00",
+        "onSaleAt": "",
+        "onSaleAtOffset": "",
+        "maxPerBuyer": " 2 ",
+    }
+    response = await client.post("/events/new", data=form, headers=SIGNED_IN)
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == f"/events/{EVENT}"
+    assert sent == [
+        {"name": "Jazz night", "venue": "Blue Hall", "startsAt": "2030-06-01T22:00:00+02:00", "maxPerBuyer": 2}
+    ]
+
+
+async def test_listing_tickets_sends_numbers_leaves_an_empty_title_to_the_api_and_says_how_many(
+    gateway: StandInGateway, client: httpx.AsyncClient
+) -> None:
+    _signed_in_with_an_event(gateway)
+    sent = _json_bodies(gateway, "POST", f"/api/events/{EVENT}/tickets", 201, {"created": 25})
+    response = await client.post(
+        f"/events/{EVENT}/tickets", data={"count": "25", "price": "12,5", "title": " "}, headers=SIGNED_IN
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == f"/events/{EVENT}?listed=25"
+    assert sent == [{"count": 25, "price": 12.5}]
+    page = await client.get(response.headers["location"], headers=SIGNED_IN)
+    assert parse(page.text).find(role="status").text == "25 tickets put on sale."  # type: ignore[union-attr]
+
+
+async def test_a_throttled_join_shows_the_event_page_again_with_retry_after(
+    gateway: StandInGateway, client: httpx.AsyncClient
+) -> None:
+    _signed_in_with_an_event(gateway)
+    gateway.answer(
+        "GET", f"/api/queue/{EVENT}", 404, {"errors": [{"message": "You have not joined this event's queue"}]}
+    )
+    gateway.answer(
+        "POST",
+        f"/api/queue/{EVENT}",
+        429,
+        {"errors": [{"message": "Too many attempts to join a queue: retry later"}]},
+        **{"Retry-After": "42"},
+    )
+    response = await client.post(f"/events/{EVENT}/queue", headers=SIGNED_IN)
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "42"
+    doc = parse(response.text)
+    assert doc.find("h1").text == "Jazz night"  # type: ignore[union-attr]
+    assert doc.find(role="alert").text == (  # type: ignore[union-attr]
+        "Too many attempts to join a queue: retry later Please try again in 42 seconds."
+    )
+    assert doc.find("form", action=f"/events/{EVENT}/queue") is not None  # still offered
+
+
+async def test_the_waiting_room_status_is_json_for_the_pages_script(
+    gateway: StandInGateway, client: httpx.AsyncClient
+) -> None:
+    gateway.answer(
+        "GET",
+        f"/api/queue/{EVENT}",
+        200,
+        {"state": "waiting", "position": 130, "ahead": 129, "estimatedWaitSeconds": 3, "admittedUntil": None},
+    )
+    response = await client.get(f"/events/{EVENT}/queue/status", headers={"Cookie": "session=abc"})
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    assert response.json() == {
+        "state": "waiting",
+        "key": "waiting:drawn",
+        "label": "Waiting in line",
+        "position": 130,
+        "ahead": 129,
+        "estimatedWaitSeconds": 3,
+        "estimatedWait": "less than a minute",
+        "admittedUntil": None,
+    }
+
+
+async def test_the_waiting_room_status_of_a_visitor_who_has_not_joined_is_a_json_404(
+    gateway: StandInGateway, client: httpx.AsyncClient
+) -> None:
+    gateway.answer(
+        "GET", f"/api/queue/{EVENT}", 404, {"errors": [{"message": "You have not joined this event's queue"}]}
+    )
+    response = await client.get(f"/events/{EVENT}/queue/status", headers={**HTML, "Cookie": "session=abc"})
+    assert response.status_code == 404
+    assert response.json() == {"errors": [{"message": "You have not joined this event's queue"}]}
+
+
+async def test_a_waiting_visitors_refresh_takes_them_to_the_tickets_once_admitted(
+    gateway: StandInGateway, client: httpx.AsyncClient
+) -> None:
+    _signed_in_with_an_event(gateway)
+    gateway.answer("GET", f"/api/queue/{EVENT}/draw", 200, {"commitment": "c" * 64, "seed": None, "entrants": None})
+    gateway.answer(
+        "GET",
+        f"/api/queue/{EVENT}",
+        200,
+        {
+            "state": "admitted",
+            "position": 1,
+            "ahead": None,
+            "estimatedWaitSeconds": None,
+            "admittedUntil": "2100-01-01T00:00:00Z",
+        },
+    )
+    refreshed = await client.get(f"/events/{EVENT}/queue?waiting=1", headers=SIGNED_IN)
+    assert refreshed.status_code == 303
+    assert refreshed.headers["location"] == f"/events/{EVENT}"
+    opened = await client.get(f"/events/{EVENT}/queue", headers=SIGNED_IN)  # opened on purpose: stays
+    assert opened.status_code == 200
+    assert parse(opened.text).find(id="queue-status").text == "Admitted"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "path", ["/events/new", f"/events/{EVENT}/tickets", f"/events/{EVENT}/purchase", f"/events/{EVENT}/queue"]
+)
+async def test_the_events_forms_are_refused_from_another_site(
+    gateway: StandInGateway, client: httpx.AsyncClient, path: str
+) -> None:
+    _signed_in_with_an_event(gateway)
+    response = await client.post(
+        path, data={"ticketId": TICKET}, headers={**SIGNED_IN, "Origin": "http://evil.example"}
+    )
+    assert response.status_code == 403
+    assert _page(response)[0] == "Not allowed"
+    assert [r.method for r in gateway.received if r.method != "GET"] == []

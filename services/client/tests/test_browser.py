@@ -1,16 +1,19 @@
 """End to end in headless Chromium against the whole system as ``make up`` runs it: selling, buying, paying,
-a declined card, an expiry, on a desktop and on a phone. Each step leaves a screenshot in
-``test-artifacts/e2e/``."""
+a declined card, an expiry, events and their waiting rooms, on a desktop and on a phone. Each step leaves a
+screenshot in ``test-artifacts/e2e/``."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from client_testing import ARTIFACTS, ORDER_EXPIRATION_SECONDS, PASSWORD, System, Visitor
+from client_testing import ARTIFACTS, ORDER_EXPIRATION_SECONDS, PASSWORD, QUEUE_ADMISSION_SECONDS, System, Visitor
 from playwright.sync_api import Browser, ConsoleMessage, Response, expect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -249,6 +252,133 @@ def test_pages_look_right_on_a_phone(browsing: Any, seller: Visitor) -> None:
     page.get_by_role("button", name="Sell ticket").click()
     expect(page.locator("#title-error")).to_contain_text("Title is required")
     phone.shot("sell-form-errors")
-    for path in ("/", "/tickets/new", "/orders", "/signout"):
+    for path in ("/", "/tickets/new", "/orders", "/signout", "/events", "/events/new", "/waiting-room"):
         page.goto(path)
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+
+
+# -- events and the waiting room ------------------------------------------------------------------------------------
+
+EVENT_URL = re.compile(r"/events/[0-9a-f-]{36}$")
+
+
+def _reload_until(page: Any, check: Any, timeout: float = 15.0) -> None:
+    """Reload the page until ``check()`` holds (for what reaches a page through events, not its script)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        page.wait_for_timeout(300)
+        page.reload()
+
+
+def test_a_waiting_room_from_creating_the_event_to_a_buyer_let_in_at_the_draw_who_buys(browsing: Any) -> None:
+    sell: Browsing = browsing("seller", {**DESKTOP, "timezone_id": "Europe/Paris"})
+    buy: Browsing = browsing("buyer", {**DESKTOP, "timezone_id": "America/New_York"})
+    sell.sign_up()
+    buy.sign_up()
+
+    # The seller types times in their own time zone; the sale opens a few seconds later, through a waiting room.
+    page = sell.page
+    page.get_by_role("link", name="New event").click()
+    expect(page.locator("#zone-hint")).to_have_text("Times are in your time zone (Europe/Paris).")
+    name = f"Gala {uuid.uuid4().hex[:6]}"
+    paris = ZoneInfo("Europe/Paris")
+    typed_now = datetime.now(paris).replace(tzinfo=None, microsecond=0)
+    on_sale = typed_now + timedelta(seconds=6)
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Venue").fill("Salle Pleyel")
+    page.get_by_label("Starts at").fill((typed_now + timedelta(days=7)).isoformat(timespec="minutes"))
+    page.get_by_label("Sale opens at").fill(on_sale.isoformat(timespec="seconds"))
+    sell.shot("event-form")
+    page.get_by_role("button", name="Create event").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(name)
+    expect(page).to_have_url(EVENT_URL)
+    event_url = page.url
+    utc = on_sale.replace(tzinfo=paris).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    expect(page.locator("#on-sale time")).to_have_attribute("datetime", utc)  # read in Paris time
+    expect(page.locator("#on-sale")).to_contain_text("through a waiting room")
+    sell.shot("event-created")
+
+    # A buyer joins before the sale opens.
+    room = buy.page
+    room.goto(event_url)
+    expect(room.locator(".sale")).to_contain_text("fair draw")
+    room.get_by_role("button", name="Join the waiting room").click()
+    expect(room).to_have_url(re.compile(r"/queue$"))
+    expect(room.locator("#queue-status")).to_have_text("Waiting for the draw")
+    commitment = room.locator("#draw-commitment").inner_text()
+    assert re.fullmatch(r"[0-9a-f]{64}", commitment)
+    buy.shot("waiting-for-the-draw")
+
+    # Meanwhile the seller lists tickets.
+    page.get_by_label("How many").fill("3")
+    page.get_by_label("Price each").fill("25")
+    page.get_by_role("button", name="List tickets").click()
+    expect(page.get_by_role("status")).to_have_text("3 tickets put on sale.")
+    expect(page.locator("#ticket-counts")).to_have_text("3 available, 0 reserved")
+    expect(page.get_by_role("button", name=re.compile("^Buy"))).to_have_count(0)  # not one's own
+    sell.shot("tickets-listed")
+
+    # At the draw the waiting room lets the buyer in and takes them to the tickets by itself.
+    expect(room).to_have_url(event_url, timeout=30_000)
+    expect(room.locator("#admitted-message")).to_contain_text("It is your turn: you may buy until")
+    buy.shot("admitted")
+    room.get_by_role("button", name=re.compile("^Buy")).first.click()
+    expect(room).to_have_url(ORDER_URL)
+    room.get_by_role("button", name="Pay with test card (succeeds)").click()
+    expect(room.locator("#order-status")).to_have_text("Paid", timeout=15_000)
+    buy.shot("paid")
+
+    # The event is listed and found; its page counts the ticket sold.
+    room.get_by_role("link", name="Events", exact=True).click()
+    room.get_by_label("Search by name or venue").fill(name.split()[1])
+    room.get_by_role("button", name="Search").click()
+    expect(room.locator(".card")).to_have_count(1)
+    expect(room.locator(".card")).to_contain_text("Waiting room")
+    buy.shot("search")
+    room.get_by_role("link", name=re.compile(re.escape(name))).click()
+    _reload_until(room, lambda: room.locator("#ticket-counts").inner_text() == "2 available, 1 reserved")
+
+    # The waiting room shows the revealed draw, then the end of the admission, live.
+    room.goto(event_url + "/queue")
+    expect(room.locator("#queue-status")).to_have_text("Admitted")
+    expect(room.locator("#draw-commitment")).to_have_text(commitment)
+    expect(room.locator("#draw-seed")).to_have_text(re.compile(r"^[0-9a-f]{64}$"))
+    expect(room.locator("#queue-panel")).to_contain_text("it is in the list")
+    buy.shot("draw-revealed")
+    room.evaluate("window.__notReloaded = true")
+    expect(room.locator("#queue-status")).to_have_text(
+        "Admission expired", timeout=(QUEUE_ADMISSION_SECONDS + 10) * 1000
+    )
+    assert room.evaluate("window.__notReloaded === true"), "the page was reloaded"
+    expect(room.locator("#queue-announcer")).to_have_text("Waiting room: Admission expired")
+    buy.shot("admission-expired")
+    room.goto(event_url)
+    expect(room.locator(".sale")).to_contain_text("Your time to buy from the waiting room has ended.")
+    expect(room.get_by_role("button", name=re.compile("^Buy"))).to_have_count(0)
+
+
+def test_an_event_without_a_waiting_room_sells_straight_from_its_page_on_a_phone(
+    browsing: Any, seller: Visitor
+) -> None:
+    name = f"Open air {uuid.uuid4().hex[:6]}"
+    event_id = seller.create_event(name, venue="City park")
+    seller.list_tickets(event_id, 2, "15")
+    buy: Browsing = browsing("buyer-phone", PHONE)
+    buy.sign_up()
+    page = buy.page
+    page.goto("/")
+    page.get_by_role("link", name="Browse upcoming events").click()
+    page.get_by_label("Search by name or venue").fill(name)
+    page.keyboard.press("Enter")
+    page.get_by_role("link", name=re.compile(re.escape(name))).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(name)
+    expect(page.locator(".sale")).to_contain_text("Pick a ticket below.")
+    expect(page.get_by_role("button", name=re.compile("^Buy"))).to_have_count(2)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    buy.shot("event")
+    page.get_by_role("button", name=f"Buy {name}, $15.00").first.click()
+    expect(page).to_have_url(ORDER_URL)
+    page.get_by_role("button", name="Pay with test card (succeeds)").click()
+    expect(page.locator("#order-status")).to_have_text("Paid", timeout=15_000)
+    buy.shot("paid")

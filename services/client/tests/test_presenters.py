@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from ticketing_client.presenters import (
+    entrant_hash,
+    event_offer,
     format_amount,
     format_clock,
+    format_moment,
     format_price,
     format_remaining,
+    format_wait,
+    moment_for_api,
     order_view,
+    place_view,
     price_for_api,
     retry_after_text,
     safe_next,
     split_errors,
+    whole_number_for_api,
 )
 
 NOW = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -162,3 +170,118 @@ def test_retry_after_reads_as_words(header: str, words: str) -> None:
 @pytest.mark.parametrize("header", [None, "", "soon", "-5", "Sun, 29 Nov 2026 12:05:00"])
 def test_retry_after_without_a_usable_value_says_nothing(header: str | None) -> None:
     assert retry_after_text(header) is None
+
+
+# -- events and the waiting room ----------------------------------------------------------------------------------
+
+
+def test_event_times_are_shown_as_utc_dates_with_seconds_only_when_there_are_some() -> None:
+    assert format_moment("2030-06-01T20:00:00Z") == "Sat 1 Jun 2030, 20:00 UTC"
+    assert format_moment("2030-06-01T22:00:05+02:00") == "Sat 1 Jun 2030, 20:00:05 UTC"
+    assert format_moment("soon") == ""
+    assert format_moment(None) == ""
+
+
+@pytest.mark.parametrize(
+    ("typed", "offset", "sent"),
+    [
+        ("2030-06-01T20:00", "+02:00", "2030-06-01T20:00:00+02:00"),  # datetime-local, the page's script's offset
+        ("2030-06-01T20:00:05", "-05:30", "2030-06-01T20:00:05-05:30"),
+        ("2030-06-01T20:00", None, "2030-06-01T20:00:00+00:00"),  # no script: UTC, as the form then says
+        ("2030-06-01T20:00", "", "2030-06-01T20:00:00+00:00"),
+        ("2030-06-01T20:00", "+2", "2030-06-01T20:00:00+00:00"),  # a forged offset is not believed
+        ("2030-06-01T20:00", "+02:00Z", "2030-06-01T20:00:00+00:00"),
+        (" 2030-06-01T20:00:00+01:00 ", "+02:00", "2030-06-01T20:00:00+01:00"),  # an offset typed wins
+        ("next friday", "+02:00", "next friday"),  # for the API to refuse with its own message
+        ("  ", "+02:00", None),
+    ],
+)
+def test_typed_times_go_to_the_api_with_a_utc_offset(typed: str, offset: str | None, sent: str | None) -> None:
+    assert moment_for_api(typed, offset) == sent
+
+
+@pytest.mark.parametrize(("typed", "sent"), [("4", 4), (" 12 ", 12), ("", None), ("two", "two"), ("1.5", "1.5")])
+def test_typed_counts_go_as_whole_numbers_or_as_typed(typed: str, sent: object) -> None:
+    assert whole_number_for_api(typed) == sent
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (None, ""),
+        (0, "any moment now"),
+        (12, "less than a minute"),
+        (60, "about 1 minute"),
+        (61, "about 2 minutes"),
+        (7200, "about 2 hours"),
+    ],
+)
+def test_estimated_waits_read_as_words(seconds: int | None, words: str) -> None:
+    assert format_wait(seconds) == words
+
+
+def test_a_place_before_the_draw_waits_for_it_without_numbers() -> None:
+    view = place_view(
+        {"state": "waiting", "position": None, "ahead": None, "estimatedWaitSeconds": None, "admittedUntil": None},
+        now=NOW,
+    )
+    assert (view.state, view.label, view.drawn, view.admitted, view.key) == (
+        "waiting",
+        "Waiting for the draw",
+        False,
+        False,
+        "waiting:draw",
+    )
+
+
+def test_a_place_after_the_draw_has_its_position_ahead_and_wait() -> None:
+    view = place_view(
+        {"state": "waiting", "position": 120, "ahead": 100, "estimatedWaitSeconds": 2, "admittedUntil": None}, now=NOW
+    )
+    assert (view.label, view.position, view.ahead, view.wait_seconds, view.wait) == (
+        "Waiting in line",
+        120,
+        100,
+        2,
+        "less than a minute",
+    )
+    assert view.key == "waiting:drawn"
+
+
+def test_an_admission_is_shown_until_it_ends_then_as_expired() -> None:
+    place = {"state": "admitted", "position": 3, "ahead": None, "estimatedWaitSeconds": None}
+    admitted = place_view({**place, "admittedUntil": _iso(NOW + timedelta(minutes=5))}, now=NOW)
+    assert (admitted.state, admitted.label, admitted.admitted) == ("admitted", "Admitted", True)
+    ended = place_view({**place, "admittedUntil": _iso(NOW - timedelta(seconds=1))}, now=NOW)
+    assert (ended.state, ended.label, ended.admitted) == ("expired", "Admission expired", False)
+    expired = place_view({**place, "state": "expired", "admittedUntil": _iso(NOW)}, now=NOW)
+    assert (expired.state, expired.key) == ("expired", "expired:drawn")
+
+
+def _event(on_sale_in: float, *, waiting_room: bool) -> dict[str, object]:
+    return {"onSaleAt": _iso(NOW + timedelta(seconds=on_sale_in)), "waitingRoom": waiting_room}
+
+
+def test_what_the_event_page_offers_each_visitor() -> None:
+    open_sale, later = _event(-60, waiting_room=False), _event(60, waiting_room=False)
+    room = _event(60, waiting_room=True)
+    waiting = place_view({"state": "waiting"}, now=NOW)
+    admitted = place_view({"state": "admitted", "admittedUntil": _iso(NOW + timedelta(minutes=1))}, now=NOW)
+
+    def offer(event: dict[str, object], **kwargs: object) -> str:
+        arguments: dict[str, object] = {"place": None, "signed_in": True, "is_owner": False, **kwargs}
+        return event_offer(event, now=NOW, **arguments)  # type: ignore[arg-type]
+
+    assert offer(open_sale, is_owner=True) == "owner"
+    assert offer(open_sale, signed_in=False) == "sign-in"
+    assert offer(open_sale) == "buy"
+    assert offer(later) == "not-on-sale"
+    assert offer(room) == "join"
+    assert offer(room, place=waiting) == "waiting"
+    assert offer(room, place=admitted) == "admitted"
+
+
+def test_a_buyer_finds_their_entry_in_a_draw_as_the_sha256_of_their_id() -> None:
+    user_id = "0F6B7C4E-1D2A-4B3C-8D9E-0A1B2C3D4E5F"
+    assert entrant_hash(user_id) == hashlib.sha256(user_id.lower().encode()).hexdigest()
+    assert entrant_hash("nobody") == ""

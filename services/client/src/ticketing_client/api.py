@@ -205,6 +205,54 @@ class Api:
             body["version"] = version
         return await self.call("PUT", f"/api/tickets/{as_uuid(str(ticket_id))}", json=body)
 
+    async def list_event_tickets(self, event_id: uuid.UUID | str, *, limit: int, cursor: str | None) -> ApiResponse:
+        """An event's tickets held by no order, newest first."""
+        params: dict[str, Any] = {"eventId": as_uuid(str(event_id)), "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return await self.call("GET", "/api/tickets", params=params)
+
+    # -- events ----------------------------------------------------------------------------------------------
+
+    async def list_events(self, *, limit: int, cursor: str | None, q: str | None) -> ApiResponse:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        if q:
+            params["q"] = q
+        return await self.call("GET", "/api/events", params=params)
+
+    async def get_event(self, event_id: uuid.UUID | str) -> ApiResponse:
+        """The event with its ticket counts (``tickets: {available, reserved}``)."""
+        return await self.call("GET", f"/api/events/{as_uuid(str(event_id))}")
+
+    async def create_event(self, body: dict[str, Any]) -> ApiResponse:
+        """``body``: name, venue, startsAt and, when given, onSaleAt and maxPerBuyer (left out: the API's
+        defaults)."""
+        return await self.call("POST", "/api/events", json=body)
+
+    async def create_event_tickets(
+        self, event_id: uuid.UUID | str, *, count: Any, price: Any, title: str | None
+    ) -> ApiResponse:
+        body: dict[str, Any] = {"count": count, "price": price}
+        if title is not None:
+            body["title"] = title
+        return await self.call("POST", f"/api/events/{as_uuid(str(event_id))}/tickets", json=body)
+
+    # -- the waiting room ------------------------------------------------------------------------------------
+
+    async def join_queue(self, event_id: uuid.UUID | str) -> ApiResponse:
+        """Join the event's waiting room (201), or see the place of an earlier join (200)."""
+        return await self.call("POST", f"/api/queue/{as_uuid(str(event_id))}")
+
+    async def get_place(self, event_id: uuid.UUID | str) -> ApiResponse:
+        """The visitor's place in the event's waiting room; 404 when they have not joined it."""
+        return await self.call("GET", f"/api/queue/{as_uuid(str(event_id))}")
+
+    async def get_draw(self, event_id: uuid.UUID | str) -> ApiResponse:
+        """The event's draw: commitment, then seed and entrants once drawn; 404 without a waiting room."""
+        return await self.call("GET", f"/api/queue/{as_uuid(str(event_id))}/draw")
+
     # -- orders and payments ---------------------------------------------------------------------------------
 
     async def create_order(self, ticket_id: uuid.UUID | str) -> ApiResponse:

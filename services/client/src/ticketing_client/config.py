@@ -40,6 +40,7 @@ class Settings(ServiceUrls):
     )
 
     tickets_per_page: int = Field(default=20, ge=1, le=100)
+    events_per_page: int = Field(default=20, ge=1, le=100, description="Events per page of the events' list.")
     currency: str = "usd"
     payment_confirm_seconds: float = Field(
         default=3.0, ge=0, description="How long a successful payment waits for the order to turn complete."
@@ -50,6 +51,9 @@ class Settings(ServiceUrls):
         description="How long a purchase retries while the orders service's copy of a new ticket lags.",
     )
     order_poll_seconds: float = Field(default=2.0, gt=0, description="How often the order page asks for its status.")
+    queue_poll_seconds: float = Field(
+        default=2.0, gt=0, description="How often the waiting room page asks for the buyer's place."
+    )
 
     stripe_publishable_key: str = ""
     stripe_api_base: str = ""

@@ -25,6 +25,7 @@ from ticketing_client.error_pages import (
     UnexpectedErrorMiddleware,
     install_error_pages,
 )
+from ticketing_client.event_pages import router as event_pages
 from ticketing_client.rendering import (
     STATIC_DIR,
     SecurityHeadersMiddleware,
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_route("/metrics", app.state.metrics.endpoint, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(router)
+    app.include_router(event_pages)
     app.add_middleware(UnexpectedErrorMiddleware, handler=cast(Handler, app.exception_handlers[Exception]))
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMiddleware, metrics=app.state.metrics)

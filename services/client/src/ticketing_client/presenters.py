@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -80,6 +83,64 @@ def format_clock(value: Any) -> str:
     return moment.astimezone(UTC).strftime("%H:%M:%S UTC") if moment else ""
 
 
+def format_moment(value: Any) -> str:
+    """A timestamp as a date and time in UTC (``Sun 1 Jun 2026, 20:00 UTC``; seconds only when there are some);
+    empty when it is not a timestamp."""
+    moment = parse_time(value)
+    if moment is None:
+        return ""
+    moment = moment.astimezone(UTC)
+    clock = "%H:%M:%S" if moment.second or moment.microsecond else "%H:%M"
+    return f"{moment:%a} {moment.day} {moment:%b %Y}, {moment.strftime(clock)} UTC"
+
+
+OFFSET = re.compile(r"[+-](?:0\d|1\d|2[0-3]):[0-5]\d")
+
+
+def moment_for_api(text: str, offset: str | None = None) -> str | None:
+    """A date and time typed in the form, as the ISO 8601 text with a UTC offset the events API expects.
+
+    A ``datetime-local`` input sends the time without an offset (``2026-06-01T20:00``): it is read in the time
+    zone whose ``offset`` (``+02:00``) the page's script sent beside it, else as UTC (what the form says without
+    the script). A text that already carries an offset goes as typed; anything else too, for the API to refuse
+    with its own message. Empty: None (the API's default, or its "required").
+    """
+    cleaned = text.strip()
+    if not cleaned:
+        return None
+    try:
+        moment = datetime.fromisoformat(cleaned)
+    except ValueError:
+        return text
+    if moment.tzinfo is not None:
+        return cleaned
+    zone = offset.strip() if offset and OFFSET.fullmatch(offset.strip()) else "+00:00"
+    return moment.isoformat() + zone
+
+
+def whole_number_for_api(text: str) -> Any:
+    """A whole number typed in the form (a count, a limit) as a JSON integer; anything else as typed, for the API
+    to refuse with its own message; empty: None (the API's default, or its "required")."""
+    cleaned = text.strip()
+    if not cleaned:
+        return None
+    return int(cleaned) if cleaned.isascii() and cleaned.isdigit() and len(cleaned) <= 9 else text
+
+
+def format_wait(seconds: Any) -> str:
+    """The queue's estimated wait in words: ``less than a minute`` ... ``about 5 minutes``; empty when unknown."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return ""
+    if seconds <= 0:
+        return "any moment now"
+    if seconds < 60:
+        return "less than a minute"
+    minutes = ceil(seconds / 60)
+    if minutes < 120:
+        return f"about {minutes} minute{'s' if minutes != 1 else ''}"
+    return f"about {ceil(minutes / 60)} hours"
+
+
 def format_remaining(seconds: float) -> str:
     """A countdown as ``m:ss`` (``h:mm:ss`` past an hour); never negative."""
     total = max(0, int(seconds))
@@ -148,6 +209,102 @@ def order_view(order: dict[str, Any], *, now: datetime, payment_received: bool =
         # Paying now would race the expiry; the page waits for the system to release the order instead.
         return OrderView("expiring", "Time is up", 0)
     return OrderView("pending", "Awaiting payment", remaining)
+
+
+@dataclass(frozen=True)
+class PlaceView:
+    """A buyer's place in an event's waiting room, as the pages show it.
+
+    ``state`` is the queue's (``waiting``, ``admitted``, ``expired``), except that an admission whose
+    ``admittedUntil`` has passed is shown ``expired`` before the queue says so; ``drawn`` tells a waiting buyer
+    with a position (after the draw, or a later joiner) from one waiting for the draw.
+    """
+
+    state: str
+    label: str
+    position: int | None
+    ahead: int | None
+    wait_seconds: int | None
+    admitted_until: str | None
+
+    @property
+    def drawn(self) -> bool:
+        return self.position is not None
+
+    @property
+    def admitted(self) -> bool:
+        return self.state == "admitted"
+
+    @property
+    def wait(self) -> str:
+        return format_wait(self.wait_seconds)
+
+    @property
+    def key(self) -> str:
+        """What changes the waiting room page's panel (the numbers alone change in place)."""
+        return f"{self.state}:{'drawn' if self.drawn else 'draw'}"
+
+
+def _whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def place_view(place: dict[str, Any], *, now: datetime) -> PlaceView:
+    """The buyer's place from the queue API's answer."""
+    state = place.get("state")
+    until = place.get("admittedUntil") if isinstance(place.get("admittedUntil"), str) else None
+    position = _whole(place.get("position"))
+    if state == "admitted":
+        ends = parse_time(until)
+        if ends is not None and ends <= now:
+            state = "expired"
+    if state == "admitted":
+        label = "Admitted"
+    elif state == "expired":
+        label = "Admission expired"
+    else:
+        state = "waiting"
+        label = "Waiting in line" if position is not None else "Waiting for the draw"
+    return PlaceView(
+        state=state,
+        label=label,
+        position=position,
+        ahead=_whole(place.get("ahead")) if state == "waiting" else None,
+        wait_seconds=_whole(place.get("estimatedWaitSeconds")) if state == "waiting" else None,
+        admitted_until=until,
+    )
+
+
+def entrant_hash(user_id: str) -> str:
+    """How the queue's published draw names a buyer: sha256 of their id in canonical form, lowercase hex (empty for
+    what is not an id)."""
+    try:
+        canonical = str(uuid.UUID(user_id))
+    except ValueError:
+        return ""
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def on_sale(event: dict[str, Any], *, now: datetime) -> bool:
+    """Whether the event's sale has opened (``onSaleAt`` passed)."""
+    opens = parse_time(event.get("onSaleAt"))
+    return opens is not None and opens <= now
+
+
+def event_offer(
+    event: dict[str, Any], *, place: PlaceView | None, signed_in: bool, is_owner: bool, now: datetime
+) -> str:
+    """What the event page offers this visitor, one of: ``owner`` (list tickets; no buying one's own),
+    ``sign-in``, ``buy`` (the sale is open, no waiting room), ``not-on-sale`` (no waiting room, the sale opens
+    later), and for an event with a waiting room ``join`` (not joined yet), ``waiting``, ``admitted`` (may buy
+    until ``admittedUntil``) or ``expired`` (the admission ended; the queue does not take them again)."""
+    if is_owner:
+        return "owner"
+    if not signed_in:
+        return "sign-in"
+    if event.get("waitingRoom"):
+        return "join" if place is None else place.state
+    return "buy" if on_sale(event, now=now) else "not-on-sale"
 
 
 def safe_next(value: Any, default: str = "/") -> str:

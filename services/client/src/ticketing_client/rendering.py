@@ -12,7 +12,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ticketing_client.config import Settings
-from ticketing_client.presenters import format_amount, format_clock, format_price
+from ticketing_client.presenters import format_amount, format_clock, format_moment, format_price
 from ticketing_common.auth import COOKIE_NAME
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -32,6 +32,7 @@ def create_environment(settings: Settings) -> Environment:
     env.filters["price"] = lambda value: format_price(value, settings.currency)
     env.filters["amount"] = format_amount
     env.filters["clock"] = format_clock
+    env.filters["moment"] = format_moment
     env.globals["settings"] = settings
     env.globals["stripe_js"] = STRIPE_JS
     return env

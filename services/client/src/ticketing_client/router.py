@@ -233,7 +233,7 @@ async def purchase(
     if user is None:
         return to_sign_in(request, back=f"/tickets/{ticket_id}")
     await read_form(request)
-    result = await _while_copy_lags(
+    result = await while_copy_lags(
         lambda: api.create_order(ticket_id), exists=lambda: api.get_ticket(ticket_id), within=settings.copy_wait_seconds
     )
     if result.status == 401:
@@ -395,7 +395,7 @@ async def pay(
     return redirect(f"{order_url}?payment={PAYMENT_RECEIVED}")
 
 
-async def _while_copy_lags(
+async def while_copy_lags(
     call: Callable[[], Awaitable[ApiResponse]], *, exists: Callable[[], Awaitable[ApiResponse]], within: float
 ) -> ApiResponse:
     """``call``, retried while it answers 404 for something that does exist at its owner.
