@@ -1,5 +1,5 @@
-"""The quick bench's invariant part, smaller: start the system like `make up`, run a flash sale through the
-gateway, and require every invariant to hold (timings are never asserted)."""
+"""The quick bench's invariant part, smaller: start the system like `make up`, run a flash sale and an on-sale
+through the waiting room via the gateway, and require every invariant to hold (timings are never asserted)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ticketing_bench.runner import PROFILES, run
 pytestmark = pytest.mark.e2e
 
 
-def test_a_small_flash_sale_keeps_every_invariant_and_writes_the_report() -> None:
+def test_a_small_flash_sale_and_on_sale_keep_every_invariant_and_write_the_report() -> None:
     results_root = Path(tempfile.mkdtemp(prefix="ticketing-bench-test-"))
     try:
         outcome = run(PROFILES["smoke"], results_root=results_root)
@@ -33,11 +33,28 @@ def test_a_small_flash_sale_keeps_every_invariant_and_writes_the_report() -> Non
         assert 1 <= summary["orders_paid"] <= (summary["orders_created"] + 1) // 2
         assert summary["payment_statuses"].get("402 Your card was declined.", 0) >= 1
         assert sale["settle"]["settled"]
+        on_sale = outcome.results["onsale"]
+        assert on_sale["violations"] == [], on_sale["violations"]
+        assert on_sale["draw"]["verified"]
+        assert on_sale["draw"]["entrants"] == PROFILES["smoke"].onsale.buyers
+        assert on_sale["admission"]["admitted"] == PROFILES["smoke"].onsale.buyers
+        assert on_sale["admission"]["order"]["violations"] == 0
+        assert on_sale["without_admission"]["orders"] == 0
+        control = on_sale["sale"]["attempts"]
+        assert control["early"] == {"400 Ticket is not on sale yet": PROFILES["smoke"].onsale.control}
+        assert control["control"] == {"403 Join the waiting room first": PROFILES["smoke"].onsale.control}
+        assert on_sale["sale"]["orders_created"] >= PROFILES["smoke"].onsale.tickets
         written = json.loads((outcome.folder / "results.json").read_text())
         assert written["invariants_ok"] is True
-        assert {t["name"] for t in written["targets"]} >= {"flash sale attempts/s", "flash sale invariant violations"}
+        assert {t["name"] for t in written["targets"]} >= {
+            "flash sale attempts/s",
+            "flash sale invariant violations",
+            "on-sale: admission order equals the draw",
+            "on-sale: orders without admission",
+        }
         assert all(set(t) == {"name", "wanted", "measured", "unit", "met"} for t in written["targets"])
         assert (outcome.folder / "report.md").read_text().startswith("# Benchmark report: smoke")
         assert (outcome.folder / "flash_sale_latency.png").stat().st_size > 10_000
+        assert (outcome.folder / "onsale_admission.png").stat().st_size > 10_000
     finally:
         shutil.rmtree(results_root, ignore_errors=True)

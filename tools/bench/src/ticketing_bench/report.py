@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt
 def _f(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
@@ -125,6 +127,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         # A session never refused is counted at the deadline in the figures, and misses the target by itself.
         met = None if p99 is None else p99 <= 1000 and revoked["not_refused"]["all services"] == 0
         rows.append(_target("session revocation p99 across services", "≤ 1,000", p99, "ms", met))
+    on_sale = results.get("onsale")
+    if on_sale:
+        verified = bool(on_sale["draw"]["verified"])
+        rows.append(
+            _target("on-sale: the draw recomputed gives every buyer's position", "true", verified, "", verified)
+        )
+        order = on_sale["admission"]["order"]
+        in_order = order["checked"] > 0 and not (
+            order["violations"] or order["admitted_until_inversions"] or order["duplicate_positions"]
+        )
+        rows.append(_target("on-sale: admission order equals the draw", "true", in_order, "", in_order))
+        without = on_sale["without_admission"]["orders"]
+        rows.append(_target("on-sale: orders without admission", "0", without, "orders", without == 0))
+        broken = len(on_sale["invariant_problems"])
+        rows.append(_target("on-sale invariant violations", "0", broken, "violations", broken == 0))
     return rows
 
 
@@ -285,6 +302,7 @@ def _markdown(results: dict[str, Any], plots: list[Path]) -> str:
             "",
         ]
     out += _revocation(results.get("revocation"))
+    out += _onsale(results.get("onsale"))
     foot = results.get("footprint")
     if foot:
         out += ["## 5. Footprint", "", "| process | RSS idle MiB | RSS peak (flash sale) MiB | CPU s in the sale |"]
@@ -356,6 +374,108 @@ def _revocation(revoked: dict[str, Any] | None) -> list[str]:
         out += [f"Answers neither live nor refused: {revoked['unexpected_answers']}.", ""]
     if revoked["problems"]:
         out += ["Sessions not measured:", "", *[f"- {p}" for p in revoked["problems"][:20]], ""]
+    return out
+
+
+def _seconds(row: dict[str, Any]) -> str:
+    return f"{row.get('count', 0)} | {_f(row.get('p50'), 2)} | {_f(row.get('p99'), 2)} | {_f(row.get('max'), 2)}"
+
+
+def _onsale(found: dict[str, Any] | None) -> list[str]:
+    if not found:
+        return []
+    size, joins, draw, admission, sale = found["size"], found["joins"], found["draw"], found["admission"], found["sale"]
+    order, without, polls = admission["order"], found["without_admission"], found["polls"]
+    settings = found["queue_settings"]
+    out = [
+        "## 7. On-sale through the waiting room (issue #21)",
+        "",
+        f"One event, {size['tickets']} tickets listed in one call, maxPerBuyer {found['max_per_buyer']}, onSaleAt "
+        f"{found['on_sale_at']}; {joins['joined']} of {joins['buyers']} buyers joined the waiting room before it "
+        f"(the last join answered {_f(joins['last_join_before_on_sale_s'])} s before onSaleAt; join latency p50 "
+        f"{_f(joins['latency_ms'].get('p50'))} ms, p99 {_f(joins['latency_ms'].get('p99'))} ms). Admission at "
+        f"{_f(settings['admit_per_second'], 0)}/s per event (`QUEUE_ADMIT_PER_SECOND`): observed "
+        f"{_f(admission['rate_per_s'])}/s; {admission['admitted']} admitted, {admission['never_admitted']} never.",
+        "",
+        f"**Sold out {_f(sale['sold_out_after_s'], 2)} s after onSaleAt** (every ticket held by an order at once, "
+        f"from the orders' answers; the event page showed `available: 0` after "
+        f"{_f(sale['event_page_sold_out_after_s'], 2)} s). {sale['orders_created']} orders by "
+        f"{sale['buyers_with_orders']} buyers (each wants 1 to maxPerBuyer tickets), {sale['orders_paid']} paid "
+        f"(every second order, {size['pay_after']} s after it), the rest left to expire and sold again to later "
+        f"buyers; at the end {sale['tickets_paid']} tickets paid, {sale['tickets_unsold']} not. Admitted buyers' "
+        f"order latency p50 {_f(sale['order_latency_ms'].get('p50'))} ms, p99 {_f(sale['order_latency_ms'].get('p99'))} "
+        f"ms.",
+        "",
+        f"**Draw verified: {_f(draw['verified'])}** with {draw['reference']}: commitment shown before onSaleAt = "
+        f"sha256(seed) revealed after; {draw.get('entrants', '-')} entrants = the {draw['expected_entrants']} "
+        f"buyers who joined (missing {draw.get('missing_entrants', '-')}, extra {draw.get('extra_entrants', '-')}); "
+        f"{draw.get('positions_checked', '-')} positions told to buyers, "
+        f"{_f(draw.get('position_mismatches'))} different from the recomputed ones. Seed revealed "
+        f"{_f(draw['revealed_after_on_sale_s'], 2)} s after onSaleAt"
+        + (
+            f" (drawn {_f(draw['drawn_after_on_sale_s'], 3)} s after it, the queue's `drawn_at`)."
+            if draw.get("drawn_after_on_sale_s") is not None
+            else "."
+        ),
+        "",
+        f"**Admission order: {order['violations']} buyers proven admitted before a better position**, "
+        f"{order['admitted_until_inversions']} `admittedUntil` inversions along the positions, "
+        f"{order['duplicate_positions']} positions given twice ({order['checked']} admissions checked). Each buyer polls "
+        f"its place sleeping about half the advertised `estimatedWaitSeconds` (between {polls['floor_s']} and "
+        f"{polls['cap_s']} s): {polls['requests']} polls, {_f(polls['per_buyer'])} per buyer, p50 "
+        f"{_f(polls['latency_ms'].get('p50'))} ms, p99 {_f(polls['latency_ms'].get('p99'))} ms. A buyer's admission "
+        f"lies between its last 'waiting' poll sent and its first 'admitted' answer (that window: p50 "
+        f"{_f(order['resolution_s'].get('p50'), 2)} s, max {_f(order['resolution_s'].get('max'), 2)} s); a violation "
+        "needs a better position still answered 'waiting' after this buyer's 'admitted' arrived.",
+        "",
+        "| wait (s) | buyers | p50 | p99 | max |",
+        "|---|---|---|---|---|",
+    ]
+    out += [f"| {name} | {_seconds(row)} |" for name, row in found["waits_s"].items()]
+    attempts = sale["attempts"]
+    out += [
+        "",
+        "'at the queue' = `admittedUntil - QUEUE_ADMISSION_SECONDS` (the queue's own admission time); 'seen by the "
+        "buyer' adds the polling.",
+        "",
+        f"**Orders without admission: {without['orders']}** "
+        f"({', '.join(f'{k}: {v}' for k, v in without['found_by'].items()) or 'none from any source'}; "
+        f"{without['ambiguous']} undecided); before onSaleAt: {without['before_on_sale']}; beyond maxPerBuyer: "
+        f"{without['beyond_max_per_buyer']}. Sources: every answer, the orders database (local run: every order of the "
+        "event against its buyer's admission), and `GET /api/orders` of every buyer never admitted.",
+        "",
+        "| attempt | who | answers | p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+    ]
+    who = {
+        "early": f"{size['control']} buyers who never joined, before onSaleAt",
+        "control": "the same, after the draw",
+        "cheat": f"every {size['cheat_every']}th buyer, once, while ≥ 8 s from admission",
+        "admitted": "admitted buyers",
+        "beyond": f"every {size['beyond_every']}th buyer at maxPerBuyer, one more",
+    }
+    latency = sale.get("latency_ms_by_attempt", {})
+    for kind, answers in attempts.items():
+        lat = latency.get(kind, {})
+        out.append(
+            f"| {kind} | {who.get(kind, kind)} | "
+            + ", ".join(f"`{k}` x {v}" for k, v in answers.items())
+            + f" | {_f(lat.get('p50'))} | {_f(lat.get('p99'))} |"
+        )
+    out += [
+        "",
+        "A 403 comes after `ORDER_ADMISSION_WAIT_SECONDS` (3 s): the orders service first waits for an admission that "
+        "may be on its way.",
+    ]
+    settle = found["settle"]
+    out += [
+        "",
+        f"Invariants of the sale's orders (as the flash sale's, Stripe {'checked' if found.get('stripe_checked') else 'not checked'}): "
+        f"consistent and final {_f(settle.get('seconds_after_load'))} s after the last buyer; "
+        f"{len(found['invariant_problems'])} violations. All on-sale violations: {len(found['violations'])}"
+        + ("." if not found["violations"] else ":\n\n" + "\n".join(f"- {v}" for v in found["violations"][:50])),
+        "",
+    ]
     return out
 
 
@@ -517,6 +637,29 @@ def _plots(folder: Path, results: dict[str, Any]) -> list[Path]:
         ax.grid(True, alpha=0.3)
         ax.legend()
         save(fig, "revocation_latency.png")
+
+    on_sale = results.get("onsale")
+    if on_sale and on_sale["samples"]["position"]:
+        samples = on_sale["samples"]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+        left.scatter(samples["position"], samples["admitted_seen_s"], s=4, label="seen by the buyer", alpha=0.6)
+        queue_side = [
+            (p, t) for p, t in zip(samples["position"], samples["admitted_at_queue_s"], strict=True) if t is not None
+        ]
+        if queue_side:
+            left.scatter([p for p, _ in queue_side], [t for _, t in queue_side], s=4, label="at the queue", alpha=0.6)
+        left.set(xlabel="position in the draw", ylabel="admitted, s after onSaleAt", title="Admission by position")
+        left.grid(True, alpha=0.3)
+        left.legend()
+        for name, values in (
+            ("seen by the buyer", samples["admitted_seen_s"]),
+            ("at the queue", [t for t in samples["admitted_at_queue_s"] if t is not None]),
+        ):
+            _cdf(right, values, name)
+        right.set(xlabel="onSaleAt → admitted (s)", ylabel="% of buyers", title="Waits after onSaleAt")
+        right.grid(True, alpha=0.3)
+        right.legend()
+        save(fig, "onsale_admission.png")
 
     foot = results.get("footprint")
     if foot:

@@ -20,14 +20,15 @@ import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ticketing_bench import client, flash_sale, report, revocation, scenarios, wrk
+from ticketing_bench import client, flash_sale, onsale, report, revocation, scenarios, wrk
 from ticketing_bench.flash_sale import SaleSize
+from ticketing_bench.onsale import OnSaleSize
 from ticketing_bench.revocation import RevocationSize
 from ticketing_bench.scenarios import ExpirySize, LagSize, PathsSize, SaturationSize
 from ticketing_bench.system import System
 from ticketing_launcher.check import check_until_settled
 
-ALL_SCENARIOS = ("floor", "flash_sale", "revocation", "expiry", "saturation", "event_lag", "paths")
+ALL_SCENARIOS = ("floor", "flash_sale", "revocation", "onsale", "expiry", "saturation", "event_lag", "paths")
 LONG_WINDOW = "3600"  # for the scenarios whose orders must not expire while they run
 FLOORS = Path(__file__).resolve().parents[4] / "bench" / "floors"
 
@@ -43,6 +44,7 @@ class Profile:
     write_tickets: int  # fresh tickets for each of POST direct and POST gateway
     saturation: SaturationSize
     revocation: RevocationSize
+    onsale: OnSaleSize
     scenarios: tuple[str, ...] = ALL_SCENARIOS
     floor_seconds: float = 8  # the batched floor's saturated run
 
@@ -58,6 +60,7 @@ PROFILES = {
         write_tickets=1200,
         saturation=SaturationSize(seconds=8, connections=64, tickets=5000, open_loop_seconds=8, open_loop_tickets=2500),
         revocation=RevocationSize(sessions=50),
+        onsale=OnSaleSize(buyers=5000, tickets=1000, connections=64, control=50, lead_seconds=60),
     ),
     "quick": Profile(
         "quick",
@@ -69,6 +72,7 @@ PROFILES = {
         write_tickets=400,
         saturation=SaturationSize(seconds=2, connections=16, tickets=800, open_loop_seconds=2, open_loop_tickets=400),
         revocation=RevocationSize(sessions=20),
+        onsale=OnSaleSize(buyers=500, tickets=100, connections=16, control=20, lead_seconds=15, pay_after=0.5),
         scenarios=tuple(s for s in ALL_SCENARIOS if s != "floor"),
     ),
     # The invariant part of the quick run, smaller still: what `make test` runs (tools/bench/tests).
@@ -82,7 +86,10 @@ PROFILES = {
         write_tickets=50,
         saturation=SaturationSize(seconds=1, connections=8, tickets=100, open_loop_seconds=1, open_loop_tickets=50),
         revocation=RevocationSize(sessions=5),
-        scenarios=("flash_sale",),
+        onsale=OnSaleSize(
+            buyers=40, tickets=10, connections=8, control=4, lead_seconds=10, pay_after=0.3, beyond_every=2
+        ),
+        scenarios=("flash_sale", "onsale"),
     ),
 }
 
@@ -174,8 +181,9 @@ def run(
     results["meta"]["duration_s"] = time.monotonic() - clock
     results["meta"]["load_after"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     sale_ok = not results.get("flash_sale", {}).get("violations")
+    onsale_ok = not results.get("onsale", {}).get("violations")
     final = results.get("final_check")
-    results["invariants_ok"] = sale_ok and (final is None or final["ok"])
+    results["invariants_ok"] = sale_ok and onsale_ok and (final is None or final["ok"])
     results["targets"] = report.targets(results)  # reported, never failing the run
     files = report.write(folder, results)
     return Outcome(folder, results, files)
@@ -294,7 +302,26 @@ async def _scenarios(
             f"{every.get('p99', float('nan')):.1f} ms, max {every.get('max', float('nan')):.1f} ms"
         )
 
-    others = [s for s in wanted if s not in ("flash_sale", "floor", "revocation")]
+    if "onsale" in wanted:
+        if "nats" in system.urls and "database" in system.urls:
+            await system.wait_quiet(60)
+        results["onsale"] = await onsale.measure(
+            system,
+            profile.onsale,
+            existing=buyers,
+            order_window=profile.order_window,
+            progress=display.counter,
+            say=display.say,
+        )
+        found = results["onsale"]
+        display.say(
+            f"on-sale: {found['admission']['admitted']} admitted, draw verified {found['draw']['verified']}, "
+            f"{found['admission']['order']['violations']} admission order violations, "
+            f"{found['without_admission']['orders']} orders without admission, {len(found['violations'])} violations"
+            + ("" if not found["violations"] else f" — first: {found['violations'][0]}")
+        )
+
+    others = [s for s in wanted if s not in ("flash_sale", "floor", "revocation", "onsale")]
     if not others:
         return await _final_check(system, results, display)
     if not system.local:

@@ -41,6 +41,7 @@ class System:
     log_file: IO[str] | None = None
     stripe_key: str = STRIPE_KEY
     order_window: float | None = None
+    environ: dict[str, str] = field(default_factory=dict)  # the settings the local system was started with
     _processes: dict[str, psutil.Process] = field(default_factory=dict)
     _children_seen: dict[int, psutil.Process] = field(default_factory=dict)
 
@@ -64,7 +65,14 @@ class System:
         # Not under pytest's tmp_path: the embedded PostgreSQL may run as its own OS user that must reach it.
         state_root = Path(tempfile.mkdtemp(prefix="ticketing-bench-"))
         stack = Stack(state_dir=state_root / "state", gateway_port=free_port(), environ=environ, log_sink=log_file)
-        system = cls(urls=stack.urls, stack=stack, state_root=state_root, log_file=log_file, order_window=order_window)
+        system = cls(
+            urls=stack.urls,
+            stack=stack,
+            state_root=state_root,
+            log_file=log_file,
+            order_window=order_window,
+            environ=environ,
+        )
         try:
             stack.start()
             stack.wait_healthy(timeout=120)
