@@ -116,6 +116,17 @@ def test_entrants_must_be_exactly_the_buyers_who_joined() -> None:
     assert "could not be read after" in _problems(before, None, {}, USERS)  # type: ignore[arg-type]
 
 
+def test_a_join_answered_after_on_sale_may_be_in_the_draw_or_behind_it() -> None:
+    late, straddling = str(uuid.uuid4()), USERS[-1]
+    before, after = _draw()  # the straddling join (sent before onSaleAt, answered after) made it into the draw
+    told: dict[str, int | None] = {**_told(after), late: len(USERS) + 1}
+    result = check_draw(load_algorithm(), before, after, told, USERS[:-1], [straddling])
+    assert result["verified"], result["problems"]
+    assert result["expected_entrants"] == len(USERS) - 1
+    told[late] = 3  # a late joiner placed inside the lottery
+    assert "1 buyers were told another position" in _problems(before, after, told, USERS[:-1])
+
+
 def _admissions(windows: list[tuple[float | None, float]]) -> list[Admission]:
     """Position i+1 was last seen waiting at windows[i][0] and first seen admitted at windows[i][1]; the queue
     admitted the positions in order (admittedUntil grows with them)."""

@@ -80,6 +80,7 @@ class OnSaleSize:
     max_per_buyer: int = 4
     pay_after: float = 1.0
     refresh_after: int = 3  # an admitted buyer reads the listing again after this many failed attempts in a row
+    patience: int = 2  # and gives up after this many such readings without an order
     poll_floor: float = 0.5  # shortest sleep between two polls of one buyer
     poll_cap: float = 15.0  # longest
 
@@ -134,18 +135,22 @@ def check_draw(
     algorithm: DrawAlgorithm,
     before: Mapping[str, Any] | None,
     after: Mapping[str, Any] | None,
-    reported: Mapping[str, int | None],
+    told: Mapping[str, int | None],
     joined: Iterable[str],
+    maybe: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The draw as published against what the buyers were told. ``before``: ``GET /draw`` before ``onSaleAt``;
-    ``after``: once drawn; ``reported``: user id -> the position the queue answered that buyer (None: never seen);
-    ``joined``: the user ids that joined before ``onSaleAt`` (the entrants there must be, no more, no less)."""
+    ``after``: once drawn; ``told``: user id -> the position the queue answered that buyer (None: never seen);
+    ``joined``: the users whose join was answered before ``onSaleAt`` (each must be an entrant); ``maybe``: those
+    whose join was sent before it and answered after (they may be). Every entrant must be one of them; an entrant
+    must have been told its recomputed position, anyone else a position after the lottery's."""
     problems: list[str] = []
-    joined_hashes = {user_id: algorithm.entrant_hash(user_id) for user_id in joined}
+    hashes = {user_id: algorithm.entrant_hash(user_id) for user_id in (*joined, *maybe, *told)}
+    certain = {hashes[user_id] for user_id in joined}
     result: dict[str, Any] = {
         "reference": algorithm.source,
         "algorithm": (after or before or {}).get("algorithm"),
-        "expected_entrants": len(joined_hashes),
+        "expected_entrants": len(certain),
     }
     if before is None or after is None:
         problems.append("the draw could not be read " + ("before onSaleAt" if before is None else "after it"))
@@ -160,22 +165,24 @@ def check_draw(
         problems.append(f"the reference algorithm refuses the draw: {exc}")
         by_hash = {}
     published = set(after.get("entrants") or ())
-    missing = sorted(u for u, h in joined_hashes.items() if h not in published)
-    extra = len(published - set(joined_hashes.values()))
+    missing = sorted(u for u in joined if hashes[u] not in published)
+    extra = len(published - certain - {hashes[u] for u in maybe})
     if missing:
         problems.append(f"{len(missing)} buyers who joined before onSaleAt are not entrants (first: {missing[0]})")
     if extra:
         problems.append(f"{extra} entrants are none of the buyers who joined")
     mismatches = []
-    for user_id, position in reported.items():
-        expected = by_hash.get(joined_hashes.get(user_id) or algorithm.entrant_hash(user_id))
-        if position != expected:
+    lottery = len(published)
+    for user_id, position in told.items():
+        expected = by_hash.get(hashes[user_id])
+        wrong = position != expected if expected is not None else position is not None and position <= lottery
+        if wrong:
             mismatches.append({"user": user_id, "told": position, "recomputed": expected})
     if by_hash and mismatches:
         first = mismatches[0]
         problems.append(
             f"{len(mismatches)} buyers were told another position than the recomputed one (first: {first['user']} "
-            f"told {first['told']}, recomputed {first['recomputed']})"
+            f"told {first['told']}, recomputed {first['recomputed'] or f'after the {lottery} of the lottery'})"
         )
     return {
         **result,
@@ -183,7 +190,7 @@ def check_draw(
         "entrants": len(published),
         "missing_entrants": len(missing),
         "extra_entrants": extra,
-        "positions_checked": len(reported),
+        "positions_checked": len(told),
         "position_mismatches": len(mismatches) if by_hash else None,
         "problems": problems,
     }
@@ -310,8 +317,10 @@ class OnSaleRecord:
     payment_statuses: list[str] = field(default_factory=list)
     listing_reads: int = 0
     first_empty_listing: float | None = None
+    gave_up: int = 0  # admitted buyers who gave up (patience) with tickets still listed
     page_sold_out: float | None = None  # wall clock: the event page first showed tickets.available == 0
     page_reads: int = 0
+    joins_started: float | None = None
     joins_done: float | None = None
     started: float = 0.0  # monotonic, for flash_sale.settle
     ended: float = 0.0
@@ -466,15 +475,22 @@ async def sale(
     payments: list[asyncio.Task[None]] = []
     pays_next = 0
 
-    async def listing(http: http1.Pool) -> list[str]:
+    async def page(http: http1.Pool, cursor: str | None = None) -> tuple[list[str], str | None]:
+        """One page (100) of the event's listing of available tickets, and the cursor of the next."""
         try:
-            reply = await http.call("GET", f"/api/tickets?eventId={eid}&limit=100")
+            reply = await http.call(
+                "GET", f"/api/tickets?eventId={eid}&limit=100" + (f"&cursor={cursor}" if cursor else "")
+            )
         except http1.ERRORS:
-            return []
+            return [], None
         record.listing_reads += 1
         if reply.status != 200:
-            return []
-        return [t["id"] for t in reply.body["tickets"] if t["id"] in ours and t.get("orderId") is None]
+            return [], None
+        found = [t["id"] for t in reply.body["tickets"] if t["id"] in ours and t.get("orderId") is None]
+        return found, reply.body.get("next")
+
+    async def listing(http: http1.Pool) -> list[str]:
+        return (await page(http))[0]
 
     async def pay(http: http1.Pool, win: Win) -> None:
         await asyncio.sleep(size.pay_after)
@@ -592,16 +608,26 @@ async def sale(
 
     async def buy(orders: http1.Pool, paying: http1.Pool, buyer: Buyer) -> None:
         seen: list[str] = []
-        bought = failed = 0
+        cursor: str | None = None
+        bought = failed = rounds = 0
         while bought < buyer.wants:
             if not seen or failed >= size.refresh_after:
-                seen, failed = await listing(orders), 0
+                rounds += 1 if failed else 0
+                if rounds > size.patience:
+                    record.gave_up += 1
+                    return
+                # The first page, then the next one after each round of failures (every buyer starts at the top
+                # of the list and scrolls down), back to the first after the last.
+                seen, following = await page(orders, cursor)
+                if not seen and cursor is not None:
+                    seen, following = await page(orders)
+                failed, cursor = 0, following
                 if not seen:
                     record.first_empty_listing = record.first_empty_listing or time.time()
                     return
             attempt = await order(orders, paying, buyer, "admitted", seen.pop(rng.randrange(len(seen))))
             if attempt.status == 201:
-                bought, failed = bought + 1, 0
+                bought, failed, rounds = bought + 1, 0, 0
             elif attempt.status == 400 and "at most" in attempt.label:
                 return
             elif attempt.status == 403:
@@ -667,12 +693,13 @@ async def sale(
         http1.Pool(base, size.connections) as paying,
         # The attempts that must be refused wait ORDER_ADMISSION_WAIT_SECONDS for an admission before their 403:
         # their own connections, so they never hold up the admitted buyers' orders.
-        http1.Pool(base, max(4, size.control)) as refused,
+        http1.Pool(base, size.control + 16) as refused,
         http1.Pool(base, 4) as watching,
     ):
         reply = await watching.call("GET", f"/api/queue/{eid}/draw")
         record.draw_before = reply.body if reply.status == 200 else None
         step(f"on-sale: {size.buyers} buyers join before onSaleAt ({record.on_sale_at:%H:%M:%S})")
+        record.joins_started = time.time()
         await asyncio.gather(*(join(polls, b) for b in buyers))
         record.joins_done = time.time()
         record.started = time.monotonic()
@@ -872,12 +899,14 @@ def summarise(
     t0 = record.on_sale_ts
     joined = [b for b in record.buyers if b.joined]
     joined_before = [b for b in joined if b.join_received is not None and b.join_received < t0]
+    straddling = [b for b in joined if b not in joined_before and b.join_sent is not None and b.join_sent < t0]
     draw = check_draw(
         algorithm,
         record.draw_before,
         record.draw_after,
-        {b.user.id: b.position for b in joined_before},
+        {b.user.id: b.position for b in joined},
         [b.user.id for b in joined_before],
+        [b.user.id for b in straddling],
     )
     draw["revealed_after_on_sale_s"] = None if record.draw_seen is None else record.draw_seen - t0
     draw["drawn_after_on_sale_s"] = None if drawn_at is None else drawn_at - t0
@@ -918,6 +947,10 @@ def summarise(
         if w.order_id in record.created_at
     ]
     sold_out = sold_out_at(held, len(record.tickets))
+    first_orders: dict[str, float] = {}  # ticket -> its first order's 201
+    for created, ticket, _ in sorted(held):
+        first_orders.setdefault(ticket, created)
+    every_ticket_ordered = max(first_orders.values()) if len(first_orders) == len(record.tickets) else None
     attempts = [a for b in (*record.buyers, *record.control) for a in b.attempts]
     by_kind: dict[str, dict[str, int]] = {}
     for kind in ("early", "control", "cheat", "admitted", "beyond"):
@@ -969,6 +1002,10 @@ def summarise(
             "statuses": count_by(record.join_statuses),
             "latency_ms": _ms(summary(record.join_latencies)),
             "last_join_before_on_sale_s": None if record.joins_done is None else t0 - record.joins_done,
+            "joined_after_on_sale": len(joined) - len(joined_before),
+            "seconds": None
+            if record.joins_started is None or record.joins_done is None
+            else record.joins_done - record.joins_started,
         },
         "draw": draw,
         "admission": {
@@ -990,6 +1027,8 @@ def summarise(
         "sale": {
             "sold_out_after_s": None if sold_out is None else sold_out - t0,
             "event_page_sold_out_after_s": None if record.page_sold_out is None else record.page_sold_out - t0,
+            "every_ticket_ordered_after_s": None if every_ticket_ordered is None else every_ticket_ordered - t0,
+            "buyers_who_gave_up": record.gave_up,
             "first_empty_listing_after_s": None
             if record.first_empty_listing is None
             else record.first_empty_listing - t0,

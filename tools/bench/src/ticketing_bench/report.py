@@ -377,6 +377,10 @@ def _revocation(revoked: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def _rate(count: int, seconds: float | None) -> float | None:
+    return count / seconds if seconds else None
+
+
 def _seconds(row: dict[str, Any]) -> str:
     return f"{row.get('count', 0)} | {_f(row.get('p50'), 2)} | {_f(row.get('p99'), 2)} | {_f(row.get('max'), 2)}"
 
@@ -391,24 +395,33 @@ def _onsale(found: dict[str, Any] | None) -> list[str]:
         "## 7. On-sale through the waiting room (issue #21)",
         "",
         f"One event, {size['tickets']} tickets listed in one call, maxPerBuyer {found['max_per_buyer']}, onSaleAt "
-        f"{found['on_sale_at']}; {joins['joined']} of {joins['buyers']} buyers joined the waiting room before it "
-        f"(the last join answered {_f(joins['last_join_before_on_sale_s'])} s before onSaleAt; join latency p50 "
-        f"{_f(joins['latency_ms'].get('p50'))} ms, p99 {_f(joins['latency_ms'].get('p99'))} ms). Admission at "
+        f"{found['on_sale_at']}; {joins['joined_before_on_sale']} of {joins['buyers']} buyers joined the waiting room "
+        f"before it, all at once over {size['connections']} connections: {_f(joins.get('seconds'))} s, "
+        f"{_f(_rate(joins['joined'], joins.get('seconds')), 0)} joins/s (p50 {_f(joins['latency_ms'].get('p50'))} ms "
+        f"with the wait for a connection); the last answered {_f(joins['last_join_before_on_sale_s'])} s before "
+        f"onSaleAt"
+        + (f", {joins['joined_after_on_sale']} after it" if joins.get("joined_after_on_sale") else "")
+        + ". Admission at "
         f"{_f(settings['admit_per_second'], 0)}/s per event (`QUEUE_ADMIT_PER_SECOND`): observed "
         f"{_f(admission['rate_per_s'])}/s; {admission['admitted']} admitted, {admission['never_admitted']} never.",
         "",
-        f"**Sold out {_f(sale['sold_out_after_s'], 2)} s after onSaleAt** (every ticket held by an order at once, "
-        f"from the orders' answers; the event page showed `available: 0` after "
-        f"{_f(sale['event_page_sold_out_after_s'], 2)} s). {sale['orders_created']} orders by "
-        f"{sale['buyers_with_orders']} buyers (each wants 1 to maxPerBuyer tickets), {sale['orders_paid']} paid "
-        f"(every second order, {size['pay_after']} s after it), the rest left to expire and sold again to later "
+        f"**Sold out {_f(sale.get('every_ticket_ordered_after_s'), 2)} s after onSaleAt** (every ticket ordered "
+        f"once). Unpaid orders expire and their tickets are sold again: every ticket was held by an order at once "
+        f"after {_f(sale['sold_out_after_s'], 2)} s (from the orders' answers and expiresAt), and the event page "
+        f"first showed `available: 0` after {_f(sale['event_page_sold_out_after_s'], 2)} s. {sale['orders_created']} "
+        f"orders by "
+        f"{sale['buyers_with_orders']} buyers (each wants 1 to maxPerBuyer tickets, reads the event's listing, tries "
+        f"its tickets, reads it again after {size.get('refresh_after', 3)} failures, gives up after "
+        f"{size.get('patience', 3)} such readings: {sale.get('buyers_who_gave_up', 0)} did), {sale['orders_paid']} "
+        f"paid (every second order, {size['pay_after']} s after it), the rest left to expire and sold again to later "
         f"buyers; at the end {sale['tickets_paid']} tickets paid, {sale['tickets_unsold']} not. Admitted buyers' "
         f"order latency p50 {_f(sale['order_latency_ms'].get('p50'))} ms, p99 {_f(sale['order_latency_ms'].get('p99'))} "
         f"ms.",
         "",
         f"**Draw verified: {_f(draw['verified'])}** with {draw['reference']}: commitment shown before onSaleAt = "
         f"sha256(seed) revealed after; {draw.get('entrants', '-')} entrants = the {draw['expected_entrants']} "
-        f"buyers who joined (missing {draw.get('missing_entrants', '-')}, extra {draw.get('extra_entrants', '-')}); "
+        f"buyers who joined before onSaleAt (missing {draw.get('missing_entrants', '-')}, extra "
+        f"{draw.get('extra_entrants', '-')}); "
         f"{draw.get('positions_checked', '-')} positions told to buyers, "
         f"{_f(draw.get('position_mismatches'))} different from the recomputed ones. Seed revealed "
         f"{_f(draw['revealed_after_on_sale_s'], 2)} s after onSaleAt"

@@ -60,7 +60,7 @@ PROFILES = {
         write_tickets=1200,
         saturation=SaturationSize(seconds=8, connections=64, tickets=5000, open_loop_seconds=8, open_loop_tickets=2500),
         revocation=RevocationSize(sessions=50),
-        onsale=OnSaleSize(buyers=5000, tickets=1000, connections=64, control=50, lead_seconds=60),
+        onsale=OnSaleSize(buyers=5000, tickets=1000, connections=64, control=50, lead_seconds=40, cheat_every=50),
     ),
     "quick": Profile(
         "quick",
