@@ -192,7 +192,7 @@ class System:
             nc = await nats.connect(self.urls["nats"], connect_timeout=3, max_reconnect_attempts=1)
             try:
                 for info in await nc.jetstream().consumers_info("TICKETING"):
-                    if info.name.startswith(("auth-", "tickets-", "orders-", "expiration-", "payments-")):
+                    if info.name.startswith(("auth-", "tickets-", "orders-", "expiration-", "payments-", "queue-")):
                         outstanding[info.name] = (info.num_pending or 0) + (info.num_ack_pending or 0)
             finally:
                 await nc.close()
