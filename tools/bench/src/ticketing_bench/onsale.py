@@ -9,7 +9,8 @@ What is checked, each from what the system publishes:
   draw (seed and entrants); the positions recomputed by the reference script ``services/queue/verify_draw.py``
   (loaded from the repository, so the bench checks the published algorithm; the bench's own copy of
   queue-draw-v1 only when the script is not there, said in the report) and compared with the position the queue
-  told every buyer; the entrants must be exactly the buyers who joined;
+  told every buyer; the entrants must be exactly the buyers whose join was answered before ``onSaleAt`` (a join
+  answered after it may be one; a non-entrant must be told a place behind the lottery);
 - **admission in draw order**: each buyer polls its place (``GET /api/queue/:eventId``), sleeping about half the
   advertised ``estimatedWaitSeconds`` (at least ``poll_floor``, at most ``poll_cap``), so its admission lies
   between the sending of its last "waiting" poll and the arrival of its first "admitted" one. A buyer admitted
@@ -27,9 +28,14 @@ What is checked, each from what the system publishes:
   (:func:`ticketing_bench.flash_sale.verify`, :func:`~ticketing_bench.flash_sale.settle`), then the runner's final
   consistency check.
 
-Figures: time from ``onSaleAt`` to sold out (every ticket held by an order at once, from the orders' answers, and
-the event page's ``tickets.available`` reaching 0), waits from joining and from ``onSaleAt`` to admission, as the
-buyers saw them and at the queue (``admittedUntil - QUEUE_ADMISSION_SECONDS``), p50/p99.
+The buying: an admitted buyer wants 1 to ``maxPerBuyer`` tickets; it reads the event's listing (100 a page), tries
+random tickets of the page, reads the next page after ``refresh_after`` failures (the first again after the last)
+and gives up after ``patience`` such rounds without an order, or when the listing is empty.
+
+Figures: time from ``onSaleAt`` to sold out (every ticket ordered once; and every ticket held by an order at once,
+from the orders' answers and expiresAt, and the event page's ``tickets.available`` reaching 0: unpaid orders expire
+and their tickets come back), waits from joining and from ``onSaleAt`` to admission, as the buyers saw them and at
+the queue (``admittedUntil - QUEUE_ADMISSION_SECONDS``), p50/p99.
 """
 
 from __future__ import annotations
