@@ -99,7 +99,13 @@ def test_api_paths_no_service_owns_still_answer_the_shared_json_404(system: Syst
 
 
 def test_the_stylesheet_and_scripts_come_from_the_client_itself(system: System) -> None:
-    for path in ("/static/app.css", "/static/order.js", "/static/queue.js", "/static/local-times.js"):
+    for path in (
+        "/static/app.css",
+        "/static/live-panel.js",
+        "/static/order.js",
+        "/static/queue.js",
+        "/static/local-times.js",
+    ):
         assert httpx.get(system.url + path).status_code == 200
 
 

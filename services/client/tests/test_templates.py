@@ -459,7 +459,11 @@ def test_the_waiting_room_before_the_draw_shows_the_commitment_and_polls() -> No
     assert refresh.attrs["content"].endswith("/queue?waiting=1")
     assert refresh.parent is not None
     assert refresh.parent.tag == "noscript"
-    assert [s.attrs["src"] for s in doc.find_all("script")] == ["/static/queue.js", "/static/local-times.js"]
+    assert [s.attrs["src"] for s in doc.find_all("script")] == [
+        "/static/live-panel.js",
+        "/static/queue.js",
+        "/static/local-times.js",
+    ]
 
 
 def test_the_waiting_room_after_the_draw_shows_the_place_ahead_wait_and_the_revealed_seed() -> None:

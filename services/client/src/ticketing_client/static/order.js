@@ -50,8 +50,7 @@
   }
 
   function poll() {
-    fetch(panel.dataset.statusUrl, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
-      .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
+    window.livePanel.getJson(panel.dataset.statusUrl)
       .then(function (status) {
         if (status.state !== panel.dataset.state) { return refresh(); }
         schedule(pollInterval());
@@ -60,14 +59,8 @@
   }
 
   function refresh() {
-    return fetch(panel.dataset.panelUrl, { credentials: "same-origin", cache: "no-store", headers: { Accept: "text/html" } })
-      .then(function (response) { return response.ok ? response.text() : Promise.reject(response.status); })
-      .then(function (html) {
-        var template = document.createElement("template");
-        template.innerHTML = html.trim();
-        var fresh = template.content.firstElementChild;
-        if (!fresh || fresh.id !== "order-panel") { return Promise.reject("unexpected panel"); }
-        panel.replaceWith(fresh);
+    return window.livePanel.replacePanel(panel, panel.dataset.panelUrl, "order-panel")
+      .then(function (fresh) {
         panel = fresh;
         if (announcer) { announcer.textContent = "Order status: " + panel.dataset.label; }
         start();

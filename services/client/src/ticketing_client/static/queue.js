@@ -23,8 +23,7 @@
   }
 
   function poll() {
-    fetch(panel.dataset.statusUrl, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
-      .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
+    window.livePanel.getJson(panel.dataset.statusUrl)
       .then(function (place) {
         if (place.state === "admitted" && panel.dataset.state === "waiting") {
           if (announcer) { announcer.textContent = "It is your turn: opening the tickets"; }
@@ -41,14 +40,8 @@
   }
 
   function refresh() {
-    return fetch(panel.dataset.panelUrl, { credentials: "same-origin", cache: "no-store", headers: { Accept: "text/html" } })
-      .then(function (response) { return response.ok ? response.text() : Promise.reject(response.status); })
-      .then(function (html) {
-        var template = document.createElement("template");
-        template.innerHTML = html.trim();
-        var fresh = template.content.firstElementChild;
-        if (!fresh || fresh.id !== "queue-panel") { return Promise.reject("unexpected panel"); }
-        panel.replaceWith(fresh);
+    return window.livePanel.replacePanel(panel, panel.dataset.panelUrl, "queue-panel")
+      .then(function (fresh) {
         panel = fresh;
         if (window.localizeTimes) { window.localizeTimes(panel); }
         var status = document.getElementById("queue-status");
