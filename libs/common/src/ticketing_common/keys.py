@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+logger = logging.getLogger("ticketing.sessions")
 
 ALGORITHM = "EdDSA"
 
@@ -227,6 +230,7 @@ class KeyRingFile:
                 stamp = self._stamp()
                 if stamp != self._seen:
                     self._ring, self._seen = read_key_ring(self.path), stamp
-            except (OSError, KeyFileError):
-                pass  # a rotation half-way through a secret's update: keep signing with what was read last
+            except (OSError, KeyFileError) as exc:
+                # Keep signing with what was read last; say so, or a broken rotation would go unnoticed.
+                logger.warning("cannot read the session key file again", extra={"error": str(exc)})
         return self._ring

@@ -144,3 +144,16 @@ def test_when_a_key_activates_survives_the_file(tmp_path: Path) -> None:
 
     assert again.keys[0].activates == 2060
     assert again.signing_key_at(2059).kid == ring.keys[1].kid
+
+
+def test_auth_keeps_signing_with_the_last_good_ring_when_a_rotation_leaves_a_broken_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "keys.json"
+    good = rotate_key_file(path, token_seconds=DAY)
+    ring_file = KeyRingFile(path, check_every=0)
+
+    path.write_text("not json")
+
+    assert ring_file.ring.signing_key.kid == good.signing_key.kid
+    assert "cannot read the session key file again" in caplog.text
