@@ -16,6 +16,7 @@ from yarl import URL
 
 from ticketing_common.embedded import free_port
 from ticketing_common.routes import ROUTES, route_for
+from ticketing_common.testing import recording_spans
 from ticketing_gateway.config import Settings
 from ticketing_gateway.main import create_app
 
@@ -187,3 +188,35 @@ def test_a_service_url_is_refused_at_start_unless_it_is_a_scheme_host_and_port(u
 
 def test_a_service_url_may_end_with_a_slash_and_a_service_without_one_is_not_routed() -> None:
     assert Settings(auth_url="http://127.0.0.1:9000/").upstreams() == {"auth": URL("http://127.0.0.1:9000")}
+
+
+def traceparent_echo() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/api/tickets")
+    async def tickets(request: Request) -> dict[str, str | None]:
+        return {"traceparent": request.headers.get("traceparent")}
+
+    return app
+
+
+async def test_with_tracing_on_the_upstream_continues_the_gateways_span_of_the_callers_trace() -> None:
+    caller_trace, caller_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    with recording_spans("gateway") as spans:
+        async with serve(traceparent_echo()) as tickets, gateway(tickets_url=tickets) as client:
+            response = await client.get("/api/tickets", headers={"traceparent": f"00-{caller_trace}-{caller_span}-01"})
+        [span] = spans.named("GET /api/tickets")
+    _, trace_id, parent_id, _ = response.json()["traceparent"].split("-")
+    assert trace_id == caller_trace == f"{span.context.trace_id:032x}"
+    assert parent_id == f"{span.context.span_id:016x}"
+    assert span.parent is not None
+    assert f"{span.parent.span_id:016x}" == caller_span
+    assert span.attributes is not None
+    assert span.attributes["http.response.status_code"] == 200
+
+
+async def test_with_tracing_off_the_callers_trace_context_is_forwarded_untouched() -> None:
+    sent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with serve(traceparent_echo()) as tickets, gateway(tickets_url=tickets) as client:
+        response = await client.get("/api/tickets", headers={"traceparent": sent})
+    assert response.json() == {"traceparent": sent}

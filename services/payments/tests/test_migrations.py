@@ -27,6 +27,7 @@ COLUMNS = {
         ("expires_at", "timestamp with time zone", False, None),
         ("version", "integer", False, None),
         ("charge_attempt", "integer", False, "0"),
+        ("trace_parent", "character varying(55)", True, None),
     ],
     "users": [
         ("id", "uuid", False, None),

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from ticketing_common import tracing
 from ticketing_common.auth import JwksKeys, PublicKeys, SessionVerifier
 from ticketing_common.config import ServiceSettings
 from ticketing_common.db import Database, create_database
@@ -29,7 +30,7 @@ from ticketing_common.errors import (
 from ticketing_common.events.catalogue import Event
 from ticketing_common.events.listener import Listener
 from ticketing_common.events.runtime import EventRuntime
-from ticketing_common.logging import configure_logging
+from ticketing_common.logging import configure_observability
 from ticketing_common.metrics import Metrics
 from ticketing_common.middleware import BodyLimitMiddleware, RequestMiddleware
 from ticketing_common.process import freeze_startup_heap
@@ -57,7 +58,7 @@ def create_app(
     database, JetStream and clients), once, when NATS is connected. Session cookies are checked with
     ``session_keys`` (auth's own key ring) or else with the JWK Set at ``JWKS_URL``.
     """
-    configure_logging(settings.service_name, level=settings.log_level, json_lines=settings.log_json)
+    configure_observability(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,6 +91,7 @@ def create_app(
             if loading is not None:
                 loading.cancel()
             await db.pool.close()
+            await asyncio.to_thread(tracing.flush_tracing)
 
     app = FastAPI(title=title, lifespan=lifespan, version="1.0.0")
     app.state.settings = settings

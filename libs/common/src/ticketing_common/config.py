@@ -21,7 +21,19 @@ HEADER_TIMEOUT_SECONDS = 10.0
 MAX_SESSION_SECONDS = int(STREAM_MAX_AGE_SECONDS)
 
 
-class ServiceSettings(BaseSettings):
+class ObservabilitySettings(BaseSettings):
+    """How a process logs and traces: every service, the gateway and the web client."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    service_name: str = "service"
+    log_level: str = "INFO"
+    log_json: bool = True
+    # Spans go over OTLP/HTTP to <endpoint>/v1/traces when set; tracing is off otherwise (ticketing_common.tracing).
+    otel_exporter_otlp_endpoint: str = ""
+
+
+class ServiceSettings(ObservabilitySettings):
     """Configuration common to every service; each field is an environment variable of the same name."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -54,8 +66,6 @@ class ServiceSettings(BaseSettings):
         description="Comma-separated IPs/CIDRs of the proxies whose X-Forwarded-For is believed (client_address).",
     )
     header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS  # a connection's request headers arrive within this
-    log_level: str = "INFO"
-    log_json: bool = True
     # A successful request or handled event gets no log line of its own (/metrics counts them; the cost is in
     # bench/README.md): only failures, the slow ones, one in LOG_SAMPLE_EVERY (0: none), or all at DEBUG.
     log_slow_seconds: float = Field(default=DEFAULT_SLOW_SECONDS, gt=0)

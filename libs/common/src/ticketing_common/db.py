@@ -21,6 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from ticketing_common import tracing
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -97,15 +99,17 @@ class UnitOfWork:
         from ticketing_common.events.catalogue import encode_text  # the events package imports this module
 
         event_id = event_id or uuid.uuid4()
+        all_headers = {
+            **cloudevent_headers(event_id=event_id, subject=event.subject, source=self.source, time=utcnow()),
+            **(headers or {}),
+        }
+        tracing.inject(all_headers)
         self.staged.append(
             OutboxMessage(
                 event_id=event_id,
                 subject=subject or str(event.subject),
                 payload=encode_text(event),
-                headers={
-                    **cloudevent_headers(event_id=event_id, subject=event.subject, source=self.source, time=utcnow()),
-                    **(headers or {}),
-                },
+                headers=all_headers,
                 event=event,
             )
         )

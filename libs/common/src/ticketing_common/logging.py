@@ -7,7 +7,12 @@ import logging
 import sys
 import traceback
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ticketing_common import tracing
+
+if TYPE_CHECKING:
+    from ticketing_common.config import ObservabilitySettings
 
 DEFAULT_SLOW_SECONDS = 1.0
 
@@ -35,6 +40,8 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
+        if (ids := tracing.current_ids()) is not None:
+            entry["trace_id"], entry["span_id"] = ids
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception"] = "".join(traceback.format_exception(*record.exc_info))
         return json.dumps(entry, default=str)
@@ -47,10 +54,18 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         extras = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_"))
+        if (ids := tracing.current_ids()) is not None:
+            extras += f" trace_id={ids[0]}"
         line = f"{record.levelname.lower():7} {record.name}: {record.getMessage()} {extras}".rstrip()
         if record.exc_info and record.exc_info[0] is not None:
             line += "\n" + "".join(traceback.format_exception(*record.exc_info))
         return line
+
+
+def configure_observability(settings: ObservabilitySettings) -> None:
+    """This process's logs, and its traces when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set."""
+    configure_logging(settings.service_name, level=settings.log_level, json_lines=settings.log_json)
+    tracing.configure_tracing(settings.service_name, endpoint=settings.otel_exporter_otlp_endpoint)
 
 
 def configure_logging(service: str, *, level: str = "INFO", json_lines: bool = True) -> None:

@@ -8,9 +8,11 @@ import time
 import uuid
 from typing import Any
 
+from opentelemetry.trace import Span
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ticketing_common import tracing
 from ticketing_common.db import is_connection_error
 from ticketing_common.errors import (
     CustomError,
@@ -86,7 +88,8 @@ class BodyLimitMiddleware:
 
 class RequestMiddleware:
     """Request id, metrics, a log line for each failed (5xx), slow or sampled request (every one at DEBUG), operational
-    paths refused through a proxy, and the last-resort error answer in the shared format."""
+    paths refused through a proxy, the last-resort error answer in the shared format, and the request's span when
+    tracing is on."""
 
     def __init__(
         self, app: ASGIApp, *, metrics: Metrics, slow_seconds: float = DEFAULT_SLOW_SECONDS, sample_every: int = 0
@@ -98,7 +101,13 @@ class RequestMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
+        elif tracing.tracer is None:
+            await self._serve(scope, receive, send, None)
+        else:
+            with tracing.server_span(scope) as span:
+                await self._serve(scope, receive, send, span)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, span: Span | None) -> None:
         started = time.perf_counter()
         request_id = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")[:100] or uuid.uuid4().hex
         status = 500
@@ -121,7 +130,8 @@ class RequestMiddleware:
                 raise
             status = await self._answer_error(exc, scope, send, request_id)
         finally:
-            self._observe(scope, status, time.perf_counter() - started, request_id)
+            route = self._observe(scope, status, time.perf_counter() - started, request_id)
+            tracing.finish_server_span(span, method=scope["method"], route=route, status=status)
 
     async def _answer_error(self, exc: Exception, scope: Scope, send: Send, request_id: str) -> int:
         error: CustomError | None = exc if isinstance(exc, CustomError) else None
@@ -144,13 +154,14 @@ class RequestMiddleware:
         await send({"type": "http.response.body", "body": json.dumps(body).encode()})
         return status
 
-    def _observe(self, scope: Scope, status: int, duration: float, request_id: str) -> None:
+    def _observe(self, scope: Scope, status: int, duration: float, request_id: str) -> str:
+        """Count and maybe log the request; returns its route template."""
         route = _route_template(scope)
         method = scope["method"]
         self.metrics.requests.labels(method, route, str(status)).inc()
         self.metrics.request_latency.labels(method, route).observe(duration)
         if is_operational_path(route):
-            return
+            return route
         level = logging.WARNING if status >= 500 else self.routine.level(duration)
         if level is not None:
             logger.log(
@@ -165,6 +176,7 @@ class RequestMiddleware:
                     "duration_ms": round(duration * 1000, 2),
                 },
             )
+        return route
 
 
 def _route_template(scope: Scope) -> str:

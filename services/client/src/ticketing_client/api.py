@@ -18,6 +18,7 @@ import aiohttp
 
 from ticketing_client.config import Settings
 from ticketing_client.presenters import retry_after_text
+from ticketing_common import tracing
 from ticketing_common.auth import COOKIE_NAME
 from ticketing_common.errors import CustomError, ErrorItem, ServiceUnavailableError
 from ticketing_common.routes import route_for
@@ -142,6 +143,7 @@ class Api:
             headers["Cookie"] = f"{COOKIE_NAME}={self.session}"
         if self.request_id:
             headers["X-Request-Id"] = self.request_id
+        tracing.inject(headers)
         try:
             async with self.http.request(
                 method, self.url(path), json=json, params=params, headers=headers, allow_redirects=False

@@ -10,12 +10,13 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from ticketing_common.client_address import DEFAULT_TRUSTED_PROXIES, TrustedProxies
+from ticketing_common.config import ObservabilitySettings
 from ticketing_common.routes import ROUTES, ServiceUrls
 
 STRIPE_API = "https://api.stripe.com"
 
 
-class Settings(ServiceUrls):
+class Settings(ServiceUrls, ObservabilitySettings):
     """Every field is an environment variable of the same name (upper case)."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -59,8 +60,6 @@ class Settings(ServiceUrls):
     stripe_api_base: str = ""
 
     max_body_bytes: int = 64 * 1024
-    log_level: str = "INFO"
-    log_json: bool = True
 
     @field_validator("api_url")
     @classmethod

@@ -7,6 +7,7 @@ and error format.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,9 +34,10 @@ from ticketing_client.rendering import (
     create_environment,
 )
 from ticketing_client.router import router
+from ticketing_common import tracing
 from ticketing_common.app import healthz
 from ticketing_common.errors import error_body
-from ticketing_common.logging import configure_logging
+from ticketing_common.logging import configure_observability
 from ticketing_common.metrics import Metrics
 from ticketing_common.middleware import BodyLimitMiddleware, RequestMiddleware
 
@@ -44,7 +46,7 @@ logger = logging.getLogger("ticketing.client")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    configure_logging(settings.service_name, level=settings.log_level, json_lines=settings.log_json)
+    configure_observability(settings)
     app = FastAPI(title="ticketing client", lifespan=http_client, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.templates = create_environment(settings)
@@ -73,6 +75,7 @@ async def http_client(app: FastAPI) -> AsyncIterator[None]:
         app.state.http = http
         logger.info("client started", extra={"port": settings.port, "api_url": settings.api_url})
         yield
+    await asyncio.to_thread(tracing.flush_tracing)
 
 
 async def readyz(request: Request) -> JSONResponse:

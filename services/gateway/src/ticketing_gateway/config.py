@@ -5,11 +5,11 @@ from __future__ import annotations
 from pydantic_settings import SettingsConfigDict
 from yarl import URL
 
-from ticketing_common.config import HEADER_TIMEOUT_SECONDS, ServiceSettings
+from ticketing_common.config import HEADER_TIMEOUT_SECONDS, ObservabilitySettings, ServiceSettings
 from ticketing_common.routes import ServiceUrls
 
 
-class Settings(ServiceUrls):
+class Settings(ServiceUrls, ObservabilitySettings):
     """Every field is an environment variable of the same name (upper case)."""
 
     model_config = SettingsConfigDict(extra="ignore")
@@ -22,8 +22,6 @@ class Settings(ServiceUrls):
     # The services' own limit (MAX_BODY_BYTES): the gateway refuses a larger body before it forwards anything.
     max_body_bytes: int = ServiceSettings.model_fields["max_body_bytes"].default
     header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS
-    log_level: str = "INFO"
-    log_json: bool = True
 
     def upstreams(self) -> dict[str, URL]:
         """Configured services by name (a service without a URL is not part of this deployment)."""

@@ -20,9 +20,10 @@ import aiohttp
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
+from ticketing_common import tracing
 from ticketing_common.errors import error_body
 from ticketing_common.http_server import is_operational_path
-from ticketing_common.logging import configure_logging
+from ticketing_common.logging import configure_observability
 from ticketing_common.process import freeze_startup_heap
 from ticketing_common.routes import route_for
 from ticketing_gateway.config import Settings
@@ -106,7 +107,12 @@ class Gateway:
             return
         except _ClientGone:
             return
-        await self._proxy(scope, send, base, route.service, body)
+        if tracing.tracer is None:
+            await self._proxy(scope, send, base, route.service, body)
+            return
+        with tracing.server_span(scope) as span:
+            status = await self._proxy(scope, send, base, route.service, body)
+            tracing.finish_server_span(span, method=scope["method"], route=route.prefix, status=status)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         """The whole request body, refused before it is read when its declared length is over the limit."""
@@ -147,10 +153,12 @@ class Gateway:
             elif message["type"] == "lifespan.shutdown":
                 if self._session is not None:
                     await self._session.close()
+                await asyncio.to_thread(tracing.flush_tracing)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _proxy(self, scope: Scope, send: Send, base: URL, service: str, body: bytes) -> None:
+    async def _proxy(self, scope: Scope, send: Send, base: URL, service: str, body: bytes) -> int:
+        """Forward the request and relay the answer; returns its status."""
         assert self._session is not None
         started = time.perf_counter()
         method: str = scope["method"]
@@ -180,6 +188,7 @@ class Gateway:
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
+        return status
 
     async def _health_check(self, send: Send) -> None:
         async with self._health_lock:  # one round of checks at a time, its answer shared for a moment
@@ -224,6 +233,11 @@ def _forwarded_headers(scope: Scope) -> list[tuple[str, str]]:
     ]
     client = scope.get("client")
     host = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
+    if tracing.tracer is not None:  # the caller's trace context continues from the gateway's span
+        context: dict[str, str] = {}
+        tracing.inject(context)
+        headers = [(name, value) for name, value in headers if name not in ("traceparent", "tracestate")]
+        headers.extend(context.items())
     return [
         *headers,
         ("X-Forwarded-For", client[0] if client else ""),
@@ -273,5 +287,5 @@ async def _send(send: Send, status: int, raw: bytes, content_type: bytes, *extra
 
 def create_app(settings: Settings | None = None) -> Gateway:
     settings = settings or Settings()
-    configure_logging(settings.service_name, level=settings.log_level, json_lines=settings.log_json)
+    configure_observability(settings)
     return Gateway(settings)

@@ -45,6 +45,7 @@ class OrderToPay:
     charge_attempt: int
     paid: bool
     buyer_email: str | None  # from the user events; None until one arrived
+    trace_parent: str | None = None  # the order's trace (tracing.span's parent); None while tracing is off
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class CopyVersion:
 # -- orders ------------------------------------------------------------------------------------------------------
 
 COPY_ORDER = """
-INSERT INTO orders (id, user_id, status, price, expires_at, version) VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO orders (id, user_id, status, price, expires_at, version, trace_parent)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (id) DO NOTHING
 """
 COPY_ORDERS = """
@@ -85,7 +87,7 @@ SELECT copy.version, copy.status AS previous_status, EXISTS (SELECT FROM cancell
 # for it, the sub-selects still read the statement's older snapshot: ``status`` (from the locked row itself, so
 # ``complete`` once another payment committed) is what tells a fresh payment apart; ``paid`` only backs it up.
 LOCK_ORDER_TO_PAY = """
-SELECT o.user_id, o.status, o.price, o.expires_at, o.charge_attempt,
+SELECT o.user_id, o.status, o.price, o.expires_at, o.charge_attempt, o.trace_parent,
        EXISTS (SELECT FROM payments p WHERE p.order_id = o.id) AS paid,
        (SELECT u.email FROM users u WHERE u.id = $2) AS buyer_email
 FROM orders o WHERE o.id = $1
@@ -107,10 +109,17 @@ SELECT * FROM paid
 """  # noqa: S608 (a constant constraint name)
 
 
-async def copy_order(db: Executor, event: OrderCreated) -> None:
+async def copy_order(db: Executor, event: OrderCreated, *, trace_parent: str | None = None) -> None:
     """Start the order's copy; a copy that exists already stays as it is."""
     await db.execute(
-        COPY_ORDER, event.id, event.user_id, str(event.status), event.ticket.price, event.expires_at, event.version
+        COPY_ORDER,
+        event.id,
+        event.user_id,
+        str(event.status),
+        event.ticket.price,
+        event.expires_at,
+        event.version,
+        trace_parent,
     )
 
 

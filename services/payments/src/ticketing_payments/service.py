@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeAlias
 
+from ticketing_common import tracing
 from ticketing_common.auth import UserPayload
 from ticketing_common.db import Database, UnitOfWork, new_id, utcnow
 from ticketing_common.errors import (
@@ -105,23 +106,25 @@ async def charge_order(
     async with db.unit_of_work() as uow:
         found = await queries.lock_order_to_pay(uow.conn, order_id, buyer.id)
         order = check_payable(found, buyer_id=buyer.id, now=utcnow(), cutoff=cutoff)
-        try:
-            charge = await stripe.charge(
-                amount=to_cents(order.price),
-                currency=currency,
-                token=token,
-                receipt_email=order.buyer_email or buyer.email,  # the session's email until user events arrive
-                order_id=order_id,
-                idempotency_key=idempotency_key(order_id, order.charge_attempt),
-            )
-        except (CardDeclined, ChargeRefused) as exc:
-            # Stripe saved this "no" under the key: the next attempt (with another card) needs a new key.
-            await queries.next_charge_attempt(uow.conn, order_id)
-            refusal = refusal_of(exc)
-        except (AttemptInDoubt, ProviderUnavailable) as exc:
-            raise refusal_of(exc) from None
-        else:
-            payment = await _record_payment(uow, order_id=order_id, charge=charge)
+        # The charge and its charge.created belong to the order's trace (linked to this request's).
+        with tracing.span("charge order", parent=order.trace_parent, link_current=True):
+            try:
+                charge = await stripe.charge(
+                    amount=to_cents(order.price),
+                    currency=currency,
+                    token=token,
+                    receipt_email=order.buyer_email or buyer.email,  # the session's email until user events arrive
+                    order_id=order_id,
+                    idempotency_key=idempotency_key(order_id, order.charge_attempt),
+                )
+            except (CardDeclined, ChargeRefused) as exc:
+                # Stripe saved this "no" under the key: the next attempt (with another card) needs a new key.
+                await queries.next_charge_attempt(uow.conn, order_id)
+                refusal = refusal_of(exc)
+            except (AttemptInDoubt, ProviderUnavailable) as exc:
+                raise refusal_of(exc) from None
+            else:
+                payment = await _record_payment(uow, order_id=order_id, charge=charge)
     if refusal is not None:
         logger.info("payment refused", extra={"order_id": str(order_id), "reason": refusal.message})
         raise refusal  # after the commit, which keeps the new attempt number
@@ -194,8 +197,9 @@ async def _record_payment(uow: UnitOfWork, *, order_id: uuid.UUID, charge: Charg
 
 
 async def copy_created_order(*, uow: UnitOfWork, event: OrderCreated) -> None:
-    """Start the order's copy; a copy that exists already (a re-published event) stays as it is."""
-    await queries.copy_order(uow.conn, event)
+    """Start the order's copy; a copy that exists already (a re-published event) stays as it is. It keeps the
+    trace the event is handled in, which the order's payment continues."""
+    await queries.copy_order(uow.conn, event, trace_parent=tracing.current_traceparent())
 
 
 async def copy_created_orders(*, uow: UnitOfWork, events: Sequence[OrderCreated]) -> None:

@@ -28,6 +28,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Generic, TypeVar
@@ -38,8 +39,10 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError as ConsumerNotFound
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
+from ticketing_common import tracing
 from ticketing_common.db import Database, UnitOfWork, is_connection_error
 from ticketing_common.events.catalogue import Event
 from ticketing_common.logging import DEFAULT_SLOW_SECONDS, RoutineLog
@@ -381,11 +384,31 @@ class ListenerRunner:
         async with self._db.unit_of_work() as uow:
             claimed = {row[0] for row in await uow.conn.fetch(CLAIM_EVENTS, self.consumer, list(unique))}
             fresh = [delivery for event_id, delivery in unique.items() if event_id in claimed]
-            if len(fresh) == 1:
+            if tracing.tracer is not None:
+                # One span per event, each continuing the trace of whoever staged it (so no set-based batch).
+                for delivery in fresh:
+                    with self._span(delivery):
+                        await self.listener.handle(delivery.event, uow)
+            elif len(fresh) == 1:
                 await self.listener.handle(fresh[0].event, uow)
             elif fresh:
                 await self.listener.handle_batch([delivery.event for delivery in fresh], uow)
         return fresh
+
+    def _span(self, delivery: Delivery) -> AbstractContextManager[object]:
+        return tracing.span(
+            f"{delivery.msg.subject} process",
+            kind=SpanKind.CONSUMER,
+            parent=delivery.msg.headers or {},
+            attributes={
+                "messaging.system": "nats",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": delivery.msg.subject,
+                "messaging.consumer.group.name": self.consumer,
+                "messaging.message.id": delivery.context.event_id,
+                "messaging.message.delivery_count": delivery.context.deliveries,
+            },
+        )
 
     async def _acknowledge(self, deliveries: Sequence[Delivery], fresh: Sequence[Delivery]) -> None:
         for delivery in deliveries:

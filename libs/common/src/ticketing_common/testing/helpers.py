@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,10 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from ticketing_common import tracing
 from ticketing_common.auth import COOKIE_NAME, UserPayload, encode_session_token
 from ticketing_common.config import ServiceSettings
 from ticketing_common.db import migrate
@@ -378,3 +381,28 @@ def serve_in_a_process(module: str, *, without: Sequence[str] = (), **env: str) 
     return subprocess.run(
         [sys.executable, "-m", module, "serve"], env=environ, capture_output=True, text=True, timeout=60, check=False
     )
+
+
+class RecordedSpans:
+    """The spans this process finished while tracing was on, through the real SDK (an in-memory exporter)."""
+
+    def __init__(self, exporter: InMemorySpanExporter) -> None:
+        self._exporter = exporter
+
+    def finished(self) -> list[ReadableSpan]:
+        tracing.flush_tracing()
+        return list(self._exporter.get_finished_spans())
+
+    def named(self, name: str) -> list[ReadableSpan]:
+        return [span for span in self.finished() if span.name == name]
+
+
+@contextlib.contextmanager
+def recording_spans(service: str = "test") -> Iterator[RecordedSpans]:
+    """Tracing on for the block, as ``OTEL_EXPORTER_OTLP_ENDPOINT`` turns it on, but kept in memory; off after."""
+    exporter = InMemorySpanExporter()
+    tracing.configure_tracing(service, endpoint="", exporter=exporter)
+    try:
+        yield RecordedSpans(exporter)
+    finally:
+        tracing.shutdown_tracing()
