@@ -3,6 +3,8 @@
     uv run python infra/schemas/vendor.py            download every file again (raw.githubusercontent.com)
     uv run python infra/schemas/vendor.py --git kubernetes-sigs/gateway-api=~/src/gateway-api
                                                      read that repository from a local clone instead
+    uv run python infra/schemas/vendor.py --only keda-v2.20.2/keda.sh_scaledobjects.yaml
+                                                     only that entry (its file as in sources.json); repeatable
     uv run python infra/schemas/vendor.py --check    only check the files against their recorded sha256
 
 To move to another version, edit the entry's ref, commit, path and file (the folder carries the version), run the
@@ -60,6 +62,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="check the vendored files, download nothing")
     parser.add_argument("--git", action="append", default=[], metavar="OWNER/NAME=DIR", help="a local clone")
+    parser.add_argument("--only", action="append", default=[], metavar="FILE", help="vendor only this entry")
     args = parser.parse_args()
     sources = load_sources()
     if args.check:
@@ -67,7 +70,12 @@ def main() -> int:
         print("\n".join(problems) or f"{len(sources['sources'])} files match sources.json")
         return 1 if problems else 0
     clones = {name: Path(path).expanduser() for name, _, path in (item.partition("=") for item in args.git)}
+    unknown = set(args.only) - {entry["file"] for entry in sources["sources"]}
+    if unknown:
+        parser.error(f"not in sources.json: {', '.join(sorted(unknown))}")
     for entry in sources["sources"]:
+        if args.only and entry["file"] not in args.only:
+            continue
         data = fetch(entry, clones)
         target = HERE / entry["file"]
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -27,11 +27,24 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "infra" / "k8s"
-OVERLAYS = ("dev", "gke")
+# gke with the optional component infra/k8s/components/keda-lag-scaling: the services with listeners scale on their
+# consumers' lag through KEDA's ScaledObjects instead of the CPU autoscalers. Otherwise gke (the Gateway API entry
+# point): every check of the overlays applies to it, the smoke test included.
+KEDA_OVERLAYS = ("gke-keda",)
+OVERLAYS = ("dev", "gke", *KEDA_OVERLAYS)
 # The same overlays behind ingress-nginx instead of the Gateway API (the optional component
 # infra/k8s/components/ingress-nginx): rendered and validated too, and their Ingress checked against the routes.
 INGRESS_OVERLAYS = ("dev-ingress-nginx", "gke-ingress-nginx")
 ALL_OVERLAYS = OVERLAYS + INGRESS_OVERLAYS
+# The overlay each variant is built on (its resources), whose environment it shares: a local cluster or GKE.
+BASE_OVERLAY = {"dev-ingress-nginx": "dev", "gke-ingress-nginx": "gke", "gke-keda": "gke"}
+
+
+def environment(overlay: str) -> str:
+    """Where an overlay runs: ``dev`` (a local cluster) or ``gke``, for a variant that of the overlay it is built on."""
+    return BASE_OVERLAY.get(overlay, overlay)
+
+
 # The Kubernetes version whose schemas the manifests must satisfy (GKE's regular channel and recent kind both
 # run it or newer). Pinned so that a schema update never changes the verdict silently.
 KUBERNETES_VERSION = "1.32"
@@ -128,6 +141,57 @@ class Deployable:
         """The service's app, as its entry point builds it (``ticketing_<name>.main.create_app``)."""
         return importlib.import_module(f"{self.package}.main").create_app(settings)
 
+    def durable_consumers(self, settings: Any) -> list[str]:
+        """The durable JetStream consumers the service's replicas share, with these settings: one per listener,
+        named as the event runtime's runner names it (``ListenerRunner.consumer``: ``durable_name`` of the
+        service's name and the listener's subject).
+
+        The listeners are those ``create_app`` hands the shared app factory (``ticketing_common.app.create_app``,
+        which each service's main module imports as ``create_service_app``), built as the running app builds them,
+        from an app whose ``state`` holds the settings and stand-ins for the clients a listener keeps."""
+        from types import SimpleNamespace
+        from unittest.mock import MagicMock
+
+        from ticketing_common.events.listener import ListenerRunner
+
+        main = importlib.import_module(f"{self.package}.main")
+        factory = getattr(main, "create_service_app", None)
+        if factory is None:
+            assert importlib.util.find_spec(f"{self.package}.listeners") is None, (
+                f"{self.name} has listeners but its main module does not build its app with create_service_app: "
+                "say here how to find them"
+            )
+            return []
+        handed: dict[str, Any] = {}
+
+        def record(*args: Any, **kwargs: Any) -> Any:
+            handed.update(kwargs)
+            return factory(*args, **kwargs)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(main, "create_service_app", record)
+            main.create_app(settings)
+        build = handed.get("listeners")
+        if build is None:
+            return []
+
+        class RunningState:
+            """``app.state`` of the running app: its settings, and a stand-in for anything else."""
+
+            def __init__(self) -> None:
+                self.settings = settings
+
+            def __getattr__(self, name: str) -> Any:
+                return MagicMock(name=f"app.state.{name}")
+
+        listeners = build(SimpleNamespace(state=RunningState()))
+        return [
+            ListenerRunner(
+                listener, service=settings.service_name, js=MagicMock(), stream=settings.nats_stream, db=MagicMock()
+            ).consumer
+            for listener in listeners
+        ]
+
 
 # -- the manifests ---------------------------------------------------------------------------------------------
 
@@ -182,9 +246,15 @@ class Manifests:
                 return cnpg_app_secret(cluster)
         return None
 
+    @property
+    def autoscalers(self) -> list[dict[str, Any]]:
+        """The HorizontalPodAutoscalers the cluster runs: the overlay's, and the one KEDA makes from each
+        ScaledObject (:func:`keda_autoscaler`)."""
+        return [*self.of_kind("HorizontalPodAutoscaler"), *map(keda_autoscaler, self.of_kind("ScaledObject"))]
+
     def autoscaler(self, kind: str, name: str) -> dict[str, Any] | None:
-        """The HorizontalPodAutoscaler that scales this workload, if any."""
-        for hpa in self.of_kind("HorizontalPodAutoscaler"):
+        """The HorizontalPodAutoscaler that scales this workload, if any (KEDA's, for a ScaledObject)."""
+        for hpa in self.autoscalers:
             target = hpa["spec"]["scaleTargetRef"]
             if target["kind"] == kind and target["name"] == name:
                 return hpa
@@ -206,6 +276,67 @@ class Manifests:
             for s in self.of_kind("Service")
             if s["spec"].get("selector") and all(labels.get(k) == v for k, v in s["spec"]["selector"].items())
         ]
+
+
+# KEDA (the version whose ScaledObject CRD infra/schemas vendors): what its operator puts in the autoscaler it makes.
+KEDA_DEFAULT_MIN_REPLICAS = 1
+KEDA_DEFAULT_MAX_REPLICAS = 100
+
+
+def keda_autoscaler(scaled_object: dict[str, Any]) -> dict[str, Any]:
+    """The HorizontalPodAutoscaler KEDA's operator makes from a ScaledObject, as v2.20.2 does
+    (controllers/keda/hpa.go, newHPAForScaledObject; apis/keda/v1alpha1/scaledobject_types.go,
+    GetHPAMinReplicas/GetHPAMaxReplicas): named by ``advanced.horizontalPodAutoscalerConfig.name`` (else
+    ``keda-hpa-<name>``), owned by the ScaledObject, its bounds (a minimum below 1 is 1) and behaviour; a
+    ``Resource`` metric per cpu or memory trigger (pkg/scalers/cpu_memory_scaler.go) and an ``External`` metric
+    per other trigger, which KEDA's metrics server answers (here only nats-jetstream's is modelled: the consumer's
+    lag, an ``AverageValue`` of ``lagThreshold``, pkg/scalers/nats_jetstream_scaler.go), External before Resource."""
+    name = scaled_object["metadata"]["name"]
+    spec = scaled_object["spec"]
+    config = spec.get("advanced", {}).get("horizontalPodAutoscalerConfig", {})
+    target = spec["scaleTargetRef"]
+    metrics = []
+    for index, trigger in enumerate(spec["triggers"]):
+        kind, metadata = trigger["type"], trigger["metadata"]
+        metric_type = trigger.get("metricType")
+        if kind in ("cpu", "memory"):
+            assert metric_type in ("Utilization", "AverageValue"), f"{name}: KEDA refuses a {kind} trigger without it"
+            goal = (
+                {"type": "Utilization", "averageUtilization": int(metadata["value"])}
+                if metric_type == "Utilization"
+                else {"type": "AverageValue", "averageValue": metadata["value"]}
+            )
+            metrics.append({"type": "Resource", "resource": {"name": kind, "target": goal}})
+        elif kind == "nats-jetstream":
+            metric_type = metric_type or "AverageValue"
+            value = metadata.get("lagThreshold", "10")
+            goal = {"type": metric_type, ("value" if metric_type == "Value" else "averageValue"): value}
+            metric = {"name": f"s{index}-nats-jetstream-{metadata['stream']}".lower()}
+            metrics.append({"type": "External", "external": {"metric": metric, "target": goal}})
+        else:
+            raise AssertionError(f"{name}: no model of KEDA's {kind} trigger here (deploy_support.keda_autoscaler)")
+    metrics.sort(key=lambda metric: str(metric["type"]))
+    hpa_spec: dict[str, Any] = {
+        "scaleTargetRef": {
+            "apiVersion": target.get("apiVersion", "apps/v1"),
+            "kind": target.get("kind", "Deployment"),
+            "name": target["name"],
+        },
+        "minReplicas": max(spec.get("minReplicaCount", 0), KEDA_DEFAULT_MIN_REPLICAS),
+        "maxReplicas": spec.get("maxReplicaCount", KEDA_DEFAULT_MAX_REPLICAS),
+        "metrics": metrics,
+    }
+    if "behavior" in config:
+        hpa_spec["behavior"] = config["behavior"]
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": config.get("name") or f"keda-hpa-{name}",
+            "ownerReferences": [{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": name}],
+        },
+        "spec": hpa_spec,
+    }
 
 
 def render(overlay: str) -> Manifests:
@@ -256,6 +387,8 @@ def documented_secrets() -> dict[str, set[str]]:
 # overlays are deployed to (they name none: skaffold's, `default` unless told otherwise).
 TEST_CNPG_PASSWORD = "k8s-smoke-test-cnpg-password"
 CNPG_NAMESPACE = "default"
+# Where the overlays are deployed, for the names that need it (KEDA, in its own namespace, reaches NATS there).
+NAMESPACE = CNPG_NAMESPACE
 
 
 def cnpg_app_secret(cluster: dict[str, Any], *, namespace: str = CNPG_NAMESPACE) -> dict[str, str]:

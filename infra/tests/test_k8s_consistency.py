@@ -24,6 +24,7 @@ from deploy_support import (
     Manifests,
     container_env,
     documented_secrets,
+    environment,
 )
 from pydantic import ValidationError
 
@@ -276,7 +277,7 @@ def test_a_service_with_a_database_migrates_it_before_starting_and_reaches_only_
     env = container_env(manifests, main).values
     url = urlsplit(env["DATABASE_URL"])
     assert url.scheme == "postgresql"
-    if overlay == "dev":
+    if environment(overlay) == "dev":
         # A single PostgreSQL pod: a server URL as the superuser; the service creates its own database on it.
         assert url.path == "/postgres", "a server URL: the service creates and uses its own database on it"
         assert url.password == TEST_SECRET_VALUES[("postgres-secret", "POSTGRES_PASSWORD")], (

@@ -241,7 +241,7 @@ def test_skaffold_uses_the_current_schema() -> None:
     config = yaml.safe_load((REPO / "skaffold.yaml").read_text())
     assert config["apiVersion"] == "skaffold/v4beta14"
     assert config["kind"] == "Config"
-    assert {p["name"] for p in config["profiles"]} == {"local", "gke", "ingress-nginx", "gke-ingress-nginx"}
+    assert {p["name"] for p in config["profiles"]} == {"local", "gke", "ingress-nginx", "gke-ingress-nginx", "gke-keda"}
 
 
 @pytest.mark.parametrize(
@@ -252,6 +252,7 @@ def test_skaffold_uses_the_current_schema() -> None:
         ("gke", "gke"),
         ("local,ingress-nginx", "dev-ingress-nginx"),
         ("gke,gke-ingress-nginx", "gke-ingress-nginx"),
+        ("gke,gke-keda", "gke-keda"),
     ],
 )
 def test_skaffold_builds_exactly_the_images_the_overlay_deploys(

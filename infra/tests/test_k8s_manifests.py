@@ -11,7 +11,16 @@ from typing import Any
 import crd_schemas
 import pytest
 import yaml
-from deploy_support import ALL_OVERLAYS, INGRESS_OVERLAYS, K8S, KUBERNETES_VERSION, OVERLAYS, Deployable, Manifests
+from deploy_support import (
+    ALL_OVERLAYS,
+    INGRESS_OVERLAYS,
+    K8S,
+    KUBERNETES_VERSION,
+    OVERLAYS,
+    Deployable,
+    Manifests,
+    environment,
+)
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (dev dependency) is needed to validate the manifests offline"
@@ -115,6 +124,10 @@ def test_the_schema_check_rejects_an_invalid_object(rendered: dict[str, Manifest
     policy = copy.deepcopy(rendered["gke"].get("HealthCheckPolicy", "orders-srv"))
     policy["spec"]["default"]["config"]["httpHealthCheck"]["path"] = "/healthz"
     assert _schema_problems(policy)
+    scaled_object = copy.deepcopy(rendered["gke-keda"].get("ScaledObject", "orders"))
+    scaled_object["spec"]["minReplicas"] = 2  # the HorizontalPodAutoscaler's word, not KEDA's minReplicaCount
+    scaled_object["spec"]["triggers"][1]["metadata"]["lagThreshold"] = 2000  # KEDA's metadata is strings
+    assert len(_schema_problems(scaled_object)) == 2, _schema_problems(scaled_object)
     assert _schema_problems({"apiVersion": "example.com/v1", "kind": "Unknown", "metadata": {"name": "x"}})
 
 
@@ -142,13 +155,13 @@ def test_services_run_the_replicas_of_their_environment(
     for name in deployables:
         deployment = manifests.get("Deployment", name)
         hpa = manifests.autoscaler("Deployment", name)
-        if overlay == "dev":
+        if environment(overlay) == "dev":
             assert hpa is None, name
             assert deployment["spec"]["replicas"] == 1, name
         else:
             assert hpa is not None, f"{name} has no HorizontalPodAutoscaler"
             assert "replicas" not in deployment["spec"], f"{name}: the autoscaler owns the replica count"
-        assert manifests.min_replicas(deployment) == HTTP_REPLICAS[overlay], name
+        assert manifests.min_replicas(deployment) == HTTP_REPLICAS[environment(overlay)], name
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -156,8 +169,9 @@ def test_nats_runs_jetstream_on_a_volume_with_as_many_stream_replicas_as_nodes(
     rendered: dict[str, Manifests], overlay: str
 ) -> None:
     manifests = rendered[overlay]
+    nodes = NATS_NODES[environment(overlay)]
     nats = manifests.get("StatefulSet", "nats")
-    assert nats["spec"]["replicas"] == NATS_NODES[overlay]
+    assert nats["spec"]["replicas"] == nodes
     image = nats["spec"]["template"]["spec"]["containers"][0]["image"]
     version = re.fullmatch(r"nats:(\d+)\.(\d+)\.(\d+)(-alpine)?", image)
     assert version, f"the NATS image is pinned to a release: {image}"
@@ -169,8 +183,8 @@ def test_nats_runs_jetstream_on_a_volume_with_as_many_stream_replicas_as_nodes(
     assert store_dir, "JetStream has a store directory"
     assert store_dir[1].startswith(mounts["data"]), "JetStream stores on the PersistentVolumeClaim"
     routes = re.findall(r"nats://(nats-\d+)\.nats-headless:6222", config)
-    assert sorted(routes) == ([f"nats-{i}" for i in range(NATS_NODES[overlay])] if NATS_NODES[overlay] > 1 else [])
-    assert manifests.config_map(_shared_config_name(manifests))["NATS_STREAM_REPLICAS"] == str(NATS_NODES[overlay])
+    assert sorted(routes) == ([f"nats-{i}" for i in range(nodes)] if nodes > 1 else [])
+    assert manifests.config_map(_shared_config_name(manifests))["NATS_STREAM_REPLICAS"] == str(nodes)
 
 
 def test_dev_runs_a_postgres_statefulset_with_a_volume_per_database_service(
@@ -252,7 +266,9 @@ def test_containers_run_unprivileged_on_a_read_only_root_filesystem(
             assert security["capabilities"]["drop"] == ["ALL"], where
             assert "add" not in security["capabilities"], where
             # The one exception: on a local cluster, skaffold's file sync writes the services' code (dev overlay).
-            synced = overlay == "dev" and workload["kind"] == "Deployment" and container in pod["containers"]
+            synced = (
+                environment(overlay) == "dev" and workload["kind"] == "Deployment" and container in pod["containers"]
+            )
             assert security["readOnlyRootFilesystem"] is not synced, where
             if workload["kind"] == "Deployment":
                 mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 import pytest
-from deploy_support import ALL_OVERLAYS, INGRESS_OVERLAYS, OVERLAYS, Manifests
+from deploy_support import ALL_OVERLAYS, INGRESS_OVERLAYS, OVERLAYS, Manifests, environment
 
 from ticketing_common.http_server import OPERATIONAL_PATHS, came_through_proxy, is_operational_path
 from ticketing_common.routes import ROUTES, Route, route_for
@@ -217,7 +217,7 @@ def test_the_public_route_is_attached_to_the_overlay_gateway(rendered: dict[str,
             assert parent.get("kind", "Gateway") == "Gateway"
             assert parent.get("sectionName", next(iter(listeners))) in listeners
     public = _public_route(manifests)["spec"]["parentRefs"]
-    if overlay == "dev":
+    if environment(overlay) == "dev":
         assert gateway["spec"]["gatewayClassName"] == manifests.get("GatewayClass", "envoy-gateway")["metadata"]["name"]
         assert manifests.get("GatewayClass", "envoy-gateway")["spec"]["controllerName"] == (
             "gateway.envoyproxy.io/gatewayclass-controller"
@@ -364,7 +364,7 @@ def test_probes_scrapes_and_load_balancer_health_checks_ask_operational_paths_di
         for rule in r["spec"]["rules"]
         for b in rule.get("backendRefs", [])
     }
-    if overlay == "gke":
+    if environment(overlay) == "gke":
         assert set(policies) == backends, "every Service behind the load balancer has its health check"
     for name, policy in policies.items():
         assert policy["spec"]["targetRef"] == {"group": "", "kind": "Service", "name": name}

@@ -281,7 +281,7 @@ def smoke(
             pod = manifests.get("Deployment", deployable.name)["spec"]["template"]["spec"]
             overrides = {"PORT": str(outcomes[deployable.name].port)}
             if deployable.has_migrations:
-                overrides["DATABASE_NAME"] = f"ticketing_{deployable.name}_k8s_{overlay}"
+                overrides["DATABASE_NAME"] = f"ticketing_{deployable.name}_k8s_{overlay.replace('-', '_')}"
                 cluster = manifests.find("Cluster", f"{deployable.name}-db")
                 if cluster is not None:
                     owner = cluster["spec"]["bootstrap"]["initdb"]["owner"]
