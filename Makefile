@@ -12,8 +12,9 @@ $(UV):
 install: $(UV)
 	$(UV) sync --frozen --all-packages --python $(PYTHON)
 
+# TRACES=1: also the trace viewer on http://127.0.0.1:16686, every component sending it spans (`ticketing up --traces`).
 up: install
-	exec $(UV) run --frozen ticketing up
+	exec $(UV) run --frozen ticketing up $(if $(TRACES),--traces)
 
 lint: install
 	$(UV) run --frozen ruff format --check .

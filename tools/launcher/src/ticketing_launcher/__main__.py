@@ -1,6 +1,9 @@
 """``ticketing``: the developer's command line.
 
-- ``ticketing up``: run the whole system locally (what ``make up`` runs).
+- ``ticketing up``: run the whole system locally (what ``make up`` runs); ``--traces`` (``make up TRACES=1``) also runs
+  the trace viewer and has every component send it spans, unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` already names a
+  collector of the user's own (then that one gets them).
+- ``ticketing traces``: an OTLP/HTTP trace receiver (``--otlp-port``, 4318) and its viewer (``--port``, 16686).
 - ``ticketing check``: report every broken invariant across the services' databases and NATS (exit 1 if any).
 - ``ticketing keys rotate``: add a new session signing key to auth's key file (created when absent); tokens signed
   with the previous key stay valid until they expire.
@@ -17,6 +20,13 @@ from pathlib import Path
 from ticketing_common.keys import KeyFileError, rotate_key_file
 from ticketing_launcher.check import SERVICES_WITH_DATABASE, check_until_settled
 from ticketing_launcher.stack import Stack, run_until_signalled
+from ticketing_launcher.traces import (
+    DEFAULT_MAX_SPANS,
+    DEFAULT_OTLP_PORT,
+    DEFAULT_VIEWER_PORT,
+    OtlpReceiver,
+    serve_until_signalled,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,6 +35,17 @@ def main(argv: list[str] | None = None) -> None:
     up = commands.add_parser("up", help="run every service, the gateway and the infrastructure")
     up.add_argument("--port", type=int, default=int(os.environ.get("TICKETING_PORT", "8080")))
     up.add_argument("--state-dir", type=Path, default=Path(os.environ.get("TICKETING_STATE_DIR", ".state")))
+    up.add_argument(
+        "--traces",
+        action="store_true",
+        help=f"also run the trace viewer (http://127.0.0.1:{DEFAULT_VIEWER_PORT}) and send it every component's spans "
+        "(not when OTEL_EXPORTER_OTLP_ENDPOINT is set: that collector gets them)",
+    )
+    traces = commands.add_parser("traces", help="receive OTLP/HTTP traces and show them in a local viewer")
+    traces.add_argument("--otlp-port", type=int, default=DEFAULT_OTLP_PORT, help="OTLP/HTTP (POST /v1/traces)")
+    traces.add_argument("--port", type=int, default=DEFAULT_VIEWER_PORT, help="the viewer")
+    traces.add_argument("--host", default="127.0.0.1")
+    traces.add_argument("--max-spans", type=int, default=DEFAULT_MAX_SPANS, help="older traces are dropped beyond")
     checker = commands.add_parser("check", help="check the system's invariants (read-only)")
     checker.add_argument("--state-dir", type=Path, default=Path(os.environ.get("TICKETING_STATE_DIR", ".state")))
     checker.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
@@ -62,8 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "keys":
         sys.exit(rotate_keys(args.file, token_seconds=args.token_seconds, activate_after=args.activate_after))
     if args.command == "up":
-        stack = Stack(state_dir=args.state_dir, gateway_port=args.port)
+        stack = Stack(state_dir=args.state_dir, gateway_port=args.port, traces=args.traces)
         sys.exit(run_until_signalled(stack))
+    if args.command == "traces":
+        receiver = OtlpReceiver(host=args.host, port=args.otlp_port, viewer_port=args.port, max_spans=args.max_spans)
+        sys.exit(serve_until_signalled(receiver))
     if args.command == "check":
         sys.exit(run_check(args))
 

@@ -156,6 +156,9 @@ OUTSIDE_SETTINGS = (
 )
 """Variables that would point a stack at servers or secrets from outside (a developer's shell, a CI job)."""
 
+TRACE_ENDPOINT_SETTINGS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+"""Where OpenTelemetry's OTLP exporter sends spans: when the user set one, their collector gets the traces."""
+
 
 def isolated_environ(**settings: str) -> dict[str, str]:
     """This process's environment without ``OUTSIDE_SETTINGS``, plus ``settings``: for a throwaway stack of its own
@@ -197,12 +200,33 @@ class Stack:
     nats: EmbeddedNats | None = None
     components: dict[str, ProcessComponent] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
+    traces: bool = False  # run the built-in trace viewer and point every component at it (`ticketing up --traces`)
+    otlp_port: int = 4318
+    viewer_port: int = 16686
 
     def __post_init__(self) -> None:
         self.state_dir = self.state_dir.resolve()
         self.logs = LogPump(self.log_sink)
 
     # -- configuration -----------------------------------------------------------------------------------------
+
+    @property
+    def own_trace_endpoint(self) -> str | None:
+        """The user's own collector (``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``..._TRACES_ENDPOINT`` set outside)."""
+        return next((self.environ[name] for name in TRACE_ENDPOINT_SETTINGS if self.environ.get(name)), None)
+
+    @property
+    def runs_trace_viewer(self) -> bool:
+        """``--traces`` without a collector of the user's own: the launcher runs ``ticketing traces`` beside."""
+        return self.traces and self.own_trace_endpoint is None
+
+    def component_environ(self) -> dict[str, str]:
+        """What every component inherits: the launcher's environment (a user's ``OTEL_EXPORTER_OTLP_ENDPOINT``
+        included) and, when it runs the trace viewer, where to send spans."""
+        env = dict(self.environ)
+        if self.runs_trace_viewer:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{self.otlp_port}"
+        return env
 
     def _session_key_file(self) -> str:
         """Auth's private session keys: ``SESSION_KEY_FILE``, or a key file made in the state folder on first start."""
@@ -220,7 +244,7 @@ class Stack:
         return self.urls[name]
 
     def _base_env(self) -> dict[str, str]:
-        env = dict(self.environ)
+        env = self.component_environ()
         env.update(
             {
                 "DATABASE_URL": self.urls["database"],
@@ -275,7 +299,7 @@ class Stack:
         if not self.environ.get("STRIPE_API_BASE") and not self.environ.get("STRIPE_KEY"):
             port = free_port()
             self.urls["stripe"] = f"http://127.0.0.1:{port}"
-            env = {**self.environ, "PORT": str(port), "HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+            env = {**self.component_environ(), "PORT": str(port), "HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
             self._add("stripe", self._python("ticketing_fake_stripe"), env, port).start()
         base = self._base_env()
         gateway_url = f"http://127.0.0.1:{self.gateway_port}"
@@ -290,7 +314,7 @@ class Stack:
                 )
             self._add(spec.name, self._python(spec.module, "serve"), env, port).start()
         gateway_env = {
-            **self.environ,
+            **self.component_environ(),
             "HOST": "127.0.0.1",
             "PORT": str(self.gateway_port),
             "PYTHONUNBUFFERED": "1",
@@ -299,7 +323,24 @@ class Stack:
         self.urls["gateway"] = gateway_url
         self._add("gateway", self._python("ticketing_gateway", "serve"), gateway_env, self.gateway_port).start()
 
+    def start_traces(self, timeout: float = 30.0) -> None:
+        """With ``traces``: ``ticketing traces`` as a component, listening before anything that sends spans starts."""
+        if not self.runs_trace_viewer:
+            return
+        command = self._python(
+            "ticketing_launcher", "traces", "--otlp-port", str(self.otlp_port), "--port", str(self.viewer_port)
+        )
+        env = {**self.environ, "PYTHONUNBUFFERED": "1"}
+        component = self._add("traces", command, env, self.viewer_port)
+        component.start()
+        assert component.process is not None
+        wait_for_port("127.0.0.1", self.otlp_port, timeout, component.process)
+        wait_for_port("127.0.0.1", self.viewer_port, timeout, component.process)
+        self.urls["traces"] = f"http://127.0.0.1:{self.viewer_port}"
+        self.urls["otlp"] = f"http://127.0.0.1:{self.otlp_port}"
+
     def start(self) -> None:
+        self.start_traces()
         self.start_infrastructure()
         self.migrate()
         self.start_services()
@@ -347,10 +388,14 @@ class Stack:
     def describe(self) -> str:
         lines = [f"ticketing is up: {self.urls['gateway']}", ""]
         lines.append(f"  {'component':<12} address")
-        for name in ("gateway", *[s.name for s in self.services], "stripe", "database", "nats"):
+        for name in ("gateway", *[s.name for s in self.services], "stripe", "database", "nats", "traces", "otlp"):
             if name in self.urls:
                 lines.append(f"  {name:<12} {self.urls[name]}")
+        if self.own_trace_endpoint is not None:
+            lines.append(f"  {'traces':<12} sent to {self.own_trace_endpoint} (set in your environment)")
         lines.append(f"  {'state':<12} {self.state_dir}")
+        if "traces" in self.urls:
+            lines += ["", f"traces: open {self.urls['traces']} (one request or event flow = one trace)"]
         return "\n".join(lines)
 
 
