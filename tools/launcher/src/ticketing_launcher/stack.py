@@ -153,6 +153,8 @@ OUTSIDE_SETTINGS = (
     "SESSION_KEY_FILE",
     "JWKS_URL",
     "TICKETING_PORT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
 )
 """Variables that would point a stack at servers or secrets from outside (a developer's shell, a CI job)."""
 
@@ -281,14 +283,26 @@ class Stack:
         return [sys.executable, "-m", module, *args]
 
     def migrate(self) -> None:
+        """Every service's migrations at once (each its own database): a stack starts seconds sooner."""
         env = self._base_env()
-        for spec in self.services:
-            if spec.has_database:
-                result = subprocess.run(
-                    self._python(spec.module, "migrate"), env=env, capture_output=True, text=True, check=False
-                )
-                if result.returncode != 0:
-                    raise RuntimeError(f"migrations of {spec.name} failed:\n{result.stdout}{result.stderr}")
+        running = {
+            spec.name: subprocess.Popen(
+                self._python(spec.module, "migrate"),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for spec in self.services
+            if spec.has_database
+        }
+        failures = []
+        for name, process in running.items():
+            output, _ = process.communicate()
+            if process.returncode != 0:
+                failures.append(f"migrations of {name} failed:\n{output}")
+        if failures:
+            raise RuntimeError("\n".join(failures))
 
     def _add(self, name: str, command: list[str], env: dict[str, str], port: int | None) -> ProcessComponent:
         component = ProcessComponent(name, command, env, port, self.logs, index=len(self.components))
