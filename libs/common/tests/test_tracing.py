@@ -158,3 +158,24 @@ async def test_tracing_is_off_without_an_endpoint_no_header_no_span_no_log_field
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [line for line in lines if line["message"] == "request"]
     assert not [line for line in lines if "trace_id" in line]
+
+
+async def test_probes_and_scrapes_make_no_spans(demo_settings: DemoSettings, spans: RecordedSpans) -> None:
+    async with running(build_demo_app(demo_settings)) as app, http_client(app) as client:
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert (await client.get(path)).status_code == 200
+        assert (await client.get("/demo/errors/not-found")).status_code == 404
+
+    assert [span.name for span in spans.finished()] == ["GET /demo/errors/{kind}"]
+
+
+async def test_an_unsampled_callers_trace_is_passed_on_but_nothing_is_recorded(
+    demo_settings: DemoSettings, spans: RecordedSpans
+) -> None:
+    async with running(build_demo_app(demo_settings)) as app:
+        await _create_ticket(app, "Seat 1", traceparent=f"00-{CALLER_TRACE}-{CALLER_SPAN}-00")
+        [headers] = await _outbox_headers(app)
+
+    _, trace_id, _, flags = headers["traceparent"].split("-")
+    assert (trace_id, flags) == (CALLER_TRACE, "00")
+    assert spans.finished() == []

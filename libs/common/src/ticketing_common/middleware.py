@@ -101,7 +101,7 @@ class RequestMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-        elif tracing.tracer is None:
+        elif tracing.tracer is None or is_operational_path(scope["path"]):  # probes and scrapes make no traces
             await self._serve(scope, receive, send, None)
         else:
             with tracing.server_span(scope) as span:

@@ -73,6 +73,18 @@ def inject(headers: MutableMapping[str, str]) -> None:
         _propagator.inject(headers)
 
 
+def is_sampled(headers: Mapping[str, str] | None) -> bool:
+    """Whether the trace context in ``headers`` asks for recording (W3C flag 01): a listener handles such an event on
+    its own, in its own span; a batch of unsampled events stays one set-based statement."""
+    if tracer is None or not headers:
+        return False
+    value = headers.get(TRACEPARENT, "")
+    return len(value) == 55 and value[-2:] in _SAMPLED_FLAGS
+
+
+_SAMPLED_FLAGS = frozenset(f"{flags:02x}" for flags in range(256) if flags & 1)
+
+
 def current_traceparent() -> str | None:
     """The current span's ``traceparent``, to keep with a record a later request continues the trace from."""
     if tracer is None:

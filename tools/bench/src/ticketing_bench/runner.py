@@ -20,15 +20,26 @@ import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ticketing_bench import client, flash_sale, onsale, report, revocation, scenarios, wrk
+from ticketing_bench import client, flash_sale, onsale, report, revocation, scenarios, tracing_cost, wrk
 from ticketing_bench.flash_sale import SaleSize
 from ticketing_bench.onsale import OnSaleSize
 from ticketing_bench.revocation import RevocationSize
 from ticketing_bench.scenarios import ExpirySize, LagSize, PathsSize, SaturationSize
 from ticketing_bench.system import System
+from ticketing_bench.tracing_cost import TracingSize
 from ticketing_launcher.check import check_until_settled
 
-ALL_SCENARIOS = ("floor", "flash_sale", "revocation", "onsale", "expiry", "saturation", "event_lag", "paths")
+ALL_SCENARIOS = (
+    "floor",
+    "flash_sale",
+    "revocation",
+    "onsale",
+    "expiry",
+    "saturation",
+    "event_lag",
+    "paths",
+    "tracing",
+)
 LONG_WINDOW = "3600"  # for the scenarios whose orders must not expire while they run
 FLOORS = Path(__file__).resolve().parents[4] / "bench" / "floors"
 
@@ -45,6 +56,7 @@ class Profile:
     saturation: SaturationSize
     revocation: RevocationSize
     onsale: OnSaleSize
+    tracing: TracingSize
     scenarios: tuple[str, ...] = ALL_SCENARIOS
     floor_seconds: float = 8  # the batched floor's saturated run
 
@@ -61,6 +73,7 @@ PROFILES = {
         saturation=SaturationSize(seconds=8, connections=64, tickets=5000, open_loop_seconds=8, open_loop_tickets=2500),
         revocation=RevocationSize(sessions=50),
         onsale=OnSaleSize(buyers=5000, tickets=1000, connections=64, control=50, lead_seconds=40, cheat_every=50),
+        tracing=TracingSize(orders_per_second=80, seconds=8),
     ),
     "quick": Profile(
         "quick",
@@ -73,6 +86,7 @@ PROFILES = {
         saturation=SaturationSize(seconds=2, connections=16, tickets=800, open_loop_seconds=2, open_loop_tickets=400),
         revocation=RevocationSize(sessions=20),
         onsale=OnSaleSize(buyers=500, tickets=100, connections=16, control=20, lead_seconds=15, pay_after=0.5),
+        tracing=TracingSize(orders_per_second=20, seconds=3),
         scenarios=tuple(s for s in ALL_SCENARIOS if s != "floor"),
     ),
     # The invariant part of the quick run, smaller still: what `make test` runs (tools/bench/tests).
@@ -89,6 +103,7 @@ PROFILES = {
         onsale=OnSaleSize(
             buyers=40, tickets=10, connections=8, control=4, lead_seconds=10, pay_after=0.3, beyond_every=2
         ),
+        tracing=TracingSize(orders_per_second=10, seconds=1),
         scenarios=("flash_sale", "onsale"),
     ),
 }
@@ -325,9 +340,9 @@ async def _scenarios(
     if not others:
         return await _final_check(system, results, display)
     if not system.local:
-        for name in ("event_lag", "expiry"):
+        for name in ("event_lag", "expiry", "tracing"):
             if name in others:
-                notes.append(f"{name} skipped: it needs the system's processes and logs (run without BASE_URL).")
+                notes.append(f"{name} skipped: it needs the system's processes (run without BASE_URL).")
         others = [s for s in others if s in ("paths", "saturation")]
     async with client.session(16) as http:
         if not sellers:
@@ -343,6 +358,7 @@ async def _scenarios(
         )
         + (2 * profile.write_tickets if "paths" in others else 0)
         + (profile.saturation.tickets + profile.saturation.open_loop_tickets if "saturation" in others else 0)
+        + (tracing_cost.RUNS * profile.tracing.orders + tracing_cost.WARM_UP_ORDERS if "tracing" in others else 0)
     )
     seed_base = system.urls.get("tickets", system.gateway)
     async with client.session(32) as http:
@@ -372,11 +388,11 @@ async def _scenarios(
             ticket_ids=ids,
             tick=display.counter("expiry: orders", len(ids)),
         )
-    if system.local and ("event_lag" in others or "paths" in others or "saturation" in others):
+    if system.local and any(name in others for name in ("event_lag", "paths", "saturation", "tracing")):
         with display.step("restart orders with a long order window"):
             system.restart_service("orders", ORDER_EXPIRATION_SECONDS=LONG_WINDOW)
         notes.append(
-            f"Before scenarios 2 and 3 the orders service was restarted with ORDER_EXPIRATION_SECONDS={LONG_WINDOW}, "
+            f"Before scenarios 2, 3 and 8 the orders service was restarted with ORDER_EXPIRATION_SECONDS={LONG_WINDOW}, "
             "so no expiry of theirs falls inside a measurement."
         )
     if "saturation" in others and wrk.available():
@@ -418,6 +434,18 @@ async def _scenarios(
                 write_ids_gateway=seeded[half:],
                 step=lambda name: display.say(f"wrk: {name}"),
             )
+    if "tracing" in others:
+        count = tracing_cost.RUNS * profile.tracing.orders + tracing_cost.WARM_UP_ORDERS
+        ids, seeded = seeded[:count], seeded[count:]
+        with display.step("tracing: paced orders with tracing off, on, sampled, off"):
+            results["tracing"] = await tracing_cost.measure(
+                system, profile.tracing, buyers=buyers[:8], ticket_ids=ids, tick=lambda: None
+            )
+        found = results["tracing"]
+        display.say(
+            f"tracing: on costs {found['on_cost_ms_per_order']} ms CPU per order, off "
+            f"{found['off_cost_us_per_order']:.2f} µs; {found['whole_traces']} whole traces"
+        )
     await _final_check(system, results, display)
 
 

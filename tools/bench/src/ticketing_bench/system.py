@@ -117,7 +117,9 @@ class System:
         with httpx.Client(timeout=3) as client:
             while time.monotonic() < deadline:
                 with contextlib.suppress(httpx.HTTPError):
-                    if client.get(self.urls[name] + "/readyz").status_code == 200:
+                    # The gateway's /healthz: every service behind it ready.
+                    probe = "/healthz" if name == "gateway" else "/readyz"
+                    if client.get(self.urls[name] + probe).status_code == 200:
                         self._processes.pop(name, None)
                         return
                 time.sleep(0.2)

@@ -384,15 +384,18 @@ class ListenerRunner:
         async with self._db.unit_of_work() as uow:
             claimed = {row[0] for row in await uow.conn.fetch(CLAIM_EVENTS, self.consumer, list(unique))}
             fresh = [delivery for event_id, delivery in unique.items() if event_id in claimed]
-            if tracing.tracer is not None:
+            if len(fresh) > 1 and any(tracing.is_sampled(delivery.msg.headers) for delivery in fresh):
                 # One span per event, each continuing the trace of whoever staged it (so no set-based batch).
                 for delivery in fresh:
                     with self._span(delivery):
                         await self.listener.handle(delivery.event, uow)
-            elif len(fresh) == 1:
-                await self.listener.handle(fresh[0].event, uow)
             elif fresh:
-                await self.listener.handle_batch([delivery.event for delivery in fresh], uow)
+                # Unsampled, a batch stays set-based; what it stages carries the first event's unrecorded context.
+                with self._span(fresh[0]) if tracing.tracer is not None else contextlib.nullcontext():
+                    if len(fresh) == 1:
+                        await self.listener.handle(fresh[0].event, uow)
+                    else:
+                        await self.listener.handle_batch([delivery.event for delivery in fresh], uow)
         return fresh
 
     def _span(self, delivery: Delivery) -> AbstractContextManager[object]:
