@@ -41,6 +41,7 @@ import pytest
 from deploy_support import (
     CNPG_NAMESPACE,
     DEPLOYABLES,
+    KEDA_OVERLAYS,
     OVERLAYS,
     Deployable,
     Dockerfile,
@@ -249,7 +250,8 @@ def _get(url: str) -> int:
         return 0
 
 
-@pytest.fixture(scope="module", params=OVERLAYS)
+# The KEDA overlay is gke but for its autoscalers (test_k8s_scaling proves it): booting it again would prove nothing.
+@pytest.fixture(scope="module", params=[overlay for overlay in OVERLAYS if overlay not in KEDA_OVERLAYS])
 def smoke(
     request: pytest.FixtureRequest,
     infra: testing.TestInfra,
