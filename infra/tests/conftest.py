@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from deploy_support import ALL_OVERLAYS, DEPLOYABLES, Deployable, Dockerfile, Manifests, render
+
+from ticketing_common import tracing
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +38,15 @@ def rendered() -> dict[str, Manifests]:
 def dockerfiles(deployables: dict[str, Deployable]) -> dict[str, Dockerfile]:
     """Each service's image: the one Dockerfile as skaffold builds it for that service (its build arguments)."""
     return {name: Dockerfile.parse(d.dockerfile).for_build(d.build_args()) for name, d in deployables.items()}
+
+
+@pytest.fixture(autouse=True)
+def tracing_off_after_each_test() -> Iterator[None]:
+    """Some tests build a service's app in this process (its probe paths, its listeners) as its entry point does,
+    which configures its observability: with a traced overlay's settings that turns tracing on here, towards a
+    collector that is not here. Off again after each test, so that no other test finds it on."""
+    yield
+    tracing.shutdown_tracing()
 
 
 @pytest.fixture

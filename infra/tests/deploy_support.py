@@ -45,6 +45,24 @@ def environment(overlay: str) -> str:
     return BASE_OVERLAY.get(overlay, overlay)
 
 
+def components(overlay: str) -> set[str]:
+    """The optional components (``infra/k8s/components/<name>``) an overlay lists, in its own kustomization or in that
+    of an overlay it is built on (its resources)."""
+    folder = K8S / "overlays" / overlay
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    listed = {(folder / path).resolve() for path in kustomization.get("components", [])}
+    found = {path.name for path in listed if path.parent == (K8S / "components").resolve()}
+    for resource in kustomization.get("resources", []):
+        path = (folder / resource).resolve()
+        if path.parent == (K8S / "overlays").resolve() and path.is_dir():
+            found |= components(path.name)
+    return found
+
+
+# The overlays whose processes export traces: those with the component infra/k8s/components/tracing.
+TRACED_OVERLAYS = tuple(overlay for overlay in ALL_OVERLAYS if "tracing" in components(overlay))
+
+
 # The Kubernetes version whose schemas the manifests must satisfy (GKE's regular channel and recent kind both
 # run it or newer). Pinned so that a schema update never changes the verdict silently.
 KUBERNETES_VERSION = "1.32"

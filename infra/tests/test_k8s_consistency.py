@@ -41,6 +41,23 @@ def _env_names(settings_cls: type[Any]) -> dict[str, str]:
     return names
 
 
+def _opentelemetry_sdk_variables() -> set[str]:
+    """The environment variables the OpenTelemetry SDK reads (its sampler, exporter headers, timeouts...), as the
+    installed SDK names them (``opentelemetry.sdk.environment_variables``)."""
+    from opentelemetry.sdk import environment_variables
+
+    return {value for name, value in vars(environment_variables).items() if name.startswith("OTEL_")}
+
+
+def _known_variables(deployable: Deployable) -> set[str]:
+    """What the service reads from its environment: its settings, and, in a process that turns the OpenTelemetry SDK
+    on (its settings read ``OTEL_EXPORTER_OTLP_ENDPOINT``, ``ticketing_common.tracing``), the SDK's own variables."""
+    known = set(_env_names(deployable.settings_cls))
+    if "OTEL_EXPORTER_OTLP_ENDPOINT" in known:
+        known |= _opentelemetry_sdk_variables()
+    return known
+
+
 def _required(deployable: Deployable, monkeypatch: pytest.MonkeyPatch) -> set[str]:
     """What the service cannot start without: fields without a default, fields whose default its validators refuse
     (auth's SESSION_KEY_FILE), settings a validator of the whole model refuses to go without, named in its message
@@ -126,10 +143,11 @@ def test_deployment_provides_every_setting_its_service_requires(
 def test_deployment_sets_only_settings_its_service_knows(
     rendered: dict[str, Manifests], deployable: Deployable, overlay: str
 ) -> None:
-    """A misspelt or removed setting would be ignored silently by the service; here it fails."""
+    """A misspelt or removed setting would be ignored silently by the service (or by the OpenTelemetry SDK, whose
+    variables a process that traces reads too); here it fails."""
     deployable.require_present()
     manifests = rendered[overlay]
-    known = set(_env_names(deployable.settings_cls))
+    known = _known_variables(deployable)
     for container in manifests.containers(manifests.get("Deployment", deployable.name)):
         env = container_env(manifests, container)
         referenced = {

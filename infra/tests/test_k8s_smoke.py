@@ -11,7 +11,9 @@ same on one machine without a cluster is changed, and only that:
 - hosts of in-cluster Services point at stand-ins: PostgreSQL (a single pod in dev, a CloudNativePG cluster's
   read-write Service in gke) at the test session's server, NATS at the test session's server (dev) or at a
   three-node cluster started from the gke overlay's own nats.conf (gke); the entry point (the Gateway) is played
-  by the local gateway, which routes like the HTTPRoute (test_k8s_routes.py);
+  by the local gateway, which routes like the HTTPRoute (test_k8s_routes.py); the OpenTelemetry Collector that a
+  traced overlay names (the cluster's, not the overlays') by an in-process OTLP/HTTP receiver
+  (``ticketing_launcher.traces.OtlpReceiver``);
 - what CloudNativePG's initdb bootstrap would create is created on the test server: the application role of each
   Cluster, owning the service's database, so that the gke services (migrations included) run as that role, not as
   a superuser;
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -43,6 +46,7 @@ from deploy_support import (
     DEPLOYABLES,
     KEDA_OVERLAYS,
     OVERLAYS,
+    TRACED_OVERLAYS,
     Deployable,
     Dockerfile,
     Manifests,
@@ -55,6 +59,7 @@ from deploy_support import (
 from ticketing_common import testing
 from ticketing_common.embedded import free_port, nats_server_binary
 from ticketing_common.routes import ROUTES
+from ticketing_launcher.traces import OtlpReceiver, Span
 
 READY_TIMEOUT = 90.0  # generous for a loaded CI machine; the measured time is printed
 MIGRATE_TIMEOUT = 90.0
@@ -117,6 +122,7 @@ class SmokeRun:
     outcomes: dict[str, Outcome]
     gateway_url: str
     seconds: float
+    collector: OtlpReceiver | None  # the stand-in for the collector a traced overlay names
 
 
 def _point_at_stand_ins(value: str, stand_ins: dict[tuple[str, int], str]) -> str:
@@ -175,6 +181,18 @@ def _stand_ins(manifests: Manifests, *, database: str, nats: str) -> dict[tuple[
                 elif image.startswith("nats:") and port["port"] == 4222:
                     stand_ins[(service["metadata"]["name"], port["port"])] = nats
     return stand_ins
+
+
+def _collector_addresses(manifests: Manifests) -> set[tuple[str, int]]:
+    """(host, port) of the OpenTelemetry Collector the Deployments export their spans to, if any."""
+    addresses = set()
+    for deployment in manifests.of_kind("Deployment"):
+        for container in manifests.containers(deployment):
+            endpoint = container_env(manifests, container).values.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            if endpoint:
+                url = urlsplit(endpoint)
+                addresses.add((url.hostname or "", url.port or DEFAULT_PORTS.get(url.scheme, 0)))
+    return addresses
 
 
 def _deployment_stand_ins(manifests: Manifests, ports: dict[str, int]) -> dict[tuple[str, int], str]:
@@ -265,6 +283,7 @@ def smoke(
     root = tmp_path_factory.mktemp(f"smoke-{overlay}")
     started = time.monotonic()
     processes: list[Process] = []
+    collector: OtlpReceiver | None = None
     try:
         nats = manifests.get("StatefulSet", "nats")
         if nats["spec"]["replicas"] > 1:
@@ -274,6 +293,10 @@ def smoke(
             nats_address = _address(infra.nats_url)
         gateway_port = free_port()
         stand_ins = _stand_ins(manifests, database=_address(infra.database_url), nats=nats_address)
+        if collector_addresses := _collector_addresses(manifests):
+            collector = OtlpReceiver(port=0)
+            collector.start()
+            stand_ins |= dict.fromkeys(collector_addresses, f"127.0.0.1:{collector.port}")
 
         deployments = [d for d in deployables.values() if d.present]
         outcomes = {d.name: Outcome(port=free_port()) for d in deployments}
@@ -366,7 +389,7 @@ def smoke(
             time.sleep(0.2)
         for name in waiting:
             outcomes[name].diagnostics += f"not ready after {READY_TIMEOUT}s:\n{plans[name][1].tail()}\n"
-        run = SmokeRun(overlay, outcomes, f"http://127.0.0.1:{gateway_port}", time.monotonic() - started)
+        run = SmokeRun(overlay, outcomes, f"http://127.0.0.1:{gateway_port}", time.monotonic() - started, collector)
         print(
             f"\nsmoke {overlay}: "
             + ", ".join(f"{n} ready at {o.ready_after and round(o.ready_after, 1)}s" for n, o in outcomes.items())
@@ -378,6 +401,8 @@ def smoke(
             process.signal(signal.SIGTERM)
         for process in processes:
             process.wait(15)
+        if collector is not None:
+            collector.stop()
 
 
 @pytest.mark.parametrize("name", DEPLOYABLES)
@@ -398,3 +423,34 @@ def test_the_platform_answers_through_its_entry_point(smoke: SmokeRun, deployabl
     assert _get(smoke.gateway_url + "/.well-known/jwks.json") == 200, "auth's JWK Set, from its mounted key ring"
     if deployables["client"].present:
         assert _get(smoke.gateway_url + "/") == 200
+
+
+def test_a_traced_overlays_processes_export_one_trace_to_the_collector_it_names(
+    smoke: SmokeRun, deployables: dict[str, Deployable]
+) -> None:
+    """A page through the entry point, in a trace the caller records (a sampled ``traceparent``: where a trace
+    starts the overlay records only some, and every process follows the decision it receives): the web client's
+    span and that of the API it called (tickets, for the list of tickets) reach the collector's stand-in as one
+    trace, exported to ``<endpoint>/v1/traces`` with the sampler the overlay configures. Without tracing, no process
+    names a collector."""
+    if smoke.overlay not in TRACED_OVERLAYS:
+        assert smoke.collector is None
+        return
+    assert smoke.collector is not None
+    deployables["client"].require_present()
+    trace_id, caller = secrets.token_hex(16), secrets.token_hex(8)
+    page = httpx.get(smoke.gateway_url + "/", headers={"traceparent": f"00-{trace_id}-{caller}-01"}, timeout=10)
+    assert page.status_code == 200
+
+    def both_arrived(spans: list[Span]) -> bool:
+        return {"client", "tickets"} <= {span.service for span in spans if span.trace_id == trace_id}
+
+    smoke.collector.wait_for_blocking(both_arrived, timeout=15)
+    spans = {span.span_id: span for span in smoke.collector.trace(trace_id)}
+    [page_span] = [s for s in spans.values() if s.service == "client" and s.kind == "server"]
+    assert page_span.parent_span_id == caller, "the page continues the caller's trace"
+    [api_span] = [s for s in spans.values() if s.service == "tickets" and s.kind == "server"]
+    ancestor = api_span.parent_span_id
+    while ancestor in spans and ancestor != page_span.span_id:
+        ancestor = spans[ancestor].parent_span_id
+    assert ancestor == page_span.span_id, "the API call the page made is part of the page's span"
