@@ -1,6 +1,7 @@
-"""How pages fail when the APIs answer badly, and which form posts are refused, against a stand-in gateway: a real
-HTTP server whose answers each test sets (a timeout, a crash, a throttled sign-in cannot be asked of the real
-APIs on demand)."""
+"""How pages fail when the APIs answer badly, which form posts are refused, and what the API calls carry (the
+visitor's address, the trace context), against a stand-in gateway: a real HTTP server whose answers each test sets
+(a timeout, a crash, a throttled sign-in cannot be asked of the real APIs on demand) and which remembers what it was
+sent."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ import pytest
 from aiohttp import web
 from asgi_lifespan import LifespanManager
 from client_testing import parse
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
 
 from ticketing_client.config import Settings
 from ticketing_client.main import create_app
+from ticketing_common import tracing
 from ticketing_common.embedded import free_port
-from ticketing_common.testing import http_client
+from ticketing_common.testing import http_client, recording_spans
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 SITE = "http://testserver"  # the test client's own origin
@@ -464,3 +468,71 @@ async def test_the_events_forms_are_refused_from_another_site(
     assert response.status_code == 403
     assert _page(response)[0] == "Not allowed"
     assert [r.method for r in gateway.received if r.method != "GET"] == []
+
+
+# -- traces ----------------------------------------------------------------------------------------------------------
+
+CALLER_TRACE, CALLER_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+async def _home_page_signed_in(gateway: StandInGateway, auth: StandInGateway, **headers: str) -> list[web.Request]:
+    """The home page for a signed-in visitor, with auth called at its own URL and the tickets through the gateway:
+    the API calls it made, as they arrived (asking who is signed in, then the tickets)."""
+    auth.answer("GET", "/api/users/currentuser", 200, {"currentUser": ME})
+    gateway.answer("GET", "/api/tickets", 200, {"tickets": [], "next": None})
+    # Tracing is on only as the test turns it on (recording_spans), whatever this machine's environment says.
+    app = create_app(Settings(api_url=gateway.url, auth_url=auth.url, otel_exporter_otlp_endpoint=""))
+    async with LifespanManager(app), http_client(app) as http:
+        page = await http.get("/", headers={**HTML, "Cookie": "session=abc", **headers})
+    assert page.status_code == 200, page.text
+    calls = [*auth.received, *gateway.received]
+    assert [(call.method, call.path) for call in calls] == [("GET", "/api/users/currentuser"), ("GET", "/api/tickets")]
+    return calls
+
+
+def _descends_from(span_id: int, ancestor: ReadableSpan, spans: list[ReadableSpan]) -> bool:
+    """Whether the recorded span ``span_id`` is ``ancestor`` or one of its descendants."""
+    by_id = {span.context.span_id: span for span in spans}
+    while span_id != ancestor.context.span_id:
+        span = by_id.get(span_id)
+        if span is None or span.parent is None:
+            return False
+        span_id = span.parent.span_id
+    return True
+
+
+@pytest.mark.parametrize(
+    "caller",
+    [None, f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"],
+    ids=["a trace the page starts", "the trace of the page's caller"],
+)
+async def test_with_tracing_on_every_api_call_of_a_page_continues_the_pages_trace(
+    gateway: StandInGateway, auth: StandInGateway, caller: str | None
+) -> None:
+    """Each call carries a ``traceparent`` of the page's trace whose parent is the page's span (or a span inside
+    it), recorded: so the services' spans of that page join its trace, whichever service is called where."""
+    with recording_spans("client") as recorded:
+        calls = await _home_page_signed_in(gateway, auth, **({"traceparent": caller} if caller else {}))
+        spans = recorded.finished()
+
+    [page] = [span for span in spans if span.kind is SpanKind.SERVER]
+    assert page.name == "GET /"
+    if caller is not None:
+        assert page.parent is not None
+        assert (f"{page.context.trace_id:032x}", f"{page.parent.span_id:016x}") == (CALLER_TRACE, CALLER_SPAN)
+    for call in calls:
+        assert "traceparent" in call.headers, f"{call.path} was called without the page's trace context"
+        version, trace_id, parent_id, flags = call.headers["traceparent"].split("-")
+        assert (version, trace_id) == ("00", f"{page.context.trace_id:032x}"), call.path
+        assert int(flags, 16) & 0x01, f"{call.path}: the trace is recorded (W3C flag sampled), so the service records"
+        assert _descends_from(int(parent_id, 16), page, spans), f"{call.path}'s parent is not inside the page's span"
+
+
+async def test_with_tracing_off_no_api_call_carries_a_trace_context(
+    gateway: StandInGateway, auth: StandInGateway
+) -> None:
+    assert tracing.tracer is None, "tracing is off without OTEL_EXPORTER_OTLP_ENDPOINT"
+    calls = await _home_page_signed_in(gateway, auth)
+    for call in calls:
+        assert "traceparent" not in call.headers, call.path
+        assert "tracestate" not in call.headers, call.path
