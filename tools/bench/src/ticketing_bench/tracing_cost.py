@@ -126,7 +126,11 @@ async def measure(
     off_mean = sum(off_cpu) / len(off_cpu) if all(x is not None for x in off_cpu) else None
     on_cpu = runs["on"]["cpu_ms_per_order"]
     sampled_cpu = runs[f"on, 1 trace in {round(1 / SAMPLED_SHARE)} recorded"]["cpu_ms_per_order"]
+    problems = [
+        f"{name}: {run['orders']} of {count} orders placed" for name, run in runs.items() if run["orders"] < count
+    ]
     return {
+        "problems": problems,
         "orders_per_s": size.orders_per_second,
         "runs": runs,
         "off_cpu_ms_per_order": off_mean,
