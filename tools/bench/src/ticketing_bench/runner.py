@@ -73,7 +73,7 @@ PROFILES = {
         saturation=SaturationSize(seconds=8, connections=64, tickets=5000, open_loop_seconds=8, open_loop_tickets=2500),
         revocation=RevocationSize(sessions=50),
         onsale=OnSaleSize(buyers=5000, tickets=1000, connections=64, control=50, lead_seconds=40, cheat_every=50),
-        tracing=TracingSize(orders_per_second=80, seconds=8),
+        tracing=TracingSize(orders_per_second=80, seconds=6),
     ),
     "quick": Profile(
         "quick",
@@ -358,7 +358,7 @@ async def _scenarios(
         )
         + (2 * profile.write_tickets if "paths" in others else 0)
         + (profile.saturation.tickets + profile.saturation.open_loop_tickets if "saturation" in others else 0)
-        + (tracing_cost.RUNS * profile.tracing.orders + tracing_cost.WARM_UP_ORDERS if "tracing" in others else 0)
+        + (tracing_cost.RUNS * (profile.tracing.orders + tracing_cost.WARM_UP_ORDERS) if "tracing" in others else 0)
     )
     seed_base = system.urls.get("tickets", system.gateway)
     async with client.session(32) as http:
@@ -396,7 +396,7 @@ async def _scenarios(
             "so no expiry of theirs falls inside a measurement."
         )
     if "tracing" in others:  # set apart now: scenario 2 orders every ticket left in ``seeded``
-        tracing_ids = seeded[: tracing_cost.RUNS * profile.tracing.orders + tracing_cost.WARM_UP_ORDERS]
+        tracing_ids = seeded[: tracing_cost.RUNS * (profile.tracing.orders + tracing_cost.WARM_UP_ORDERS)]
         seeded = seeded[len(tracing_ids) :]
     if "saturation" in others and wrk.available():
         size_ = profile.saturation

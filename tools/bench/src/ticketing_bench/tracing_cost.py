@@ -5,7 +5,8 @@ The same paced orders through the gateway (each with its whole event chain: tick
 trace in ten recorded (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``); off again. "On" restarts the processes of
 that chain with ``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at an OTLP receiver in a process of its own (a collector's
 stand-in, outside the system's CPU); the two "off" runs bracket them, so a drift of the machine shows as a
-difference between them. Off, every hook is one check of ``tracing.tracer``: timed here per call, times the
+difference between them. Before each run the five processes are restarted and warmed up with a few orders: a
+process that served the earlier scenarios costs more per order than a fresh one. Off, every hook is one check of ``tracing.tracer``: timed here per call, times the
 hooks one order passes through.
 """
 
@@ -96,24 +97,29 @@ async def measure(
 ) -> dict[str, Any]:
     """CPU per order with tracing off, on, off; spans received per order and whole traces while on."""
     count = size.orders
-    assert len(ticket_ids) >= RUNS * count + WARM_UP_ORDERS, "every run and the warm-up on fresh tickets"
+    assert len(ticket_ids) >= RUNS * (count + WARM_UP_ORDERS), "every run and every warm-up on fresh tickets"
     runs: dict[str, dict[str, Any]] = {}
-    batches = iter(ticket_ids[i * count : (i + 1) * count] for i in range(4))
-    runs["off (before)"] = await _run(system, buyers, next(batches), size.orders_per_second, tick)
+    batches = iter(ticket_ids[i * count : (i + 1) * count] for i in range(RUNS))
+    warm_ups = iter(ticket_ids[RUNS * count + i * WARM_UP_ORDERS :][:WARM_UP_ORDERS] for i in range(RUNS))
+    off = {"OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_TRACES_SAMPLER": "", "OTEL_TRACES_SAMPLER_ARG": ""}
+
+    async def run(name: str, **env: str) -> int:
+        """Every run on freshly started processes (one that served the earlier scenarios costs more per order)."""
+        await _restart(system, **env)
+        warmed = await _warm_up(system, buyers, next(warm_ups))
+        runs[name] = await _run(system, buyers, next(batches), size.orders_per_second, tick)
+        return warmed
+
+    await run("off (before)", **off)
     with Receiver() as receiver:
-        _restart(system, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
-        warmed = await _warm_up(system, buyers, ticket_ids[4 * count :])
-        runs["on"] = await _run(system, buyers, next(batches), size.orders_per_second, tick)
+        warmed = await run("on", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
         await asyncio.sleep(1.5)  # the processes' span batches (every 0.5 s)
         received = receiver.traces()
         hook_ns = off_hook_ns()
         span_us = span_cost_us(receiver.endpoint)
-        _restart(system, OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG=str(SAMPLED_SHARE))
-        runs[f"on, 1 trace in {round(1 / SAMPLED_SHARE)} recorded"] = await _run(
-            system, buyers, next(batches), size.orders_per_second, tick
-        )
-    _restart(system, OTEL_EXPORTER_OTLP_ENDPOINT="", OTEL_TRACES_SAMPLER="", OTEL_TRACES_SAMPLER_ARG="")
-    runs["off (after)"] = await _run(system, buyers, next(batches), size.orders_per_second, tick)
+        sampler = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(SAMPLED_SHARE)}
+        await run(f"on, 1 trace in {round(1 / SAMPLED_SHARE)} recorded", **sampler)
+    await run("off (after)", **off)
 
     orders_on = runs["on"]["orders"] + warmed  # the receiver holds the warm-up's traces too
     order_traces = [t for t in received if t["name"] == "POST /api/orders"]
@@ -154,9 +160,12 @@ async def measure(
     }
 
 
-def _restart(system: System, **env: str) -> None:
+async def _restart(system: System, **env: str) -> None:
     for name in TRACED_COMPONENTS:
         system.restart_service(name, **env)
+    # The stopped processes' PostgreSQL backends exit a moment later: gone before the first sample, their CPU
+    # cannot drop out of a run's sum.
+    await asyncio.sleep(2)
 
 
 async def _run(
