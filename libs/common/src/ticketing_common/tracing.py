@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from opentelemetry import trace
@@ -140,7 +140,7 @@ def span(
             raise
 
 
-def server_span(scope: Mapping[str, Any]) -> Any:
+def server_span(scope: Mapping[str, Any]) -> AbstractContextManager[Span | None]:
     """The span of one HTTP request (an ASGI ``scope``), continuing the caller's trace context if it sent one."""
     headers = {
         name.decode("latin-1"): value.decode("latin-1")
