@@ -6,8 +6,8 @@
   ``OTEL_*`` variables (sampler, headers, timeouts) apply.
 - The W3C trace context travels in HTTP headers and in NATS message headers (``traceparent``): a unit of work
   writes the current one into each event it stages (``inject``), so the outbox, its sweeper and a JetStream
-  schedule (nats-server keeps the headers when it fires) all carry it, and a listener handles each event in a
-  span whose parent is the one that staged it (``event_span``).
+  schedule (nats-server keeps the headers when it fires) all carry it, and the listener runner handles each
+  event in a span whose parent is the one that staged it (``span(..., parent=<the message's headers>)``).
 - A copy that a later request works on (payments' copy of an order) keeps the ``traceparent`` of the event that
   made it, so the payment joins the order's trace (``span(..., parent=...)``), linked to the request's own.
 - Log lines written inside a span carry its ``trace_id`` and ``span_id`` (``logging.JsonFormatter``).

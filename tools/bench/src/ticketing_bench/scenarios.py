@@ -153,10 +153,17 @@ async def paced(
 
 
 async def create_orders_paced(
-    system: System, buyers: list[User], ticket_ids: list[str], rate: float, *, tick: Callable[[], None]
+    system: System,
+    buyers: list[User],
+    ticket_ids: list[str],
+    rate: float,
+    *,
+    tick: Callable[[], None],
+    through_gateway: bool = False,
 ) -> list[dict[str, Any]]:
-    """One order per ticket, at ``rate`` orders/s, direct to the orders service (when known)."""
-    base = system.urls.get("orders", system.gateway)
+    """One order per ticket, at ``rate`` orders/s, direct to the orders service (when known) unless
+    ``through_gateway``."""
+    base = system.gateway if through_gateway else system.urls.get("orders", system.gateway)
     created: list[dict[str, Any]] = []
     async with client.session(64) as http:
 

@@ -29,7 +29,7 @@ from opentelemetry.trace import SpanKind
 
 from ticketing_bench import client
 from ticketing_bench.client import User
-from ticketing_bench.scenarios import paced
+from ticketing_bench.scenarios import create_orders_paced
 from ticketing_bench.system import System
 from ticketing_common import tracing
 from ticketing_common.embedded import free_port, wait_for_port
@@ -173,22 +173,7 @@ async def _run(
     await system.wait_quiet(60)
     before = _cpu_by_process(system)
     started = time.monotonic()
-    created = 0
-    async with client.session(64) as http:
-
-        async def make(i: int) -> None:
-            nonlocal created
-            reply = await client.call(
-                http,
-                "POST",
-                system.gateway + "/api/orders",
-                user=buyers[i % len(buyers)],
-                json={"ticketId": ticket_ids[i]},
-            )
-            created += reply.status == 201
-            tick()
-
-        await paced(len(ticket_ids), rate, make)
+    created = len(await create_orders_paced(system, buyers, ticket_ids, rate, tick=tick, through_gateway=True))
     driven = time.monotonic() - started
     await system.wait_quiet(60)  # every event of these orders handled: the chain's CPU is all in
     by_process: dict[str, float] = {}
