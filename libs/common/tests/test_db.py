@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 import pytest
 from common_demo import DemoSettings
 
-from ticketing_common.db import Database, create_database
+from ticketing_common.db import Database, OutboxMessage, create_database
+from ticketing_common.events import TicketCreated
 
 ROOT = Path(__file__).resolve().parents[3]
 RUNTIME_CODE = sorted([*ROOT.glob("services/*/src/**/*.py"), *ROOT.glob("libs/common/src/ticketing_common/**/*.py")])
@@ -55,6 +58,73 @@ async def test_a_transaction_left_open_is_rolled_back_before_the_connection_is_u
     async with db.pool.acquire() as conn:
         assert not conn.is_in_transaction()
         assert await conn.fetchval("SELECT to_regclass('left_open')") is None
+
+
+WRITE_STAGED = """
+INSERT INTO outbox (event_id, subject, payload, headers)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[])
+"""
+
+
+def a_ticket() -> TicketCreated:
+    return TicketCreated(id=uuid.uuid4(), title="Concert", price=Decimal("20.00"), user_id=uuid.uuid4(), version=0)
+
+
+@pytest.fixture
+def handed_over(db: Database) -> list[OutboxMessage]:
+    """What the publisher would be handed after each commit."""
+    seen: list[OutboxMessage] = []
+
+    def watch(messages: Sequence[OutboxMessage]) -> None:
+        seen.extend(messages)
+
+    db.watch_commits(watch)
+    return seen
+
+
+async def test_a_one_statement_unit_of_work_hands_over_the_events_its_statement_wrote(
+    db: Database, handed_over: list[OutboxMessage]
+) -> None:
+    async with db.one_statement() as uow:
+        event_id = uow.publish(a_ticket())
+        await uow.conn.execute(WRITE_STAGED, *uow.outbox_arguments())
+        assert not uow.conn.is_in_transaction()
+
+    assert [message.event_id for message in handed_over] == [event_id]
+    assert await db.pool.fetchval("SELECT count(*) FROM outbox WHERE event_id = $1", event_id) == 1
+
+
+async def test_a_one_statement_unit_of_work_that_raises_hands_over_nothing(
+    db: Database, handed_over: list[OutboxMessage]
+) -> None:
+    with pytest.raises(LookupError):
+        async with db.one_statement() as uow:
+            uow.publish(a_ticket())
+            raise LookupError("the statement wrote nothing")
+
+    assert handed_over == []
+
+
+async def test_events_staged_in_one_statement_that_no_statement_wrote_are_refused(
+    db: Database, handed_over: list[OutboxMessage]
+) -> None:
+    with pytest.raises(RuntimeError, match="no statement wrote"):
+        async with db.one_statement() as uow:
+            uow.publish(a_ticket())
+
+    assert handed_over == []
+
+
+async def test_a_unit_of_work_writes_at_commit_only_the_events_no_statement_wrote(
+    db: Database, handed_over: list[OutboxMessage]
+) -> None:
+    async with db.unit_of_work() as uow:
+        first = uow.publish(a_ticket())
+        await uow.conn.execute(WRITE_STAGED, *uow.outbox_arguments())
+        second = uow.publish(a_ticket())
+
+    assert [message.event_id for message in handed_over] == [first, second]
+    assert await db.pool.fetchval("SELECT count(*) FROM outbox WHERE event_id = ANY($1)", [first, second]) == 2
 
 
 @pytest.mark.unit

@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from nats.js import JetStreamContext
 
+from ticketing_common.db import utcnow
 from ticketing_common.events import OrderStatus, TicketUpdated
 from ticketing_common.testing import (
     UNREACHABLE_JWKS_URL,
@@ -212,7 +213,7 @@ async def test_an_attempt_on_a_held_ticket_is_refused_by_one_read_without_a_tran
     assert sent == [queries.FIND_TICKET_FOR_ORDER]
 
 
-async def test_a_placed_order_is_decided_by_the_insert_inside_its_unit_of_work(
+async def test_a_placed_order_is_one_read_and_one_statement_writing_the_order_with_its_event(
     app: FastAPI, client: httpx.AsyncClient, bus: Harness
 ) -> None:
     ticket = await bus.add_ticket()
@@ -222,7 +223,61 @@ async def test_a_placed_order_is_decided_by_the_insert_inside_its_unit_of_work(
         response = await client.post("/api/orders", json={"ticketId": str(ticket.id)})
 
     assert response.status_code == 201
-    assert [s.split()[0] for s in sent] == ["SELECT", "BEGIN;", "WITH", "INSERT", "COMMIT;"]
+    assert sent == [queries.FIND_TICKET_FOR_ORDER, queries.INSERT_ORDER]  # no BEGIN, no COMMIT: one statement
+    assert [event["id"] for event in await bus.outbox("order.created")] == [response.json()["id"]]
+
+
+async def test_an_order_placed_while_the_ticket_changes_is_placed_on_the_new_version_with_its_price(
+    app: FastAPI, client: httpx.AsyncClient, bus: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticket = await bus.add_ticket(price=Decimal("20.00"))
+    read = queries.find_ticket_for_order
+    reads = 0
+
+    async def read_then_change_the_ticket(*args: Any, **kwargs: Any) -> queries.TicketAvailability:
+        nonlocal reads
+        reads += 1
+        found = await read(*args, **kwargs)
+        if reads == 1:  # between this read and the insert, a ticket.updated is applied
+            await bus.pool.execute("UPDATE tickets SET price = 35, version = version + 1 WHERE id = $1", ticket.id)
+        return found
+
+    monkeypatch.setattr(queries, "find_ticket_for_order", read_then_change_the_ticket)
+    signin(client)
+
+    async with recorded_statements(app) as sent:
+        response = await client.post("/api/orders", json={"ticketId": str(ticket.id)})
+
+    assert response.status_code == 201
+    assert response.json()["ticket"]["price"] == 35
+    ours = [statement for statement in sent if not statement.startswith("UPDATE tickets")]
+    assert ours == [queries.FIND_TICKET_FOR_ORDER, queries.INSERT_ORDER] * 2  # the first insert wrote nothing
+    [created] = await bus.outbox("order.created")
+    assert (created["id"], created["ticket"]["price"]) == (response.json()["id"], 35)
+    assert await bus.count_orders() == 1
+
+
+async def test_a_refused_insert_writes_no_event(bus: Harness) -> None:
+    ticket = await bus.add_ticket()
+    staged = ([uuid.uuid4()], ["order.created"], ['{"refused": true}'], ["{}"])
+
+    async def place(version: int) -> bool:
+        attempt = await insert_order(
+            bus.pool,
+            order_id=uuid.uuid4(),
+            user_id=uuid.uuid4(),
+            ticket_id=ticket.id,
+            expires_at=utcnow(),
+            version=version,
+            events=staged,
+        )
+        return attempt.inserted
+
+    assert not await place(version=1)  # a version this copy does not have
+    assert await bus.outbox("order.created") == []
+    assert await place(version=0)
+    assert not await place(version=0)  # reserved by the order just placed
+    assert await bus.outbox("order.created") == [{"refused": True}]
 
 
 async def test_returns_400_when_the_same_buyer_orders_the_ticket_again(client: httpx.AsyncClient, bus: Harness) -> None:

@@ -39,6 +39,10 @@ INSERT INTO outbox (event_id, subject, payload, headers)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[])
 """
 
+OutboxArguments = tuple[list[uuid.UUID], list[str], list[str], list[str]]
+"""Events as the arrays an outbox insert unnests: event ids, subjects, payloads, headers (JSON text)."""
+NO_EVENTS: OutboxArguments = ([], [], [], [])
+
 Executor = asyncpg.Connection | asyncpg.Pool
 """Where a query runs: a unit of work's connection, or the pool for a read outside any transaction."""
 
@@ -84,6 +88,7 @@ class UnitOfWork:
     source: str
     staged: list[OutboxMessage] = field(default_factory=list)
     callbacks: list[Callable[[], object]] = field(default_factory=list)
+    _written: int = 0  # staged[:_written] are in the outbox (or in a statement on their way there)
 
     def publish(
         self,
@@ -119,19 +124,33 @@ class UnitOfWork:
         """Run ``callback`` once the transaction has committed (never if it rolls back); it must not raise."""
         self.callbacks.append(callback)
 
+    def outbox_arguments(self) -> OutboxArguments:
+        """The events staged so far as the four arrays of an outbox insert, for a statement that writes them
+        itself next to its own change (one round trip, not two); they are not written again at commit."""
+        rows, self._written = self.staged[self._written :], len(self.staged)
+        return _outbox_arguments(rows)
+
     async def write_outbox(self) -> None:
-        rows = self.staged
+        """Write the staged events no statement has written yet."""
+        rows, self._written = self.staged[self._written :], len(self.staged)
         if len(rows) == 1:
             row = rows[0]
             await self.conn.execute(WRITE_OUTBOX_ROW, row.event_id, row.subject, row.payload, json.dumps(row.headers))
         elif rows:
-            await self.conn.execute(
-                WRITE_OUTBOX_ROWS,
-                [r.event_id for r in rows],
-                [r.subject for r in rows],
-                [r.payload for r in rows],
-                [json.dumps(r.headers) for r in rows],
-            )
+            await self.conn.execute(WRITE_OUTBOX_ROWS, *_outbox_arguments(rows))
+
+    @property
+    def unwritten(self) -> int:
+        return len(self.staged) - self._written
+
+
+def _outbox_arguments(rows: Sequence[OutboxMessage]) -> OutboxArguments:
+    return (
+        [r.event_id for r in rows],
+        [r.subject for r in rows],
+        [r.payload for r in rows],
+        [json.dumps(r.headers) for r in rows],
+    )
 
 
 CommitWatcher = Callable[[Sequence[OutboxMessage]], None]
@@ -152,6 +171,20 @@ class Database:
             uow = UnitOfWork(conn=conn, source=self.service)
             yield uow
             await uow.write_outbox()
+        self.committed(uow)
+
+    @asynccontextmanager
+    async def one_statement(self) -> AsyncIterator[UnitOfWork]:
+        """A unit of work that is a single statement outside any transaction (it commits on its own), writing
+        the staged events itself (:meth:`UnitOfWork.outbox_arguments`): one round trip where
+        :meth:`unit_of_work` adds three (BEGIN, the outbox insert, COMMIT). The events go to the publisher when
+        the block succeeds; a block that raises publishes nothing, so it must raise whenever the statement
+        wrote nothing."""
+        async with self.pool.acquire() as conn:
+            uow = UnitOfWork(conn=conn, source=self.service)
+            yield uow
+            if uow.unwritten:
+                raise RuntimeError("events were staged that no statement wrote")
         self.committed(uow)
 
     def committed(self, uow: UnitOfWork) -> None:

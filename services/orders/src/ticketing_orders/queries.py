@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from ticketing_common.db import Executor, utcnow
+from ticketing_common.db import NO_EVENTS, Executor, OutboxArguments, utcnow
 from ticketing_common.events import (
     BuyerAdmitted,
     ChargeCreated,
@@ -173,11 +173,12 @@ WHERE t.id = $1
 LOCK_BUYER_AT_EVENT = "SELECT pg_advisory_xact_lock($1)"
 
 # Reads the ticket (with what FIND_TICKET_FOR_ORDER reads) and inserts the order unless the buyer is the seller,
-# the ticket's event is not $6 (the one whose lock is held; NULL: none), or, for a ticket of an event, the
-# event's copy is missing, its sale has not opened at $5, the buyer is not admitted at $5 to a waiting room, or
-# holds max_per_buyer of its tickets already (the rules of domain.orderable_ticket, which reads the result).
-# ON CONFLICT on uq_orders_active_ticket answers "reserved" in the result (after waiting for a concurrent
-# insert's outcome) instead of raising.
+# the ticket's event is not $6 (the one whose lock is held; NULL: none), its version is not $7 (the one the
+# caller's event was made from; NULL: any), or, for a ticket of an event, the event's copy is missing, its sale
+# has not opened at $5, the buyer is not admitted at $5 to a waiting room, or holds max_per_buyer of its tickets
+# already (the rules of domain.orderable_ticket, which reads the result). ON CONFLICT on uq_orders_active_ticket
+# answers "reserved" in the result (after waiting for a concurrent insert's outcome) instead of raising. With
+# the order, and only with it, the outbox rows $8..$11 (UnitOfWork.outbox_arguments) are written.
 INSERT_ORDER = """
 WITH ticket AS (
     SELECT t.id, t.title, t.price, t.user_id, t.version, t.event_id,
@@ -197,6 +198,7 @@ WITH ticket AS (
     SELECT $1, $3, 'created', $4, 0, ticket.id FROM ticket
     WHERE ticket.user_id <> $3
       AND ticket.event_id IS NOT DISTINCT FROM $6
+      AND ($7::integer IS NULL OR ticket.version = $7)
       AND (ticket.event_id IS NULL OR (
           ticket.on_sale_at <= $5
           AND (NOT ticket.waiting_room OR ticket.admitted_until > $5)
@@ -204,6 +206,10 @@ WITH ticket AS (
       ))
     ON CONFLICT (ticket_id) WHERE status IN ('created', 'complete') DO NOTHING
     RETURNING id
+), outbox_rows AS (
+    INSERT INTO outbox (event_id, subject, payload, headers)
+    SELECT * FROM unnest($8::uuid[], $9::text[], $10::jsonb[], $11::jsonb[])
+    WHERE EXISTS (SELECT FROM inserted)
 )
 SELECT ticket.*, EXISTS (SELECT FROM inserted) AS inserted
 FROM ticket
@@ -326,10 +332,15 @@ async def insert_order(
     expires_at: datetime,
     now: datetime | None = None,
     event_id: uuid.UUID | None = None,
+    version: int | None = None,
+    events: OutboxArguments = NO_EVENTS,
 ) -> OrderAttempt:
-    """Place the order if the rules allow it at ``now`` (default: the current time); ``event_id`` is the event
-    the caller expects the ticket to be of (None: of no event), whose lock it holds."""
-    row = await db.fetchrow(INSERT_ORDER, order_id, ticket_id, user_id, expires_at, now or utcnow(), event_id)
+    """Place the order if the rules allow it at ``now`` (default: the current time) and write ``events`` with
+    it; ``event_id`` is the event the caller expects the ticket to be of (None: of no event), whose lock it
+    holds, ``version`` the ticket's version its ``events`` were made from (None: any)."""
+    row = await db.fetchrow(
+        INSERT_ORDER, order_id, ticket_id, user_id, expires_at, now or utcnow(), event_id, version, *events
+    )
     if row is None:
         return OrderAttempt(ticket=None, inserted=False)
     return OrderAttempt(ticket=_ticket(row), inserted=row["inserted"], sale=_sale(row))

@@ -36,7 +36,7 @@ from ticketing_common.events import (
 )
 from ticketing_common.events.catalogue import OrderTicket, TicketRef
 from ticketing_orders import domain, queries
-from ticketing_orders.queries import Charge, Order, OrderWithTicket
+from ticketing_orders.queries import Charge, Order, OrderWithTicket, Ticket
 
 logger = logging.getLogger("ticketing.orders")
 
@@ -51,8 +51,8 @@ class UnknownOrderError(Exception):
     """An event names an order this service never had: retried, then parked for a human."""
 
 
-class _TicketChangedEvent(Exception):
-    """The insert found the ticket of another event than the one whose lock was taken."""
+class _TicketChanged(Exception):
+    """The insert found the ticket changed (another version, maybe of another event) since it was read."""
 
 
 async def create_order(
@@ -80,49 +80,29 @@ async def place_order(
         now = utcnow()
         # Most attempts in a sale are on a held ticket: one read outside any transaction turns them away.
         available = await queries.find_ticket_for_order(db.pool, ticket_id, buyer=user_id, now=now)
-        event_id = domain.orderable_ticket(
+        ticket = domain.orderable_ticket(
             available.ticket, buyer=user_id, held=available.held, sale=available.sale, now=now
-        ).event_id
+        )
         try:
-            return await _insert_order(
-                db, user_id=user_id, ticket_id=ticket_id, event_id=event_id, expiration_seconds=expiration_seconds
-            )
-        except _TicketChangedEvent:
+            return await _insert_order(db, user_id=user_id, ticket=ticket, expiration_seconds=expiration_seconds)
+        except _TicketChanged:
             continue
     raise ConflictError("Ticket was modified, try again")
 
 
 async def _insert_order(
-    db: Database,
-    *,
-    user_id: uuid.UUID,
-    ticket_id: uuid.UUID,
-    event_id: uuid.UUID | None,
-    expiration_seconds: int,
+    db: Database, *, user_id: uuid.UUID, ticket: Ticket, expiration_seconds: int
 ) -> OrderWithTicket:
-    """The decision, in one unit of work: for a ticket of ``event_id`` the buyer's lock for that event, then the
-    insert, which decides every race."""
+    """The decision: one insert, which decides every race and writes ``order.created`` (made from ``ticket`` as
+    read) with the order. For a ticket of an event it runs in a transaction after the buyer's lock for that
+    event; a ticket of no event needs no lock, and the statement commits on its own."""
     order_id = new_id()
-    async with db.unit_of_work() as uow:
-        if event_id is not None:
-            await queries.lock_buyer_at_event(uow.conn, domain.buyer_event_lock_key(user_id, event_id))
-        now = utcnow()
-        expires_at = now + timedelta(seconds=expiration_seconds)
-        attempt = await queries.insert_order(
-            uow.conn,
-            order_id=order_id,
-            user_id=user_id,
-            ticket_id=ticket_id,
-            expires_at=expires_at,
-            now=now,
-            event_id=event_id,
-        )
-        if attempt.ticket is not None and attempt.ticket.event_id != event_id:
-            raise _TicketChangedEvent()  # rolled back: read again, lock the right event
-        # The ticket as the insert found it (its price may have changed since the read).
-        ticket = domain.orderable_ticket(
-            attempt.ticket, buyer=user_id, held=not attempt.inserted, sale=attempt.sale, now=now
-        )
+    now = utcnow()
+    expires_at = now + timedelta(seconds=expiration_seconds)
+    unit = db.one_statement() if ticket.event_id is None else db.unit_of_work()
+    async with unit as uow:
+        if ticket.event_id is not None:
+            await queries.lock_buyer_at_event(uow.conn, domain.buyer_event_lock_key(user_id, ticket.event_id))
         uow.publish(
             OrderCreated(
                 id=order_id,
@@ -133,6 +113,21 @@ async def _insert_order(
                 ticket=OrderTicket(id=ticket.id, price=ticket.price),
             )
         )
+        attempt = await queries.insert_order(
+            uow.conn,
+            order_id=order_id,
+            user_id=user_id,
+            ticket_id=ticket.id,
+            expires_at=expires_at,
+            now=now,
+            event_id=ticket.event_id,
+            version=ticket.version,
+            events=uow.outbox_arguments(),
+        )
+        if attempt.ticket is not None and attempt.ticket.version != ticket.version:
+            raise _TicketChanged()  # nothing written (rolled back): read again, lock the right event
+        # Not inserted: raises why (reserved, or the sale's rules as the statement found them).
+        domain.orderable_ticket(attempt.ticket, buyer=user_id, held=not attempt.inserted, sale=attempt.sale, now=now)
     return OrderWithTicket(
         id=order_id, user_id=user_id, status=OrderStatus.CREATED, expires_at=expires_at, version=0, ticket=ticket
     )
