@@ -97,10 +97,13 @@ async def test_a_one_statement_unit_of_work_hands_over_the_events_its_statement_
 async def test_a_one_statement_unit_of_work_that_raises_hands_over_nothing(
     db: Database, handed_over: list[OutboxMessage]
 ) -> None:
-    with pytest.raises(LookupError):
+    async def refused_after_staging() -> None:
         async with db.one_statement() as uow:
             uow.publish(a_ticket())
             raise LookupError("the statement wrote nothing")
+
+    with pytest.raises(LookupError):
+        await refused_after_staging()
 
     assert handed_over == []
 
