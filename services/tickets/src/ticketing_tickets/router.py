@@ -44,23 +44,21 @@ async def create_ticket(body: TicketIn, user: RequiredUser, db: DatabaseDep) -> 
     return TicketOut.model_validate(ticket)
 
 
-@router.get("", responses=error_responses(400))
+@router.get("", response_model=TicketPage, responses=error_responses(400))
 async def list_tickets(
     db: DatabaseDep,
     limit: str | None = None,
     cursor: str | None = None,
     event_id: Annotated[str | None, Query(alias="eventId")] = None,
-) -> TicketPage:
+) -> Response:
     """Tickets for sale (held by no order), newest first, one page at a time; of one event with ``eventId``."""
     page_size = parse_limit(limit)
     after = Cursor.decode(cursor) if cursor is not None else None
     tickets, following = await service.list_available(
         db=db, limit=page_size, after=after, event_id=_event_id_query(event_id)
     )
-    return TicketPage(
-        tickets=[TicketOut.model_validate(t) for t in tickets],
-        next=following.encode() if following is not None else None,
-    )
+    body = TicketPage.body(tickets, following.encode() if following is not None else None)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{ticket_id}", response_model=TicketOut, responses=error_responses(404))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import Field, ValidationInfo, field_serializer, field_validator, model_validator
 
@@ -156,6 +157,39 @@ class TicketPage(CamelModel):
 
     tickets: list[TicketOut]
     next: str | None
+
+    @classmethod
+    def body(cls, tickets: Sequence[TicketRow], next_cursor: str | None) -> bytes:
+        """The page's JSON. Its rows come from this service's own database and are valid already, so they are
+        not validated again: the listing is the read every buyer of a sale repeats."""
+        page = cls.model_construct(
+            tickets=[
+                TicketOut.model_construct(
+                    id=t.id,
+                    title=t.title,
+                    price=t.price,
+                    user_id=t.user_id,
+                    order_id=t.order_id,
+                    version=t.version,
+                    event_id=t.event_id,
+                )
+                for t in tickets
+            ],
+            next=next_cursor,
+        )
+        return page.model_dump_json(by_alias=True).encode()
+
+
+class TicketRow(Protocol):
+    """A ticket as read from the database (``queries.Ticket``)."""
+
+    id: uuid.UUID
+    title: str
+    price: Decimal
+    user_id: uuid.UUID
+    order_id: uuid.UUID | None
+    version: int
+    event_id: uuid.UUID | None
 
 
 # -- events ------------------------------------------------------------------------------------------------------
