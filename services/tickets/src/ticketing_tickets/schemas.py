@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from pydantic import Field, ValidationInfo, field_serializer, field_validator, model_validator
+from pydantic_core import to_json
 
 from ticketing_common.schemas import CamelModel, Money, RequestBody, has_control_characters
 from ticketing_tickets.domain import (
@@ -158,26 +159,28 @@ class TicketPage(CamelModel):
     tickets: list[TicketOut]
     next: str | None
 
-    @classmethod
-    def body(cls, tickets: Sequence[TicketRow], next_cursor: str | None) -> bytes:
-        """The page's JSON. Its rows come from this service's own database and are valid already, so they are
-        not validated again: the listing is the read every buyer of a sale repeats."""
-        page = cls.model_construct(
-            tickets=[
-                TicketOut.model_construct(
-                    id=t.id,
-                    title=t.title,
-                    price=t.price,
-                    user_id=t.user_id,
-                    order_id=t.order_id,
-                    version=t.version,
-                    event_id=t.event_id,
-                )
-                for t in tickets
-            ],
-            next=next_cursor,
+    @staticmethod
+    def body(tickets: Sequence[TicketRow], next_cursor: str | None) -> bytes:
+        """The page's JSON, as this model would write it (a test holds the two to the same bytes). Its rows come
+        from this service's own database, valid already, so they go to JSON without a model each: the listing is
+        the read every buyer of a sale repeats."""
+        return to_json(
+            {
+                "tickets": [
+                    {
+                        "id": t.id,
+                        "title": t.title,
+                        "price": float(t.price),  # as Money writes it
+                        "userId": t.user_id,
+                        "orderId": t.order_id,
+                        "version": t.version,
+                        "eventId": t.event_id,
+                    }
+                    for t in tickets
+                ],
+                "next": next_cursor,
+            }
         )
-        return page.model_dump_json(by_alias=True).encode()
 
 
 class TicketRow(Protocol):

@@ -1,4 +1,4 @@
-"""The listing's cursor and page size, and request bodies parsed with exact numbers, without any server."""
+"""The listing's cursor, page size and body, and request bodies parsed with exact numbers, without any server."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import pytest
 
 from ticketing_common.errors import FieldError
 from ticketing_tickets.pagination import Cursor, parse_limit
+from ticketing_tickets.queries import Ticket
 from ticketing_tickets.routing import loads_exact
+from ticketing_tickets.schemas import TicketOut, TicketPage
 
 pytestmark = pytest.mark.unit
 
@@ -66,3 +68,26 @@ def test_non_finite_numbers_reach_the_validators_instead_of_failing_the_parse() 
 def test_an_integer_too_long_to_parse_is_a_json_error() -> None:
     with pytest.raises(json.JSONDecodeError):
         loads_exact("1" * 5000)
+
+
+@pytest.mark.parametrize("next_cursor", [None, "MjAyNi0xMS0zMFQwNTowMDowMCswMDowMHwx"])
+def test_the_listing_body_is_the_page_model_written_as_json(next_cursor: str | None) -> None:
+    created = datetime(2026, 11, 30, tzinfo=UTC)
+    rows = [
+        Ticket(uuid.uuid4(), "Concert", Decimal("20.00"), uuid.uuid4(), None, 0, created, None),
+        Ticket(
+            uuid.uuid4(),
+            'Quotes " and \\ and ünïcödé',
+            Decimal("19.99"),
+            uuid.uuid4(),
+            uuid.uuid4(),
+            7,
+            created,
+            uuid.uuid4(),
+        ),
+        Ticket(uuid.uuid4(), "Cheap", Decimal("0.05"), uuid.uuid4(), None, 1, created, None),
+        Ticket(uuid.uuid4(), "Dear", Decimal("99999999.99"), uuid.uuid4(), None, 2, created, None),
+    ]
+    by_the_model = TicketPage(tickets=[TicketOut.model_validate(row) for row in rows], next=next_cursor)
+
+    assert TicketPage.body(rows, next_cursor) == by_the_model.model_dump_json(by_alias=True).encode()
