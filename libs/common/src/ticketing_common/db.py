@@ -1,8 +1,9 @@
 """Database wiring at run time: one asyncpg pool per service and the unit of work every writer uses.
 
 SQL is written out in each service's ``queries.py``; SQLAlchemy appears only in migrations (Alembic). A write that
-publishes events or takes more than one statement opens a unit of work; a single statement that publishes nothing
-may run on the pool, where it is its own transaction.
+publishes events or takes more than one statement opens a unit of work (``unit_of_work``: a transaction); a single
+statement that publishes may write its events itself (``one_statement``); one that publishes nothing may run on the
+pool, where it is its own transaction.
 """
 
 from __future__ import annotations
