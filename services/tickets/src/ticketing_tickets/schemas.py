@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationInfo, field_serializer, field_validator, model_validator
 from pydantic_core import to_json
@@ -26,6 +26,9 @@ from ticketing_tickets.domain import (
     parse_moment,
     whole_number,
 )
+
+if TYPE_CHECKING:
+    from ticketing_tickets.queries import Ticket
 
 # The API's rules; the migrations' CHECK constraints hold the database to the same.
 MAX_TITLE_LENGTH = 200  # and of an event's name and venue
@@ -160,7 +163,7 @@ class TicketPage(CamelModel):
     next: str | None
 
     @staticmethod
-    def body(tickets: Sequence[TicketRow], next_cursor: str | None) -> bytes:
+    def body(tickets: Sequence[Ticket], next_cursor: str | None) -> bytes:
         """The page's JSON, as this model would write it (a test holds the two to the same bytes). Its rows come
         from this service's own database, valid already, so they go to JSON without a model each: the listing is
         the read every buyer of a sale repeats."""
@@ -182,18 +185,6 @@ class TicketPage(CamelModel):
                 "next": next_cursor,
             }
         )
-
-
-class TicketRow(Protocol):
-    """A ticket as read from the database (``queries.Ticket``)."""
-
-    id: uuid.UUID
-    title: str
-    price: Decimal
-    user_id: uuid.UUID
-    order_id: uuid.UUID | None
-    version: int
-    event_id: uuid.UUID | None
 
 
 # -- events ------------------------------------------------------------------------------------------------------
