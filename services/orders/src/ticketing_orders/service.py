@@ -97,12 +97,12 @@ async def _insert_order(
     read) with the order. For a ticket of an event it runs in a transaction after the buyer's lock for that
     event; a ticket of no event needs no lock, and the statement commits on its own."""
     order_id = new_id()
-    now = utcnow()
-    expires_at = now + timedelta(seconds=expiration_seconds)
     unit = db.one_statement() if ticket.event_id is None else db.unit_of_work()
     async with unit as uow:
         if ticket.event_id is not None:
             await queries.lock_buyer_at_event(uow.conn, domain.buyer_event_lock_key(user_id, ticket.event_id))
+        now = utcnow()  # after the lock: the rules are judged, and the window starts, when the insert runs
+        expires_at = now + timedelta(seconds=expiration_seconds)
         uow.publish(
             OrderCreated(
                 id=order_id,
