@@ -12,15 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
-import subprocess
 import tempfile
 from pathlib import Path
+
+from paced_cpu import start_spies, stop_spies  # this folder's own helpers (the script's folder is on sys.path)
 
 from ticketing_bench import client, wrk
 from ticketing_bench.system import System
 
-SPY = ("py-spy", "record", "--format", "raw", "--rate", "200", "--nonblocking")
 SECONDS = 6.0
 
 
@@ -41,25 +40,11 @@ async def seed(system: System) -> tuple[str, str]:
 
 
 def measure(system: System, name: str, base: str, path: str, profile: Path | None, **options: object) -> dict:
-    processes = system.processes()
-    spies = []
-    if profile is not None:
-        profile.mkdir(parents=True, exist_ok=True)
-        for service in ("orders", "tickets", "gateway"):
-            spies.append(
-                subprocess.Popen(
-                    [*SPY, "--pid", str(processes[service][0].pid), "-o", str(profile / f"{name}.{service}.txt")],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+    spies = start_spies(system, profile, ("orders", "tickets", "gateway"), prefix=f"{name}.") if profile else []
     before = system.sample()
     result = wrk.run(name, base, path, seconds=SECONDS, **options)  # type: ignore[arg-type]
     after = system.sample()
-    for spy in spies:
-        spy.send_signal(signal.SIGINT)
-    for spy in spies:
-        spy.wait(30)
+    stop_spies(spies)
     cpu = {k: round((after[k]["cpu_s"] - before[k]["cpu_s"]) * 1000 / max(1, result.requests), 3) for k in after}
     busy = {k: v for k, v in cpu.items() if v >= 0.005}
     return {

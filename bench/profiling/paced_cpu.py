@@ -26,18 +26,29 @@ SPY = ("py-spy", "record", "--format", "raw", "--rate", "200", "--nonblocking")
 PROFILED = ("orders", "tickets", "expiration", "payments")
 
 
-def start_spies(system: System, folder: Path) -> list[subprocess.Popen[bytes]]:
-    """py-spy on each service process, writing raw (collapsed) stacks to ``folder/<service>.txt`` until SIGINT."""
+def start_spies(
+    system: System, folder: Path, services: tuple[str, ...] = PROFILED, prefix: str = ""
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each of ``services``' processes, writing raw (collapsed) stacks to
+    ``folder/<prefix><service>.txt`` until :func:`stop_spies`."""
     folder.mkdir(parents=True, exist_ok=True)
     return [
         subprocess.Popen(
-            [*SPY, "--pid", str(group[0].pid), "-o", str(folder / f"{name}.txt")],
+            [*SPY, "--pid", str(group[0].pid), "-o", str(folder / f"{prefix}{name}.txt")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         for name, group in system.processes().items()
-        if name in PROFILED
+        if name in services
     ]
+
+
+def stop_spies(spies: list[subprocess.Popen[bytes]]) -> None:
+    """Stop them all (SIGINT makes py-spy write its file), then wait for each."""
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        spy.wait(30)
 
 
 async def measure(system: System, orders: int, rate: float, profile: Path | None) -> dict[str, float]:
@@ -56,10 +67,7 @@ async def measure(system: System, orders: int, rate: float, profile: Path | None
     driven = time.monotonic() - started
     await system.wait_quiet(180)
     after = system.sample()
-    for spy in spies:
-        spy.send_signal(signal.SIGINT)
-    for spy in spies:
-        spy.wait(30)
+    stop_spies(spies)
     per_order = {
         name: (after[name]["cpu_s"] - before[name]["cpu_s"]) * 1000 / max(1, len(created))
         for name in after

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from common_demo import DemoSettings
 
-from ticketing_common.db import Database, OutboxMessage, create_database
+from ticketing_common.db import WRITE_OUTBOX_ROWS, Database, OutboxMessage, create_database
 from ticketing_common.events import TicketCreated
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -60,12 +60,6 @@ async def test_a_transaction_left_open_is_rolled_back_before_the_connection_is_u
         assert await conn.fetchval("SELECT to_regclass('left_open')") is None
 
 
-WRITE_STAGED = """
-INSERT INTO outbox (event_id, subject, payload, headers)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[])
-"""
-
-
 def a_ticket() -> TicketCreated:
     return TicketCreated(id=uuid.uuid4(), title="Concert", price=Decimal("20.00"), user_id=uuid.uuid4(), version=0)
 
@@ -87,7 +81,7 @@ async def test_a_one_statement_unit_of_work_hands_over_the_events_its_statement_
 ) -> None:
     async with db.one_statement() as uow:
         event_id = uow.publish(a_ticket())
-        await uow.conn.execute(WRITE_STAGED, *uow.outbox_arguments())
+        await uow.conn.execute(WRITE_OUTBOX_ROWS, *uow.outbox_arguments())
         assert not uow.conn.is_in_transaction()
 
     assert [message.event_id for message in handed_over] == [event_id]
@@ -123,7 +117,7 @@ async def test_a_unit_of_work_writes_at_commit_only_the_events_no_statement_wrot
 ) -> None:
     async with db.unit_of_work() as uow:
         first = uow.publish(a_ticket())
-        await uow.conn.execute(WRITE_STAGED, *uow.outbox_arguments())
+        await uow.conn.execute(WRITE_OUTBOX_ROWS, *uow.outbox_arguments())
         second = uow.publish(a_ticket())
 
     assert [message.event_id for message in handed_over] == [first, second]

@@ -12,14 +12,6 @@ from ticketing_common.http_server import OneSendPerTurn
 pytestmark = pytest.mark.unit
 
 
-class Receiver(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def data_received(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-
 async def connected() -> tuple[asyncio.Transport, socket.socket]:
     ours, theirs = socket.socketpair()
     theirs.setblocking(False)
@@ -28,7 +20,7 @@ async def connected() -> tuple[asyncio.Transport, socket.socket]:
 
 
 async def sends_seen(transport: asyncio.Transport, writes: list[bytes]) -> list[bytes]:
-    """What the peer's socket holds after each turn of the loop in which ``writes`` were made."""
+    """The writes ``transport`` itself received after ``writes`` were made through the wrapper in one turn."""
     written: list[bytes] = []
     real_write = transport.write
     transport.write = lambda data: (written.append(bytes(data)), real_write(data))  # type: ignore[method-assign]
